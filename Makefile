@@ -1,0 +1,53 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both install what they need first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.coinstream-installed
+
+.PHONY: setup prereqs demo test lint unit integration e2e down clean
+
+setup: prereqs $(STAMP) node_modules/.package-lock.json
+
+prereqs:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)")'
+	@command -v java >/dev/null || { echo "Java >= 11 is required (17 is tested): install a JDK, e.g. apt-get install openjdk-17-jre-headless"; exit 1; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "Node >= 18 with npm is required: install Node.js"; exit 1; }
+
+# The virtual environment, the Python packages, and the KCL jars (amazon-kclpy fetches them from Maven Central).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'from consumer.daemon import jar_dir; n = len(list(jar_dir().glob("*.jar"))); assert n > 50, f"only {n} KCL jars in {jar_dir()}"; print(f"{n} KCL jars in {jar_dir()}")'
+	touch $(STAMP)
+
+# kinesis-mock (npm kinesis-local), pinned by package-lock.json.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+demo: setup
+	$(BIN)/coinstream demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+e2e: setup
+	$(BIN)/pytest tests/e2e
+
+# Everything CI runs. pytest exits non-zero (5) when it collects no test, which fails this target too.
+test: setup lint
+	$(BIN)/pytest tests/unit tests/integration tests/e2e
+
+down:
+	$(BIN)/coinstream local down
+
+clean: down
+	rm -rf .coinstream

@@ -1,0 +1,5 @@
+"""`python -m coinstream` is the `coinstream` command."""
+
+from coinstream.cli import main
+
+main()

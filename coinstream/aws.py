@@ -1,0 +1,105 @@
+"""AWS clients that point at the local stack or at AWS; only endpoints and credentials differ."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from coinstream.config import Settings
+from coinstream.errors import CoinstreamError, FatalError, TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_firehose import FirehoseClient
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_s3 import S3Client
+
+# The local stack accepts any credentials; these never leave the machine.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+_ENV_NAMES = {"kinesis": "KINESIS", "dynamodb": "DYNAMODB", "s3": "S3", "firehose": "FIREHOSE"}
+
+
+@overload
+def client(service: Literal["kinesis"], settings: Settings) -> KinesisClient: ...
+@overload
+def client(service: Literal["firehose"], settings: Settings) -> FirehoseClient: ...
+@overload
+def client(service: Literal["s3"], settings: Settings) -> S3Client: ...
+@overload
+def client(service: Literal["dynamodb"], settings: Settings) -> DynamoDBClient: ...
+def client(service: str, settings: Settings) -> Any:
+    """A boto3 client for `service`; on the local stack with its endpoint and dummy credentials."""
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
+    if settings.target == "local":
+        return boto3.client(
+            service,
+            region_name=settings.region,
+            endpoint_url=settings.endpoint(service),
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            config=config,
+        )
+    return boto3.client(service, region_name=settings.region, config=config)
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """Environment for a child process (the KCL daemon and its record processors)."""
+    env = dict(os.environ)
+    env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = settings.region
+    if settings.target == "local":
+        env.update(LOCAL_CREDENTIALS)
+        for service, name in _ENV_NAMES.items():
+            env[f"AWS_ENDPOINT_URL_{name}"] = str(settings.endpoint(service))
+    for field in Settings.model_fields:
+        env[f"COINSTREAM_{field.upper()}"] = str(getattr(settings, field) or "")
+    if not settings.warehouse_file:
+        env.pop("COINSTREAM_WAREHOUSE_FILE", None)
+    return env
+
+
+# Error codes worth a retry: throttling and service-side trouble.
+_TRANSIENT_CODES = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "ServiceUnavailableException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalServerError",
+    "KMSThrottlingException",
+    "LimitExceededException",
+    "RequestTimeout",
+    "SlowDown",
+}
+
+
+def classify(exc: Exception, what: str) -> CoinstreamError:
+    """Map a botocore exception to transient (retry) or fatal (stop, say why): the one place that does."""
+    if isinstance(exc, CoinstreamError):
+        return exc
+    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | ConnectTimeoutError):
+        return TransientError(f"{what}: cannot reach the endpoint ({exc}); is `coinstream local up` running?")
+    if isinstance(exc, NoCredentialsError):
+        return FatalError(f"{what}: no AWS credentials; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _TRANSIENT_CODES or status >= 500:
+            return TransientError(f"{what}: {code or status}: {message}")
+        if code == "ResourceNotFoundException":
+            return FatalError(
+                f"{what}: {message or 'not found'}; check the names in pipeline.toml and run `coinstream local up`"
+            )
+        return FatalError(f"{what}: {code}: {message}")
+    return TransientError(f"{what}: {type(exc).__name__}: {exc}")

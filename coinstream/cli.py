@@ -1,0 +1,266 @@
+"""`coinstream`: one command in front of the local stack, the producers, the consumer and the warehouse."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from coinstream import REPO_ROOT
+from coinstream.config import Pipeline, Settings, load_settings
+from coinstream.errors import CoinstreamError, FatalError
+from coinstream.records import Kind
+
+app = typer.Typer(
+    help="Does chatter about bitcoin move with bitcoin trading? A streaming pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+local_app = typer.Typer(help="The local stand-in for AWS (kinesis-mock + moto server).", no_args_is_help=True)
+produce_app = typer.Typer(help="One producer run, as cron starts it.", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+app.add_typer(produce_app, name="produce")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILURE = 1
+EXIT_PARTIAL = 3
+DEFAULT_OFFLINE_DIR = REPO_ROOT / "tests" / "payloads"
+
+
+def friendly(func: F) -> F:
+    """Turn a CoinstreamError into one red line and an exit code, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CoinstreamError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_FAILURE) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _context() -> tuple[Settings, Pipeline]:
+    settings = load_settings()
+    return settings, Pipeline.load(settings.pipeline_file)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _require_local(settings: Settings) -> None:
+    if settings.target != "local":
+        raise FatalError("this command manages the local stack; unset COINSTREAM_TARGET (it is 'aws')")
+
+
+@local_app.command("up")
+@friendly
+def local_up() -> None:
+    """Start kinesis-mock and moto server on loopback and create the pipeline's resources."""
+    from coinstream import local_stack
+
+    settings, pipeline = _context()
+    _require_local(settings)
+    started = local_stack.up(settings, pipeline)
+    out.print(
+        f"local stack up ({', '.join(started)}): kinesis http://{settings.host}:{settings.kinesis_port}, "
+        f"moto http://{settings.host}:{settings.moto_port}; state in {settings.state_dir}"
+    )
+
+
+@local_app.command("down")
+@friendly
+def local_down() -> None:
+    """Stop every process of the local stack."""
+    from coinstream import local_stack
+
+    settings, _ = _context()
+    stopped = local_stack.down(settings)
+    out.print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@local_app.command("status")
+@friendly
+def local_status() -> None:
+    """What runs, on which port, and what each stream, bucket and table holds."""
+    from coinstream import local_stack
+    from coinstream.aws import client
+    from consumer.checkpoints import stream_record_count
+
+    settings, pipeline = _context()
+    status = local_stack.status(
+        settings,
+        pipeline,
+        count_records=lambda: stream_record_count(client("kinesis", settings), pipeline.stream_name),
+        count_rows=lambda: _warehouse_counts(settings, pipeline),
+    )
+    table = Table("part", "state", "holds", title="coinstream local stack")
+    for name, (pid, port) in status.processes.items():
+        table.add_row(name, f"running, pid {pid}, port {port}" if pid else "stopped", "")
+    if status.stream:
+        shards = {k: v for k, v in status.stream.items() if k != "name"}
+        table.add_row(f"stream {status.stream['name']}", f"{len(shards)} shards", f"{sum(shards.values())} records")
+    for prefix, count in status.objects.items():
+        table.add_row(f"s3://{pipeline.bucket}/{prefix}", "", f"{count} objects")
+    for name in status.delivery_streams:
+        table.add_row(f"firehose {name}", "active", "")
+    for name, rows in status.tables.items():
+        table.add_row(f"table {name}", str(settings.warehouse_path.name), f"{rows} rows")
+    out.print(table)
+    for problem in status.problems:
+        err.print(f"[yellow]warning:[/] {problem}")
+
+
+def _warehouse_counts(settings: Settings, pipeline: Pipeline) -> dict[str, int]:
+    from coinstream.warehouse import Warehouse
+
+    if not settings.warehouse_path.exists():
+        return {}
+    wh = Warehouse(settings.warehouse_path, pipeline.root / "redshift")
+    try:
+        wh.apply_ddl()
+        return wh.row_counts()
+    finally:
+        wh.close()
+
+
+def _produce(kind: Kind, from_dir: Path, market: str) -> None:
+    from producer.run import produce_offline
+
+    settings, pipeline = _context()
+    result = produce_offline(kind, settings, pipeline, from_dir, market)
+    out.print(
+        f"{kind.value}s: {result.sent} sent to {pipeline.stream_name}, {len(result.unsent)} unsent, "
+        f"{len(result.refused)} refused"
+    )
+    if result.unsent or result.refused:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+FromDir = Annotated[
+    Path, typer.Option("--from-dir", help="Folder of recorded API answers to replay.", exists=True, file_okay=False)
+]
+Market = Annotated[str, typer.Option(help="Market, QUOTE-TARGET.")]
+
+
+@produce_app.command("candles")
+@friendly
+def produce_candles(from_dir: FromDir = DEFAULT_OFFLINE_DIR, market: Market = "KRW-BTC") -> None:
+    """Put 1-minute BTC candles (Coinone chart answers) on the stream."""
+    _produce(Kind.CANDLE, from_dir, market)
+
+
+@produce_app.command("posts")
+@friendly
+def produce_posts(from_dir: FromDir = DEFAULT_OFFLINE_DIR) -> None:
+    """Put posts that mention bitcoin (X recent-search answers) on the stream."""
+    _produce(Kind.POST, from_dir, "KRW-BTC")
+
+
+AppName = Annotated[str, typer.Option("--app", help="Consumer application name (its own leases and checkpoints).")]
+
+
+@app.command()
+@friendly
+def consume(
+    app_name: AppName = "warehouse",
+    until_caught_up: Annotated[bool, typer.Option(help="Stop once every record is checkpointed.")] = False,
+    timeout: Annotated[float, typer.Option(help="With --until-caught-up: give up after this many seconds.")] = 300,
+    worker_id: Annotated[str | None, typer.Option(help="KCL worker id (default: a random one).")] = None,
+) -> None:
+    """Run a KCL worker (the real MultiLangDaemon) that delivers records to Firehose."""
+    from consumer import runner
+
+    settings, pipeline = _context()
+    if not until_caught_up:
+        raise typer.Exit(runner.run_forever(settings, pipeline, app_name, worker_id))
+    with err.status("consuming...") as spinner:
+        shards = runner.run_until_caught_up(
+            settings,
+            pipeline,
+            app_name,
+            timeout=timeout,
+            on_progress=lambda s: spinner.update(
+                f"consuming: {sum(x.checkpointed for x in s)}/{sum(x.records for x in s)} records checkpointed"
+            ),
+        )
+    out.print(
+        f"{app_name}: caught up, {sum(s.checkpointed for s in shards)} records checkpointed on {len(shards)} shards"
+    )
+
+
+@app.command()
+@friendly
+def load() -> None:
+    """Do locally what Firehose's COPY does on AWS: load delivered S3 objects into the warehouse."""
+    settings, pipeline = _context()
+    report = _load(settings, pipeline)
+    rows = ", ".join(f"{n} rows into {t}" for t, n in report.rows.items())
+    out.print(
+        f"loaded {report.objects_loaded} objects ({rows}); {report.objects_skipped} already loaded; "
+        f"{report.errors} rows rejected"
+    )
+
+
+def _load(settings: Settings, pipeline: Pipeline) -> Any:
+    from coinstream.aws import client
+    from coinstream.delivery import load_delivery_streams
+    from coinstream.warehouse import Warehouse
+
+    wh = Warehouse(settings.warehouse_path, pipeline.root / "redshift")
+    try:
+        wh.apply_ddl()
+        return wh.load(
+            client("s3", settings), pipeline.bucket, load_delivery_streams(pipeline).values(), pipeline.root / "s3"
+        )
+    finally:
+        wh.close()
+
+
+@app.command()
+@friendly
+def demo(from_dir: FromDir = DEFAULT_OFFLINE_DIR) -> None:
+    """Run it all on the local stack: up, produce, consume until caught up, load; then a summary."""
+    from coinstream.demo import run_demo
+
+    settings, pipeline = _context()
+    _require_local(settings)
+    summary = run_demo(settings, pipeline, from_dir, say=lambda m: err.print(f"[bold]>[/] {m}"))
+    table = Table("table", "produced", "consumed", "delivered", "loaded", title="coinstream demo")
+    for row in summary.rows:
+        table.add_row(row.table, str(row.produced), str(row.consumed), str(row.delivered), str(row.loaded))
+    out.print(table)
+    out.print(summary.note)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except CoinstreamError as exc:  # raised outside a command (settings, pipeline file)
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_FAILURE)

@@ -1,0 +1,107 @@
+"""Settings: where the pipeline runs and what its resources are called.
+
+`Settings` comes from the environment (prefix COINSTREAM_); `Pipeline` from pipeline.toml, the
+one declaration of the stream, bucket and delivery streams that both the local stack and AWS use.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coinstream import REPO_ROOT
+from coinstream.errors import FatalError
+
+LOCAL_ACCOUNT_ID = "000000000000"
+
+
+class Settings(BaseSettings):
+    """Where coinstream runs: the local stand-in stack (default) or AWS."""
+
+    model_config = SettingsConfigDict(env_prefix="COINSTREAM_", frozen=True, extra="ignore")
+
+    target: Literal["local", "aws"] = "local"
+    region: str = "us-east-1"
+    pipeline_file: Path = REPO_ROOT / "pipeline.toml"
+    #: Every piece of local state (pids, logs, the warehouse file) lives under this folder.
+    state_dir: Path = REPO_ROOT / ".coinstream"
+    host: str = "127.0.0.1"
+    kinesis_port: int = Field(default=4568, ge=1, le=65535)
+    kinesis_tls_port: int = Field(default=4567, ge=1, le=65535)
+    moto_port: int = Field(default=5055, ge=1, le=65535)
+    warehouse_file: Path | None = None
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The DuckDB file that stands in for Redshift."""
+        return self.warehouse_file or self.state_dir / "warehouse.duckdb"
+
+    def endpoint(self, service: str) -> str | None:
+        """Endpoint URL of a service on the local stack; None on AWS (the SDK's own resolution)."""
+        if self.target == "aws":
+            return None
+        port = self.kinesis_port if service == "kinesis" else self.moto_port
+        return f"http://{self.host}:{port}"
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment; bad values end in one clear FatalError line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "COINSTREAM_" + str(first["loc"][0]).upper() if first["loc"] else "COINSTREAM_*"
+        raise FatalError(f"{name}: {first['msg']} (fix or unset that environment variable)") from None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The resources declared in pipeline.toml."""
+
+    root: Path
+    stream_name: str
+    shards: int
+    retention_hours: int
+    bucket: str
+    dead_letter_prefix: str
+    jsonpaths_prefix: str
+    delivery_files: dict[str, Path]
+
+    @classmethod
+    def load(cls, path: Path) -> Pipeline:
+        """Load and check pipeline.toml; any problem is one FatalError line naming the key."""
+        try:
+            doc = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise FatalError(f"{path}: pipeline file not found (set COINSTREAM_PIPELINE_FILE)") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise FatalError(f"{path}: not valid TOML: {exc}") from None
+        root = path.parent
+        try:
+            stream, bucket, delivery = doc["stream"], doc["bucket"], doc["delivery"]
+            shards = int(stream["shards"])
+            if not 1 <= shards <= 500:
+                raise ValueError("stream.shards must be between 1 and 500")
+            files = {kind: root / rel for kind, rel in delivery.items()}
+            for kind, file in files.items():
+                if not file.is_file():
+                    raise ValueError(f"delivery.{kind} names {file}, which does not exist")
+            return cls(
+                root=root,
+                stream_name=str(stream["name"]),
+                shards=shards,
+                retention_hours=int(stream.get("retention_hours", 24)),
+                bucket=str(bucket["name"]),
+                dead_letter_prefix=str(bucket.get("dead_letter_prefix", "dead-letter/")),
+                jsonpaths_prefix=str(bucket.get("jsonpaths_prefix", "jsonpaths/")),
+                delivery_files=files,
+            )
+        except KeyError as exc:
+            raise FatalError(f"{path}: missing key {exc.args[0]!r}; see the pipeline.toml in the repo") from None
+        except (TypeError, ValueError) as exc:
+            raise FatalError(f"{path}: {exc}") from None

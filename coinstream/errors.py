@@ -1,0 +1,19 @@
+"""One root error; below it the three ways a failure is handled (retry, stop, dead-letter)."""
+
+from __future__ import annotations
+
+
+class CoinstreamError(Exception):
+    """Root of every error coinstream raises on purpose. Its message is one line: what, and the fix."""
+
+
+class TransientError(CoinstreamError):
+    """Worth retrying: throttling, a 5xx, a connection refused, a partial batch failure."""
+
+
+class FatalError(CoinstreamError):
+    """Stop and say why: bad configuration, a missing tool, a port already taken."""
+
+
+class SkippableError(CoinstreamError):
+    """This one record cannot be processed: dead-letter it with the reason and go on."""

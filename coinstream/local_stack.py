@@ -1,0 +1,199 @@
+"""The local stand-in for AWS: kinesis-mock for Kinesis, moto server for DynamoDB, S3 and Firehose.
+
+`up` starts both on loopback, then creates the resources pipeline.toml declares; `down` stops
+them and leaves no process behind; `status` says what runs and what each resource holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from coinstream import REPO_ROOT
+from coinstream.aws import child_env, classify, client
+from coinstream.config import Pipeline, Settings
+from coinstream.delivery import load_delivery_streams, local_definition
+from coinstream.errors import CoinstreamError, FatalError
+from coinstream.processes import Managed, ensure_port_free
+
+logger = logging.getLogger(__name__)
+
+KINESIS_MOCK = REPO_ROOT / "node_modules" / "kinesis-local"
+MIN_NODE_MAJOR = 18
+
+
+def kinesis_proc(settings: Settings) -> Managed:
+    return Managed("kinesis-mock", settings.state_dir)
+
+
+def moto_proc(settings: Settings) -> Managed:
+    return Managed("moto", settings.state_dir)
+
+
+def _check_node() -> str:
+    node = shutil.which("node")
+    if not node:
+        raise FatalError(f"Node.js is not installed; install Node >= {MIN_NODE_MAJOR} (it runs kinesis-mock)")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    try:
+        major = int(version.lstrip("v").split(".")[0])
+    except ValueError:
+        major = 0
+    if major < MIN_NODE_MAJOR:
+        raise FatalError(f"Node.js {version or '?'} is too old; install Node >= {MIN_NODE_MAJOR}")
+    if not (KINESIS_MOCK / "main.js").is_file():
+        raise FatalError(
+            f"kinesis-mock is not installed in {KINESIS_MOCK}; run `npm ci` in {REPO_ROOT} (or `make setup`)"
+        )
+    return node
+
+
+def _wait(what: str, probe: Callable[[], Any], proc: Managed, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.pid() is None:
+            tail = proc.log_file.read_text(errors="replace")[-400:] if proc.log_file.exists() else ""
+            raise FatalError(f"{what} exited while starting; see {proc.log_file}: {tail.strip().splitlines()[-1:]}")
+        try:
+            probe()
+            return
+        except Exception as exc:
+            last = exc
+            time.sleep(0.3)
+    raise FatalError(f"{what} did not answer within {timeout:.0f}s ({last}); see {proc.log_file}")
+
+
+def up(settings: Settings, pipeline: Pipeline) -> list[str]:
+    """Start the stack and create the pipeline's resources; on any failure stop what was started."""
+    km, moto = kinesis_proc(settings), moto_proc(settings)
+    if km.pid() and moto.pid():
+        create_resources(settings, pipeline)
+        return ["already running"]
+    node = _check_node()
+    started: list[Managed] = []
+    try:
+        if km.pid() is None:
+            ensure_port_free(settings.kinesis_port, "kinesis-mock", "COINSTREAM_KINESIS_PORT")
+            ensure_port_free(settings.kinesis_tls_port, "kinesis-mock TLS", "COINSTREAM_KINESIS_TLS_PORT")
+        if moto.pid() is None:
+            ensure_port_free(settings.moto_port, "moto server", "COINSTREAM_MOTO_PORT", settings.host)
+        env = dict(os.environ)
+        if km.pid() is None:
+            env.update(
+                KINESIS_MOCK_CERT_PATH=str(KINESIS_MOCK / "server.json"),
+                KINESIS_MOCK_PLAIN_PORT=str(settings.kinesis_port),
+                KINESIS_MOCK_TLS_PORT=str(settings.kinesis_tls_port),
+                INITIALIZE_STREAMS=f"{pipeline.stream_name}:{pipeline.shards}",
+                AWS_REGION=settings.region,
+                LOG_LEVEL="WARN",
+            )
+            km.start([node, str(KINESIS_MOCK / "main.js")], env)
+            started.append(km)
+        if moto.pid() is None:
+            moto.start(
+                [sys.executable, "-m", "moto.server", "-H", settings.host, "-p", str(settings.moto_port)],
+                child_env(settings),
+            )
+            started.append(moto)
+        kinesis = client("kinesis", settings)
+        _wait("kinesis-mock", lambda: _stream_active(kinesis, pipeline.stream_name), km)
+        _wait("moto server", lambda: client("s3", settings).list_buckets(), moto)
+        create_resources(settings, pipeline)
+    except BaseException:
+        for proc in started:
+            proc.stop()
+        raise
+    return [p.name for p in started]
+
+
+def _stream_active(kinesis: Any, name: str) -> None:
+    status = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
+    if status != "ACTIVE":
+        raise RuntimeError(f"stream {name} is {status}")
+
+
+def create_resources(settings: Settings, pipeline: Pipeline) -> None:
+    """Create (idempotently) the bucket, its jsonpaths objects and the delivery streams."""
+    s3 = client("s3", settings)
+    firehose = client("firehose", settings)
+    kinesis = client("kinesis", settings)
+    try:
+        summary = kinesis.describe_stream_summary(StreamName=pipeline.stream_name)["StreamDescriptionSummary"]
+        if pipeline.retention_hours > summary["RetentionPeriodHours"]:
+            kinesis.increase_stream_retention_period(
+                StreamName=pipeline.stream_name, RetentionPeriodHours=pipeline.retention_hours
+            )
+        if pipeline.bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=pipeline.bucket)
+        existing = set(firehose.list_delivery_streams(Limit=100)["DeliveryStreamNames"])
+        for stream in load_delivery_streams(pipeline).values():
+            jsonpaths = pipeline.root / "s3" / stream.jsonpaths_file
+            if not jsonpaths.is_file():
+                raise FatalError(f"{jsonpaths}: missing; the delivery stream {stream.name} names it in its CopyOptions")
+            s3.put_object(Bucket=pipeline.bucket, Key=stream.jsonpaths_key, Body=jsonpaths.read_bytes())
+            if stream.name not in existing:
+                firehose.create_delivery_stream(**local_definition(stream))
+    except CoinstreamError:
+        raise
+    except Exception as exc:
+        raise classify(exc, "creating the local resources") from None
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop every process of the stack; returns the names of those that were running."""
+    return [p.name for p in (moto_proc(settings), kinesis_proc(settings)) if p.stop()]
+
+
+@dataclass
+class Status:
+    """What `coinstream local status` reports."""
+
+    processes: dict[str, tuple[int | None, int]] = field(default_factory=dict)
+    stream: dict[str, Any] = field(default_factory=dict)
+    objects: dict[str, int] = field(default_factory=dict)
+    delivery_streams: list[str] = field(default_factory=list)
+    tables: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def status(
+    settings: Settings,
+    pipeline: Pipeline,
+    count_records: Callable[[], dict[str, int]] | None = None,
+    count_rows: Callable[[], dict[str, int]] | None = None,
+) -> Status:
+    """Collect what runs, on which port, and how much each stream, bucket and table holds."""
+    out = Status()
+    out.processes = {
+        "kinesis-mock": (kinesis_proc(settings).pid(), settings.kinesis_port),
+        "moto": (moto_proc(settings).pid(), settings.moto_port),
+    }
+    if out.processes["kinesis-mock"][0] and count_records:
+        try:
+            out.stream = {"name": pipeline.stream_name, **count_records()}
+        except CoinstreamError as exc:
+            out.problems.append(str(exc))
+    if out.processes["moto"][0]:
+        try:
+            s3 = client("s3", settings)
+            prefixes = {s.prefix: 0 for s in load_delivery_streams(pipeline).values()}
+            prefixes[pipeline.dead_letter_prefix] = 0
+            for prefix in prefixes:
+                pages = s3.get_paginator("list_objects_v2").paginate(Bucket=pipeline.bucket, Prefix=prefix)
+                prefixes[prefix] = sum(page.get("KeyCount", 0) for page in pages)
+            out.objects = prefixes
+            out.delivery_streams = client("firehose", settings).list_delivery_streams()["DeliveryStreamNames"]
+        except Exception as exc:
+            out.problems.append(str(classify(exc, "reading the local bucket")))
+    if count_rows:
+        out.tables = count_rows()
+    return out
+

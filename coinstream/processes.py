@@ -1,0 +1,123 @@
+"""Background processes the project starts itself: pid files, logs, clean stops, free ports."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from coinstream.errors import FatalError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Managed:
+    """A named background process whose pid and log live under the state folder."""
+
+    name: str
+    state_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid if the process is alive, else None (and a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        except PermissionError:
+            return pid
+        if _is_zombie(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None) -> int:
+        """Start in its own session (so a stop reaches its children), logging to its log file."""
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        return proc.pid
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """SIGTERM the process group, SIGKILL what is left after `timeout`; True if something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        stop_group(pid, timeout)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+def stop_group(pid: int, timeout: float = 10.0) -> None:
+    """Stop a process and every process in its group: TERM, wait, then KILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5)
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            try:  # reap it if it is our child, so it does not linger as a zombie
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+
+
+def ensure_port_free(port: int, what: str, setting: str, host: str = "") -> None:
+    """Fail with one clear line when `port` is taken, naming the setting that moves it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise FatalError(
+                f"port {port} ({what}) is already in use; stop whatever holds it "
+                f"(`coinstream local down` if it is ours) or set {setting} to a free port"
+            ) from None
+
+
+def free_port() -> int:
+    """A currently free TCP port on loopback (for tests and parallel stacks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

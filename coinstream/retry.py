@@ -1,0 +1,38 @@
+"""The one retry policy: exponential backoff with jitter, bounded attempts, a log line before each sleep."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from coinstream.errors import TransientError
+
+
+def retrying(
+    logger: logging.Logger,
+    *,
+    max_attempts: int,
+    initial: float = 0.2,
+    max_wait: float = 10.0,
+    sleep: Callable[[float], None] | None = None,
+    reraise: bool = True,
+) -> Retrying:
+    """A tenacity Retrying that retries TransientError only and says why before it sleeps."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logger.warning("%s; retrying in %.1fs (attempt %d of %d)", exc, wait, state.attempt_number, max_attempts)
+
+    extra: dict[str, Any] = {"sleep": sleep} if sleep else {}
+    return Retrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=wait_exponential_jitter(multiplier=initial, max=max_wait),
+        retry=retry_if_exception_type(TransientError),
+        before_sleep=before_sleep,
+        reraise=reraise,
+        **extra,
+    )

@@ -1,0 +1,271 @@
+"""The local warehouse: a DuckDB file that stands in for Redshift.
+
+Tables come from the Redshift DDL under redshift/, translated with sqlglot. `load` does what
+Firehose's COPY step does on AWS: it reads the objects delivered to S3 and maps each JSON row to
+columns with the very jsonpaths files a Redshift COPY uses. A ledger of loaded objects makes a
+second load of the same object a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, ParseError
+
+from coinstream.aws import classify
+from coinstream.delivery import DeliveryStream
+from coinstream.errors import FatalError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
+logging.getLogger("sqlglot").setLevel(logging.ERROR)  # DISTKEY/SORTKEY have no DuckDB meaning; that is expected
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS coinstream_loaded_objects (
+    object_key VARCHAR PRIMARY KEY, table_name VARCHAR, etag VARCHAR, rows BIGINT, loaded_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS stl_load_errors (
+    object_key VARCHAR, line_number BIGINT, table_name VARCHAR, err_reason VARCHAR,
+    raw_line VARCHAR, logged_at TIMESTAMP
+);
+"""
+_PATH_TOKEN = re.compile(r"""\[\s*'([^']*)'\s*\]|\[\s*"([^"]*)"\s*\]|\[\s*(\d+)\s*\]|\.([A-Za-z_][\w]*)""")
+
+
+def redshift_statements(sql_file: Path) -> list[exp.Expr]:
+    """Parse a file of Redshift SQL; a statement Redshift would not accept fails with the file named."""
+    try:
+        return [s for s in sqlglot.parse(sql_file.read_text(), read="redshift", error_level=ErrorLevel.RAISE) if s]
+    except ParseError as exc:
+        raise FatalError(
+            f"{sql_file}: not valid Redshift SQL: {exc.errors[0]['description'] if exc.errors else exc}"
+        ) from None
+
+
+def to_duckdb(statement: exp.Expr) -> str:
+    """Translate one Redshift statement to DuckDB SQL."""
+    return statement.sql(dialect="duckdb", unsupported_level=ErrorLevel.IGNORE)
+
+
+def parse_jsonpath(path: str) -> list[str | int]:
+    """Steps of a Redshift JSONPath ($['a']['b'], $.a.b, $['a'][0]).
+
+    Wildcards and filters are refused, as Redshift refuses them.
+    """
+    if not path.startswith("$"):
+        raise ValueError(f"{path!r} does not start with $")
+    steps: list[str | int] = []
+    pos = 1
+    while pos < len(path):
+        match = _PATH_TOKEN.match(path, pos)
+        if not match:
+            raise ValueError(
+                f"{path!r}: unsupported at {path[pos:]!r} (Redshift takes only explicit names and indexes)"
+            )
+        name1, name2, index, dotted = match.groups()
+        steps.append(int(index) if index is not None else (name1 if name1 is not None else name2 or dotted))
+        pos = match.end()
+    if not steps:
+        raise ValueError(f"{path!r} names no element")
+    return steps
+
+
+def load_jsonpaths(file: Path) -> list[list[str | int]]:
+    """Read a jsonpaths file exactly as COPY would, refusing what COPY would silently misread."""
+    try:
+        doc = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FatalError(f"{file}: cannot read a jsonpaths file ({exc})") from None
+    if not isinstance(doc, dict) or list(doc) != ["jsonpaths"]:
+        found = list(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise FatalError(
+            f'{file}: the only top-level key must be exactly "jsonpaths" (found {found}); '
+            "with any other key Redshift COPY silently falls back to 'auto'"
+        )
+    try:
+        return [parse_jsonpath(p) for p in doc["jsonpaths"]]
+    except (TypeError, ValueError) as exc:
+        raise FatalError(f"{file}: {exc}") from None
+
+
+def extract(row: Any, steps: list[str | int]) -> Any:
+    """The value at one jsonpath, or None where the row lacks it (COPY loads NULL)."""
+    value = row
+    for step in steps:
+        if isinstance(step, int):
+            if not isinstance(value, list) or step >= len(value):
+                return None
+        elif not isinstance(value, dict) or step not in value:
+            return None
+        value = value[step]
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return value
+
+
+@dataclass
+class LoadReport:
+    """What one `load` did."""
+
+    objects_loaded: int = 0
+    objects_skipped: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+
+
+class Warehouse:
+    """The DuckDB file with the tables of redshift/*.sql and a ledger of loaded S3 objects."""
+
+    def __init__(self, path: Path, redshift_dir: Path) -> None:
+        self.path = path
+        self.redshift_dir = redshift_dir
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            raise FatalError(
+                f"{path}: cannot open the warehouse ({exc}); is another coinstream command using it?"
+            ) from None
+        self._columns: dict[str, list[str]] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def apply_ddl(self) -> None:
+        """Create the tables (and views) of every redshift/*.sql file, in file-name order."""
+        self.db.execute(_LEDGER)
+        for sql_file in sorted(self.redshift_dir.glob("*.sql")):
+            for statement in redshift_statements(sql_file):
+                if isinstance(statement, exp.Create) and statement.kind == "TABLE":
+                    schema = statement.this
+                    name = schema.this.name if isinstance(schema, exp.Schema) else schema.name
+                    self._columns[name] = [c.name for c in statement.find_all(exp.ColumnDef)]
+                try:
+                    self.db.execute(to_duckdb(statement))
+                except duckdb.Error as exc:
+                    raise FatalError(f"{sql_file}: does not run on the local warehouse: {exc}") from None
+
+    def columns(self, table: str) -> list[str]:
+        """Column names of a table, in DDL (and so COPY) order."""
+        if table not in self._columns:
+            raise FatalError(f"table {table!r} is not defined by any file in {self.redshift_dir}")
+        return self._columns[table]
+
+    def load(self, s3: S3Client, bucket: str, streams: Iterable[DeliveryStream], jsonpaths_dir: Path) -> LoadReport:
+        """COPY every not-yet-loaded object under each delivery stream's prefix into its table."""
+        report = LoadReport()
+        loaded = {r[0] for r in self.db.execute("SELECT object_key FROM coinstream_loaded_objects").fetchall()}
+        for stream in streams:
+            columns = self.columns(stream.table)
+            paths = load_jsonpaths(jsonpaths_dir / stream.jsonpaths_file)
+            if len(paths) != len(columns):
+                raise FatalError(
+                    f"{jsonpaths_dir / stream.jsonpaths_file}: {len(paths)} jsonpaths for {len(columns)} columns of "
+                    f"{stream.table}; COPY needs one expression per column, in column order"
+                )
+            report.rows.setdefault(stream.table, 0)
+            try:
+                keys = [
+                    (o["Key"], o.get("ETag", ""))
+                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=stream.prefix)
+                    for o in page.get("Contents", [])
+                ]
+            except Exception as exc:
+                raise classify(exc, f"listing s3://{bucket}/{stream.prefix}") from None
+            for key, etag in sorted(keys):
+                if key in loaded:
+                    report.objects_skipped += 1
+                    continue
+                try:
+                    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                except Exception as exc:
+                    raise classify(exc, f"reading s3://{bucket}/{key}") from None
+                rows, errors = self._copy(key, stream.table, columns, paths, body, etag)
+                report.objects_loaded += 1
+                report.rows[stream.table] += rows
+                report.errors += errors
+        return report
+
+    def _types(self, table: str) -> list[tuple[str, str, bool]]:
+        rows = self.db.execute(
+            "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
+            "WHERE table_name = ? ORDER BY column_index",
+            [table],
+        ).fetchall()
+        return [(str(n), str(t), bool(nullable)) for n, t, nullable in rows]
+
+    def _copy(
+        self, key: str, table: str, columns: list[str], paths: list[list[str | int]], body: bytes, etag: str
+    ) -> tuple[int, int]:
+        staged, errors = [], []
+        for number, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError("a row must be a JSON object")
+            except (ValueError, UnicodeDecodeError) as exc:
+                errors.append((key, number, table, f"Invalid JSON row: {exc}", line[:1024].decode(errors="replace")))
+                continue
+            values = [extract(row, p) for p in paths]
+            staged.append(
+                [number, *(None if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in values)]
+            )
+        types = {name: (dtype, nullable) for name, dtype, nullable in self._types(table)}
+        stage_cols = ", ".join(f"c{i} VARCHAR" for i in range(len(columns)))
+        # A value that does not convert to its column's type, or a NULL in a NOT NULL column, rejects
+        # the row into stl_load_errors, as Redshift COPY would report it.
+        bad_checks = " OR ".join(
+            f"(c{i} IS NOT NULL AND TRY_CAST(c{i} AS {types[c][0]}) IS NULL)"
+            + ("" if types[c][1] else f" OR c{i} IS NULL")
+            for i, c in enumerate(columns)
+        )
+        casts = ", ".join(f"CAST(c{i} AS {types[c][0]})" for i, c in enumerate(columns))
+        column_list = ", ".join(f'"{c}"' for c in columns)
+        self.db.execute("BEGIN TRANSACTION")
+        try:
+            self.db.execute(f"CREATE OR REPLACE TEMP TABLE coinstream_stage (line BIGINT, {stage_cols})")
+            if staged:
+                marks = ", ".join("?" for _ in range(len(columns) + 1))
+                self.db.executemany(f"INSERT INTO coinstream_stage VALUES ({marks})", staged)  # noqa: S608
+            rejected = self.db.execute(
+                f"SELECT line, to_json(coinstream_stage)::VARCHAR FROM coinstream_stage WHERE {bad_checks}"  # noqa: S608
+            ).fetchall()
+            for line_number, raw in rejected:
+                errors.append(
+                    (key, line_number, table, "a value does not fit its column's type or NOT NULL", raw[:1024])
+                )
+            self.db.execute(
+                f"INSERT INTO {table} ({column_list}) SELECT {casts} FROM coinstream_stage "  # noqa: S608
+                f"WHERE NOT ({bad_checks}) ORDER BY line"
+            )
+            good = len(staged) - len(rejected)
+            if errors:
+                self.db.executemany("INSERT INTO stl_load_errors VALUES (?, ?, ?, ?, ?, now())", errors)
+            self.db.execute(
+                "INSERT INTO coinstream_loaded_objects VALUES (?, ?, ?, ?, now())", [key, table, etag, good]
+            )
+            self.db.execute("DROP TABLE coinstream_stage")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        if errors:
+            logger.warning("%s: %d rows rejected, see the stl_load_errors table", key, len(errors))
+        return good, len(errors)
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table defined under redshift/."""
+        return {t: int(self.db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in self._columns}  # type: ignore[index]  # noqa: S608

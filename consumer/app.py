@@ -1,0 +1,49 @@
+"""Entry point the KCL MultiLangDaemon runs once per shard: `python -m consumer.app --app NAME`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from amazon_kclpy import kcl
+
+from coinstream.aws import client
+from coinstream.config import Pipeline, load_settings
+from coinstream.delivery import load_delivery_streams
+from consumer.dead_letter import DeadLetterSink
+from consumer.firehose_sink import FirehoseSink
+from consumer.processor import RecordProcessor
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for a long-running worker's logs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build the processor from settings and hand stdin/stdout to the KCL protocol."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--app", required=True)
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)  # stdout is the daemon's protocol
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+    settings = load_settings()
+    pipeline = Pipeline.load(settings.pipeline_file)
+    streams = {kind: s.name for kind, s in load_delivery_streams(pipeline).items()}
+    sink = FirehoseSink(streams, client("firehose", settings))
+    dead = DeadLetterSink(pipeline.bucket, pipeline.dead_letter_prefix, args.app, client("s3", settings))
+    kcl.KCLProcess(RecordProcessor(sink, dead)).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Runs the real KCL MultiLangDaemon (Java, amazon-kclpy's jars) with a generated properties file."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import amazon_kclpy
+
+from coinstream.config import Pipeline, Settings
+from coinstream.errors import FatalError
+
+DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
+LOGBACK = Path(__file__).with_name("logback.xml")
+MIN_JAVA_MAJOR = 11
+
+
+def application_name(app: str) -> str:
+    """The KCL application name (and lease table name) of a coinstream consumer app."""
+    return f"coinstream-{app}"
+
+
+def jar_dir() -> Path:
+    """Where amazon-kclpy put the KCL jars when it was installed."""
+    return Path(amazon_kclpy.__file__).parent / "jars"
+
+
+def check_java_and_jars() -> str:
+    """The java executable; one clear FatalError line when Java or the KCL jars are missing."""
+    java = shutil.which("java")
+    if not java:
+        raise FatalError(
+            f"Java is not installed; install a JDK >= {MIN_JAVA_MAJOR} (17 is tested) to run the KCL daemon"
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    try:
+        version = out.split('"')[1]
+        major = int(version.split(".")[0] if not version.startswith("1.") else version.split(".")[1])
+    except (IndexError, ValueError):
+        major = 0
+    if major < MIN_JAVA_MAJOR:
+        raise FatalError(f"Java {major or '?'} is too old for KCL 3; install a JDK >= {MIN_JAVA_MAJOR}")
+    jars = list(jar_dir().glob("amazon-kinesis-client-multilang-*.jar"))
+    if not jars:
+        raise FatalError(
+            f"the KCL jars are missing from {jar_dir()}; reinstall with `make setup` "
+            "(amazon-kclpy downloads them from Maven Central while it builds)"
+        )
+    return java
+
+
+def properties(settings: Settings, pipeline: Pipeline, app: str, worker_id: str | None = None) -> str:
+    """The daemon's properties for `app` on the configured target (local stack or AWS)."""
+    props: dict[str, str | int] = {
+        "executableName": f"{sys.executable} -m consumer.app --app {app}",
+        "streamName": pipeline.stream_name,
+        "applicationName": application_name(app),
+        "processingLanguage": f"python/{sys.version_info.major}.{sys.version_info.minor}",
+        "initialPositionInStream": "TRIM_HORIZON",
+        "regionName": settings.region,
+        "retrievalMode": "POLLING",
+        "callProcessRecordsEvenForEmptyRecordList": "true",
+        "shutdownGraceMillis": 15000,
+        "failoverTimeMillis": 10000,
+    }
+    if worker_id:
+        props["workerIdentifier"] = worker_id
+    if settings.target == "local":
+        props.update(
+            {
+                "AWSCredentialsProvider": "EnvironmentVariableCredentialsProvider",
+                "kinesisEndpoint": str(settings.endpoint("kinesis")),
+                "dynamoDBEndpoint": str(settings.endpoint("dynamodb")),
+                "metricsLevel": "NONE",
+                "idleTimeBetweenReadsInMillis": 250,
+                "parentShardPollIntervalMillis": 1000,
+            }
+        )
+    else:
+        props.update(
+            {
+                "AWSCredentialsProvider": "DefaultCredentialsProvider",
+                "metricsLevel": "SUMMARY",
+                "idleTimeBetweenReadsInMillis": 1000,
+            }
+        )
+    return "".join(f"{k} = {v}\n" for k, v in props.items())
+
+
+def command(settings: Settings, pipeline: Pipeline, app: str, worker_id: str | None = None) -> tuple[list[str], Path]:
+    """The java command line, after writing its properties file under the state folder."""
+    java = check_java_and_jars()
+    conf = settings.state_dir / "kcl"
+    conf.mkdir(parents=True, exist_ok=True)
+    prop_file = conf / f"{app}{'-' + worker_id if worker_id else ''}.properties"
+    prop_file.write_text(properties(settings, pipeline, app, worker_id))
+    classpath = f"{jar_dir()}/*:{conf}"
+    argv = [
+        java,
+        "-cp",
+        classpath,
+        f"-Dlogback.configurationFile={LOGBACK}",
+        DAEMON_CLASS,
+        "--properties-file",
+        str(prop_file),
+    ]
+    return argv, prop_file

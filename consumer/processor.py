@@ -1,0 +1,120 @@
+"""The KCL record processor: a thin adapter from the MultiLangDaemon's callbacks to the pure core.
+
+Nothing here writes to stdout: stdout belongs to the daemon's protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from amazon_kclpy.kcl import CheckpointError
+from amazon_kclpy.v3 import processor
+
+from coinstream.errors import SkippableError, TransientError
+from coinstream.records import Envelope
+from consumer.core import Deduper, to_row
+from consumer.dead_letter import DeadLetterSink
+from consumer.firehose_sink import FirehoseSink
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT_RETRIES = 5
+
+
+class RecordProcessor(processor.RecordProcessorBase):
+    """Processes one shard: parse, drop exact duplicates, deliver, then checkpoint what was delivered.
+
+    The checkpoint never passes a record whose row Firehose has not accepted: when delivery fails
+    after its retries, the rows stay queued, no checkpoint is taken, and the next call (KCL calls
+    even with no new records) tries again first.
+    """
+
+    def __init__(self, sink: FirehoseSink, dead_letters: DeadLetterSink, deduper: Deduper | None = None) -> None:
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.deduper = deduper or Deduper()
+        self.shard_id = "?"
+        self._uncheckpointed: tuple[str, int] | None = None
+        self.seen = 0
+        self.checkpoints = 0
+
+    def initialize(self, initialize_input: Any) -> None:
+        self.shard_id = initialize_input.shard_id
+        logger.info("shard %s: starting at %s", self.shard_id, initialize_input.sequence_number)
+
+    def process_records(self, process_records_input: Any) -> None:
+        now = datetime.now(UTC)
+        for record in process_records_input.records:
+            self.seen += 1
+            data = record.binary_data
+            try:
+                envelope = Envelope.from_bytes(data)
+                if self.deduper.is_new(envelope):
+                    self.sink.add(envelope.kind.value, to_row(envelope, now))
+            except SkippableError as exc:
+                self.dead_letters.add(self.shard_id, record.sequence_number, record.partition_key, data, str(exc))
+            except KeyError as exc:
+                reason = f"no delivery stream for record kind {exc.args[0]!r}"
+                self.dead_letters.add(self.shard_id, record.sequence_number, record.partition_key, data, reason)
+            self._uncheckpointed = (record.sequence_number, record.sub_sequence_number)
+        if self._deliver():
+            self._checkpoint(process_records_input.checkpointer)
+
+    def _deliver(self) -> bool:
+        try:
+            self.dead_letters.flush()
+            self.sink.flush()
+            return True
+        except TransientError as exc:
+            logger.error(
+                "shard %s: delivery failed, holding %d rows and not checkpointing: %s",
+                self.shard_id,
+                self.sink.pending_rows(),
+                exc,
+            )
+            return False
+
+    def _checkpoint(self, checkpointer: Any, at_end: bool = False) -> None:
+        if self._uncheckpointed is None and not at_end:
+            return
+        seq, sub = self._uncheckpointed or (None, None)
+        for attempt in range(1, _CHECKPOINT_RETRIES + 1):
+            try:
+                if at_end:
+                    checkpointer.checkpoint()
+                else:
+                    checkpointer.checkpoint(seq, sub)
+                self.checkpoints += 1
+                self._uncheckpointed = None
+                return
+            except CheckpointError as exc:
+                if exc.value == "ShutdownException":
+                    logger.info("shard %s: lease lost while checkpointing; another worker continues", self.shard_id)
+                    return
+                if exc.value == "ThrottlingException" and attempt < _CHECKPOINT_RETRIES:
+                    time.sleep(min(2**attempt * 0.1, 5))
+                    continue
+                logger.error("shard %s: checkpoint at %s failed: %s", self.shard_id, seq, exc.value)
+                return
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        # The new owner re-reads from our last checkpoint, so queued rows would only be duplicates.
+        logger.info("shard %s: lease lost after %d records", self.shard_id, self.seen)
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        if self._deliver():
+            self._checkpoint(shard_ended_input.checkpointer, at_end=True)
+        logger.info("shard %s: ended after %d records", self.shard_id, self.seen)
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        if self._deliver():
+            self._checkpoint(shutdown_requested_input.checkpointer)
+        logger.info(
+            "shard %s: shutting down after %d records, %d duplicates dropped",
+            self.shard_id,
+            self.seen,
+            self.deduper.dropped,
+        )

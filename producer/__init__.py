@@ -1,0 +1,1 @@
+"""Producers: fetch from a source, wrap in the record contract, put on the Kinesis stream."""

@@ -1,0 +1,87 @@
+"""Shared fixtures: no test can reach real AWS; recorded payloads and envelope factories."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coinstream.records import Envelope, Kind, candle_key, post_key
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+_AWS_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Clear real AWS credentials and config so that no test can ever reach AWS."""
+    for name in _AWS_VARS:
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path_factory.mktemp("aws-config") / "none"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("COINSTREAM_TARGET",):
+        monkeypatch.delenv(name, raising=False)
+
+
+def payload(relative: str) -> Any:
+    """A recorded API answer from tests/payloads."""
+    return json.loads((PAYLOADS / relative).read_text())
+
+
+FETCHED = datetime(2026, 11, 27, 13, 0, 30, tzinfo=UTC)
+
+
+def make_candle(minute: int = 0, market: str = "KRW-BTC", volume: str = "1.5", **payload: Any) -> Envelope:
+    """A candle envelope for minute `minute` after 2026-11-27 12:00 UTC."""
+    at = datetime(2026, 11, 27, 12, minute, tzinfo=UTC)
+    body = {
+        "market": market,
+        "open": "100",
+        "high": "110",
+        "low": "90",
+        "close": "105",
+        "volume": volume,
+        "quote_volume": "157.5",
+        **payload,
+    }
+    return Envelope(
+        kind=Kind.CANDLE,
+        source="coinone",
+        key=candle_key("coinone", market, at),
+        event_time=at,
+        fetched_at=FETCHED,
+        payload=body,
+    )
+
+
+def make_post(post_id: str = "1", text: str = "bitcoin!", minute: int = 0, source: str = "x") -> Envelope:
+    """A post envelope."""
+    at = datetime(2026, 11, 27, 12, minute, 17, tzinfo=UTC)
+    return Envelope(
+        kind=Kind.POST,
+        source=source,
+        key=post_key(source, post_id),
+        event_time=at,
+        fetched_at=FETCHED,
+        payload={"post_id": post_id, "text": text, "author_id": "9", "lang": "en"},
+    )

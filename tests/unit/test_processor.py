@@ -1,0 +1,209 @@
+"""The record processor driven through kclpy's KCLProcess, speaking the daemon's protocol in memory.
+
+Firehose and S3 are moto's in-process backends (no network, no server): the processor's rows
+really land in a bucket, and the test reads them back.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from amazon_kclpy import kcl
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from consumer.core import Deduper
+from consumer.dead_letter import DeadLetterSink
+from consumer.firehose_sink import FirehoseSink, pack
+from consumer.processor import RecordProcessor
+from tests.conftest import make_candle, make_post
+
+BUCKET = "landing"
+STREAMS = {"candle": "fh-candles", "post": "fh-posts"}
+
+
+@pytest.fixture
+def aws() -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        firehose = boto3.client("firehose", region_name="us-east-1")
+        for kind, name in STREAMS.items():
+            firehose.create_delivery_stream(
+                DeliveryStreamName=name,
+                ExtendedS3DestinationConfiguration={
+                    "RoleARN": "arn:aws:iam::000000000000:role/x",
+                    "BucketARN": f"arn:aws:s3:::{BUCKET}",
+                    "Prefix": f"firehose/{kind}/",
+                },
+            )
+        yield {"s3": s3, "firehose": firehose}
+
+
+def kcl_record(data: bytes, seq: int, key: str = "pk") -> dict[str, Any]:
+    return {
+        "action": "record",
+        "data": base64.b64encode(data).decode(),
+        "partitionKey": key,
+        "sequenceNumber": str(seq),
+        "subSequenceNumber": 0,
+        "approximateArrivalTimestamp": 1764244800000,
+    }
+
+
+class FakeDaemonPipe:
+    """Both ends of the daemon's stdin/stdout: scripted actions in, checkpoint requests answered.
+
+    `checkpoint_errors` maps the n-th checkpoint request (0-based) to the error the daemon answers.
+    """
+
+    def __init__(self, actions: list[dict[str, Any]], checkpoint_errors: dict[int, str] | None = None) -> None:
+        self.actions = actions
+        self.errors = checkpoint_errors or {}
+        self.written: list[dict[str, Any]] = []
+        self._answered = 0
+
+    def write(self, text: str) -> None:
+        self.written.extend(json.loads(line) for line in text.splitlines() if line.strip())
+
+    def flush(self) -> None:
+        pass
+
+    def readline(self) -> str:
+        requests = [m for m in self.written if m["action"] == "checkpoint"]
+        if len(requests) > self._answered:
+            request = requests[self._answered]
+            error = self.errors.get(self._answered)
+            self._answered += 1
+            return json.dumps({**request, "error": error}) + "\n"
+        return json.dumps(self.actions.pop(0)) + "\n" if self.actions else ""
+
+
+def drive(
+    processor: RecordProcessor,
+    batches: list[list[bytes]],
+    checkpoint_errors: dict[int, str] | None = None,
+    end: str = "shutdownRequested",
+) -> list[dict[str, Any]]:
+    """Feed the processor the daemon's messages; return what it wrote back (checkpoints and statuses)."""
+    actions: list[dict[str, Any]] = [
+        {
+            "action": "initialize",
+            "shardId": "shardId-000000000001",
+            "sequenceNumber": "TRIM_HORIZON",
+            "subSequenceNumber": 0,
+        }
+    ]
+    seq = 100
+    for batch in batches:
+        records = []
+        for data in batch:
+            seq += 1
+            records.append(kcl_record(data, seq))
+        actions.append({"action": "processRecords", "records": records, "millisBehindLatest": 0})
+    actions.append({"action": end})
+    pipe = FakeDaemonPipe(actions, checkpoint_errors)
+    kcl.KCLProcess(processor, input_file=pipe, output_file=pipe, error_file=io.StringIO()).run()
+    return pipe.written
+
+
+def landed_rows(s3: Any, prefix: str) -> list[dict[str, Any]]:
+    rows = []
+    for obj in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []):
+        body = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+        rows.extend(json.loads(line) for line in body.splitlines())
+    return rows
+
+
+def make_processor(aws: dict[str, Any], firehose: Any = None) -> RecordProcessor:
+    sink = FirehoseSink(STREAMS, firehose or aws["firehose"], sleep=lambda _: None, max_attempts=2)
+    dead = DeadLetterSink(BUCKET, "dead-letter/", "warehouse", aws["s3"])
+    return RecordProcessor(sink, dead, Deduper(capacity=1000))
+
+
+def test_rows_are_delivered_by_kind_and_then_checkpointed(aws: dict[str, Any]) -> None:
+    candles = [make_candle(i) for i in range(3)]
+    posts = [make_post(str(i), minute=i) for i in range(4)]
+    out = drive(make_processor(aws), [[e.to_bytes() for e in candles + posts]])
+    checkpoints = [m for m in out if m["action"] == "checkpoint"]
+    assert checkpoints[0]["sequenceNumber"] == "107"
+    candle_rows = landed_rows(aws["s3"], "firehose/candle/")
+    post_rows = landed_rows(aws["s3"], "firehose/post/")
+    assert [r["record_key"] for r in candle_rows] == [c.key for c in candles]
+    assert {r["post_id"] for r in post_rows} == {"0", "1", "2", "3"}
+    assert candle_rows[0]["minute_utc"] == "2026-11-27 12:00:00.000000" and candle_rows[0]["volume"] == "1.5"
+    assert [m["responseFor"] for m in out if m["action"] == "status"] == [
+        "initialize",
+        "processRecords",
+        "shutdownRequested",
+    ]
+
+
+def test_exact_duplicates_are_dropped_even_across_batches(aws: dict[str, Any]) -> None:
+    post = make_post("7")
+    refetched = post.model_copy(update={"fetched_at": post.fetched_at.replace(hour=20)})
+    edited = make_post("7", text="edited text")  # same key, new content: not an exact duplicate
+    processor = make_processor(aws)
+    drive(processor, [[post.to_bytes(), post.to_bytes()], [refetched.to_bytes(), edited.to_bytes()]])
+    rows = landed_rows(aws["s3"], "firehose/post/")
+    assert [r["text"] for r in rows] == ["bitcoin!", "edited text"]
+    assert processor.deduper.dropped == 2
+
+
+def test_poison_records_are_dead_lettered_with_reason_and_the_shard_moves_on(aws: dict[str, Any]) -> None:
+    good = make_post("1")
+    bad = [
+        b"garbage",
+        b'{"v":1,"kind":"candle"}',
+        json.dumps({**json.loads(make_candle().to_bytes()), "payload": {"market": "KRW-BTC"}}).encode(),
+    ]
+    out = drive(make_processor(aws), [[bad[0], good.to_bytes(), bad[1], bad[2]]])
+    assert any(m["action"] == "checkpoint" and m["sequenceNumber"] == "104" for m in out)
+    assert [r["post_id"] for r in landed_rows(aws["s3"], "firehose/post/")] == ["1"]
+    letters = landed_rows(aws["s3"], "dead-letter/warehouse/")
+    assert [base64.b64decode(x["data_base64"]) for x in letters] == bad
+    assert "not a coinstream v1 envelope" in letters[0]["reason"]
+    assert "has no payload field 'open'" in letters[2]["reason"]
+    assert {x["sequence_number"] for x in letters} == {"101", "103", "104"}
+
+
+def test_no_checkpoint_until_firehose_accepts_then_the_held_rows_go_first(aws: dict[str, Any]) -> None:
+    firehose = boto3.client("firehose", region_name="us-east-1")
+    posts = [make_post(str(i)) for i in range(3)]
+    with Stubber(firehose) as stub:
+        for _ in range(2):  # both attempts of the first flush are throttled
+            stub.add_client_error("put_record_batch", "ServiceUnavailableException", "busy", 503)
+        stub.add_response("put_record_batch", {"FailedPutCount": 0, "RequestResponses": [{"RecordId": "a"}]})
+        out = drive(make_processor(aws, firehose), [[p.to_bytes() for p in posts], []])
+        stub.assert_no_pending_responses()
+    checkpoints = [m for m in out if m["action"] == "checkpoint"]
+    # the first batch was not checkpointed; the empty second call delivered the held rows and checkpointed
+    assert len(checkpoints) == 1 and checkpoints[0]["sequenceNumber"] == "103"
+    statuses = [m["responseFor"] for m in out if m["action"] == "status"]
+    assert statuses == ["initialize", "processRecords", "processRecords", "shutdownRequested"]
+    assert out.index(checkpoints[0]) > out.index({"action": "status", "responseFor": "processRecords"})
+
+
+def test_checkpoint_throttling_is_retried(aws: dict[str, Any]) -> None:
+    out = drive(make_processor(aws), [[make_post().to_bytes()]], checkpoint_errors={0: "ThrottlingException"})
+    assert [m["sequenceNumber"] for m in out if m["action"] == "checkpoint"] == ["101", "101"]
+
+
+def test_shard_end_checkpoints_at_the_end(aws: dict[str, Any]) -> None:
+    out = drive(make_processor(aws), [[make_post().to_bytes()]], end="shardEnded")
+    checkpoints = [m for m in out if m["action"] == "checkpoint"]
+    assert checkpoints[-1]["sequenceNumber"] is None  # a bare checkpoint() at SHARD_END
+
+
+def test_pack_joins_rows_up_to_the_5kb_billing_unit() -> None:
+    rows = [b"x" * 999 + b"\n"] * 12
+    records = list(pack(rows))
+    assert [len(r) for r in records] == [5000, 5000, 2000]
+    assert b"".join(records) == b"".join(rows)
+    assert list(pack([b"y" * 7000 + b"\n"])) == [b"y" * 7000 + b"\n"]

@@ -1,0 +1,127 @@
+"""Offline sources: recorded answers shaped exactly like the Coinone and X APIs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from coinstream.errors import FatalError
+from coinstream.records import Kind
+from producer.sources.coinone import BadPayload, parse_chart
+from producer.sources.offline import replay
+from producer.sources.x_search import parse_recent_search
+from tests.conftest import PAYLOADS, payload
+
+CHART = "coinone/chart_KRW_BTC_1m.json"
+
+
+def test_coinone_candles_come_out_sorted_exact_and_keyed_by_their_own_minute() -> None:
+    body = payload(CHART)
+    fetched = datetime(2026, 11, 28, tzinfo=UTC)
+    candles = parse_chart(body, "KRW-BTC", fetched)
+    assert len(candles) == 30
+    times = [c.event_time for c in candles]
+    assert times == sorted(times) and times[0] == datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    first_raw = next(c for c in body["chart"] if c["timestamp"] == int(times[0].timestamp() * 1000))
+    assert Decimal(candles[0].payload["volume"]) == Decimal(first_raw["target_volume"])
+    assert candles[0].payload["close"] == first_raw["close"]
+    assert candles[0].key == "coinone:KRW-BTC:2026-11-27T12:00Z"
+    assert all(c.fetched_at == fetched for c in candles)
+
+
+def test_coinone_newest_open_minute_is_not_emitted() -> None:
+    body = payload(CHART)
+    # fetched 20 s into 12:29: the 12:29 candle is still open
+    candles = parse_chart(body, "KRW-BTC", datetime(2026, 11, 27, 12, 29, 20, tzinfo=UTC))
+    assert len(candles) == 29 and candles[-1].event_time == datetime(2026, 11, 27, 12, 28, tzinfo=UTC)
+
+
+def test_coinone_keeps_big_numbers_exact() -> None:
+    body = {
+        "result": "success",
+        "error_code": "0",
+        "chart": [
+            {
+                "timestamp": 1764244800000,
+                "open": "131500000.123456789",
+                "high": "1",
+                "low": "1",
+                "close": "1",
+                "target_volume": "0.00000001",
+                "quote_volume": "98765432109876543.21",
+            }
+        ],
+    }
+    (candle,) = parse_chart(body, "KRW-BTC", datetime(2026, 12, 1, tzinfo=UTC))
+    assert candle.payload["open"] == "131500000.123456789"
+    assert candle.payload["quote_volume"] == "98765432109876543.21"
+    assert candle.payload["volume"] == "0.00000001"
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ({"result": "error", "error_code": "107"}, "error_code='107'"),
+        ({"result": "success", "chart": "nope"}, "not a list"),
+        ({"result": "success", "chart": [{"timestamp": "soon"}]}, "bad timestamp"),
+        (
+            {
+                "result": "success",
+                "chart": [
+                    {
+                        "timestamp": 1764244800000,
+                        "open": "abc",
+                        "high": "1",
+                        "low": "1",
+                        "close": "1",
+                        "target_volume": "1",
+                        "quote_volume": "1",
+                    }
+                ],
+            },
+            "not a number",
+        ),
+        ({"result": "success", "chart": [{"timestamp": 1764244800000, "open": "1"}]}, "has no 'high'"),
+        ([1, 2], "expected a JSON object"),
+    ],
+)
+def test_coinone_bad_answers_say_what_is_wrong(body: object, match: str) -> None:
+    with pytest.raises(BadPayload, match=match):
+        parse_chart(body, "KRW-BTC", datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def test_x_recent_search_pages_become_posts() -> None:
+    fetched = datetime(2026, 11, 28, tzinfo=UTC)
+    page = payload("x/recent_search_page1.json")
+    posts = parse_recent_search(page, fetched)
+    assert len(posts) == len(page["data"]) == 22
+    first = page["data"][0]
+    assert posts[0].key == f"x:{first['id']}" and posts[0].payload["text"] == first["text"]
+    assert posts[0].event_time == datetime.fromisoformat(first["created_at"])
+    assert parse_recent_search({"meta": {"result_count": 0}}, fetched) == []
+
+
+def test_x_error_answer_is_refused() -> None:
+    with pytest.raises(BadPayload, match="Unauthorized"):
+        parse_recent_search({"errors": [{"title": "Unauthorized"}]}, datetime.now(UTC))
+
+
+def test_offline_replay_reads_every_recorded_page() -> None:
+    posts = replay(PAYLOADS, Kind.POST)
+    assert len(posts) == 42 and len({p.key for p in posts}) == 40  # the pages overlap by two posts
+
+
+def test_malformed_payload_file_is_one_fatal_line_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "coinone").mkdir()
+    (tmp_path / "coinone" / "chart.json").write_text('{"result": "success", "chart": [')
+    with pytest.raises(FatalError, match=r"chart.json: not valid JSON"):
+        replay(tmp_path, Kind.CANDLE)
+    (tmp_path / "coinone" / "chart.json").write_text(json.dumps({"result": "error", "error_code": "4"}))
+    with pytest.raises(FatalError, match=r"chart.json: coinone chart: result='error'"):
+        replay(tmp_path, Kind.CANDLE)
+    with pytest.raises(FatalError, match="no recorded payload files"):
+        replay(tmp_path, Kind.POST)

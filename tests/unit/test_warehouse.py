@@ -1,0 +1,124 @@
+"""The local COPY: jsonpaths exactly as Redshift reads them, the DDL through sqlglot, idempotent loads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from coinstream import REPO_ROOT
+from coinstream.config import Pipeline
+from coinstream.delivery import load_delivery_streams
+from coinstream.errors import FatalError
+from coinstream.warehouse import Warehouse, extract, load_jsonpaths, parse_jsonpath
+from consumer.core import to_row
+from tests.conftest import FETCHED, make_candle, make_post
+
+BUCKET = "coinstream-landing"
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[Warehouse]:
+    wh = Warehouse(tmp_path / "wh.duckdb", REPO_ROOT / "redshift")
+    wh.apply_ddl()
+    yield wh
+    wh.close()
+
+
+def streams() -> list[Any]:
+    return list(load_delivery_streams(Pipeline.load(REPO_ROOT / "pipeline.toml")).values())
+
+
+def put_rows(s3: Any, key: str, rows: list[dict[str, Any]] | list[bytes]) -> None:
+    body = b"".join(r if isinstance(r, bytes) else json.dumps(r).encode() + b"\n" for r in rows)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+
+
+def test_loading_the_same_object_twice_loads_it_once(s3: Any, warehouse: Warehouse) -> None:
+    put_rows(s3, "firehose/candles/2026/11/27/12/a", [to_row(make_candle(i), FETCHED) for i in range(3)])
+    put_rows(s3, "firehose/posts/2026/11/27/12/b", [to_row(make_post(str(i)), FETCHED) for i in range(2)])
+    first = warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+    second = warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+    assert first.rows == {"raw_candles": 3, "raw_posts": 2} and first.objects_loaded == 2
+    assert second.objects_loaded == 0 and second.objects_skipped == 2
+    assert warehouse.row_counts() == {"raw_candles": 3, "raw_posts": 2}
+    (open_price, minute) = warehouse.db.execute(
+        "SELECT open_price, strftime(minute_utc, '%H:%M') FROM raw_candles ORDER BY minute_utc LIMIT 1"
+    ).fetchone()
+    assert str(open_price) == "100.00000000" and minute == "12:00"
+
+
+def test_bad_rows_go_to_stl_load_errors_and_good_rows_load(s3: Any, warehouse: Warehouse) -> None:
+    good = to_row(make_post("1"), FETCHED)
+    wrong_type = {**to_row(make_post("2"), FETCHED), "created_at": "yesterday"}
+    missing = {k: v for k, v in to_row(make_post("3"), FETCHED).items() if k != "post_id"}
+    put_rows(
+        s3,
+        "firehose/posts/x",
+        [
+            json.dumps(good).encode() + b"\n",
+            b"{not json\n",
+            json.dumps(wrong_type).encode() + b"\n",
+            json.dumps(missing).encode() + b"\n",
+        ],
+    )
+    report = warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+    assert report.rows["raw_posts"] == 1 and report.errors == 3
+    reasons = [
+        r[0] for r in warehouse.db.execute("SELECT err_reason FROM stl_load_errors ORDER BY line_number").fetchall()
+    ]
+    assert len(reasons) == 3 and "Invalid JSON" in reasons[0]
+
+
+def test_multibyte_text_survives(s3: Any, warehouse: Warehouse) -> None:
+    text = "비트코인 거래량 🚀 ビットコイン"
+    put_rows(s3, "firehose/posts/k", [to_row(make_post("1", text=text), FETCHED)])
+    warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+    assert warehouse.db.execute("SELECT text FROM raw_posts").fetchone() == (text,)
+
+
+def test_jsonpaths_key_must_be_exactly_jsonpaths(tmp_path: Path) -> None:
+    file = tmp_path / "j.json"
+    file.write_text(json.dumps({"jsonPaths": ["$['a']"]}))
+    with pytest.raises(FatalError, match="exactly \"jsonpaths\".*silently falls back to 'auto'"):
+        load_jsonpaths(file)
+
+
+def test_jsonpaths_count_must_match_the_table(tmp_path: Path, s3: Any, warehouse: Warehouse) -> None:
+    s3_dir = tmp_path / "s3"
+    shutil.copytree(REPO_ROOT / "s3", s3_dir)
+    doc = json.loads((s3_dir / "posts_jsonpaths.json").read_text())
+    doc["jsonpaths"].pop()
+    (s3_dir / "posts_jsonpaths.json").write_text(json.dumps(doc))
+    with pytest.raises(FatalError, match="10 jsonpaths for 11 columns of raw_posts"):
+        warehouse.load(s3, BUCKET, streams(), s3_dir)
+
+
+def test_redshift_jsonpath_subset() -> None:
+    assert parse_jsonpath("$['a']['b'][0]") == ["a", "b", 0]
+    assert parse_jsonpath("$.a.b") == ["a", "b"]
+    assert extract({"a": {"b": [7]}}, ["a", "b", 0]) == 7
+    assert extract({"a": {}}, ["a", "b"]) is None
+    for bad in ("$.a[*]", "$..a", "a.b", "$"):
+        with pytest.raises(ValueError):
+            parse_jsonpath(bad)
+
+
+def test_ddl_that_is_not_redshift_fails_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "001.sql").write_text("CREATE TABLE t (a INT;")
+    with pytest.raises(FatalError, match="001.sql: not valid Redshift SQL"):
+        Warehouse(tmp_path / "w.duckdb", tmp_path).apply_ddl()
