@@ -196,4 +196,3 @@ def status(
     if count_rows:
         out.tables = count_rows()
     return out
-
