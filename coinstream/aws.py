@@ -50,7 +50,7 @@ def client(service: str, settings: Settings) -> Any:
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             config=config,
         )
-    return boto3.client(service, region_name=settings.region, config=config)
+    return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint(service), config=config)
 
 
 def child_env(settings: Settings) -> dict[str, str]:

@@ -30,8 +30,9 @@ produce_app = typer.Typer(help="One producer run, as cron starts it.", no_args_i
 app.add_typer(local_app, name="local")
 app.add_typer(produce_app, name="produce")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Piped output (cron logs, tests) gets a wide fixed width so tables are not squeezed into 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1
@@ -79,12 +80,20 @@ def _require_local(settings: Settings) -> None:
 
 @local_app.command("up")
 @friendly
-def local_up() -> None:
+def local_up(
+    resources_only: Annotated[
+        bool, typer.Option(help="Start nothing; create the resources on endpoints already running (containers).")
+    ] = False,
+) -> None:
     """Start kinesis-mock and moto server on loopback and create the pipeline's resources."""
     from coinstream import local_stack
 
     settings, pipeline = _context()
     _require_local(settings)
+    if resources_only:
+        local_stack.create_resources(settings, pipeline)
+        out.print(f"resources created on {settings.endpoint('kinesis')} and {settings.endpoint('s3')}")
+        return
     started = local_stack.up(settings, pipeline)
     out.print(
         f"local stack up ({', '.join(started)}): kinesis http://{settings.host}:{settings.kinesis_port}, "
@@ -124,8 +133,11 @@ def local_status() -> None:
     if status.stream:
         shards = {k: v for k, v in status.stream.items() if k != "name"}
         table.add_row(f"stream {status.stream['name']}", f"{len(shards)} shards", f"{sum(shards.values())} records")
-    for prefix, count in status.objects.items():
-        table.add_row(f"s3://{pipeline.bucket}/{prefix}", "", f"{count} objects")
+    for prefix, (objects, rows) in status.objects.items():
+        what = "dead-lettered records" if prefix == pipeline.dead_letter_prefix else "rows"
+        table.add_row(f"s3://{pipeline.bucket}/{prefix}", f"{objects} objects", f"{rows} {what}")
+    if status.live_minutes is not None:
+        table.add_row(f"dynamodb {pipeline.live_table}", "live app figures", f"{status.live_minutes} minutes")
     for name in status.delivery_streams:
         table.add_row(f"firehose {name}", "active", "")
     for name, rows in status.tables.items():
@@ -211,6 +223,121 @@ def consume(
     out.print(
         f"{app_name}: caught up, {sum(s.checkpointed for s in shards)} records checkpointed on {len(shards)} shards"
     )
+
+
+@app.command()
+@friendly
+def replay(
+    app_name: AppName,
+    from_: Annotated[str, typer.Option("--from", help="trim-horizon, or a UTC time like 2026-11-28T12:00:00Z.")],
+    force: Annotated[bool, typer.Option(help="Reset even while workers hold live leases (they re-take them).")] = False,
+    watch_seconds: Annotated[float, typer.Option(help="How long to watch leases for live renewals.")] = 8.0,
+) -> None:
+    """Reset one consumer application's checkpoints so its next `consume` reads again from there."""
+    from coinstream.aws import client
+    from consumer import replay as rp
+    from consumer.checkpoints import leases
+    from consumer.daemon import application_name
+
+    settings, pipeline = _context()
+    since = rp.parse_from(from_)
+    table = application_name(app_name)
+    dynamodb = client("dynamodb", settings)
+    current = leases(dynamodb, table)
+    if not current:
+        out.print(
+            f"{app_name}: no checkpoints yet (lease table {table} is empty or missing); "
+            "its first `consume` reads from TRIM_HORIZON anyway. Reset 0 shards."
+        )
+        return
+    resets = rp.plan(client("kinesis", settings), pipeline.stream_name, current, since)
+    where = "TRIM_HORIZON" if since is None else f"the first record at or after {since.isoformat()}"
+    out.print(f"replay {app_name!r} from {where}; other applications are not touched:")
+    for r in resets:
+        out.print(f"  {r.shard_id}: checkpoint {r.old} -> {r.new} ({r.records_to_read_again} records to read again)")
+    with err.status("checking for live workers..."):
+        live = rp.live_owners(dynamodb, table, watch_seconds)
+    if live and not force:
+        raise FatalError(
+            f"workers {', '.join(sorted(live))} of {app_name!r} hold live leases; stop them first, "
+            "or pass --force (they drop their leases and take them again from the new checkpoints)"
+        )
+    count = rp.apply(dynamodb, table, resets)
+    out.print(f"reset {count} shards of {app_name!r}; the next `coinstream consume --app {app_name}` reads again")
+
+
+@app.command()
+@friendly
+def live(minutes: Annotated[int, typer.Option(help="How many of the newest minutes to show.")] = 15) -> None:
+    """Per-minute figures the `live` consumer application keeps for the dashboard."""
+    from coinstream.aws import client
+    from consumer.live_sink import read_minutes
+
+    settings, pipeline = _context()
+    rows = read_minutes(client("dynamodb", settings), pipeline.live_table)[-minutes:]
+    if not rows:
+        out.print("no live figures yet: run `coinstream consume --app live`")
+        return
+    sources = sorted({s for r in rows for s in r["posts"]})
+    markets = sorted({m for r in rows for m in r["candles"]})
+    table = Table(
+        "minute (UTC)",
+        *(f"posts {s}" for s in sources),
+        *(f"{m.replace('#', ' ')} {f}" for m in markets for f in ("volume", "high", "low", "close")),
+        title=f"coinstream live ({pipeline.live_table})",
+    )
+    for r in rows:
+        figures = [r["candles"].get(m, {}).get(f, "") for m in markets for f in ("volume", "high", "low", "close")]
+        table.add_row(r["minute"], *(str(r["posts"].get(s, 0)) for s in sources), *figures)
+    out.print(table)
+
+
+@app.command()
+@friendly
+def deploy(
+    check: Annotated[bool, typer.Option("--check", help="Print what would be created and its monthly cost.")] = False,
+    render_to: Annotated[Path | None, typer.Option("--render", help="Write the CloudFormation template here.")] = None,
+    posts_per_minute: Annotated[float, typer.Option(help="Traffic the estimate assumes.")] = 60.0,
+    candles_per_minute: Annotated[float, typer.Option(help="Traffic the estimate assumes.")] = 2.0,
+    record_bytes: Annotated[int, typer.Option(help="Average record size, bytes.")] = 400,
+    redshift_node_type: Annotated[str, typer.Option(help="Redshift node type.")] = "ra3.large",
+    redshift_nodes: Annotated[int, typer.Option(help="Redshift nodes.")] = 1,
+) -> None:
+    """The AWS side as one CloudFormation template (deploy/cloudformation.json) and its estimated cost."""
+    import json
+
+    from coinstream import deploy as dp
+
+    _, pipeline = _context()
+    base = pipeline.root / "deploy" / "base.json"
+    if render_to is None and not check:
+        raise FatalError("say what to do: --check (plan and cost) and/or --render PATH (write the template)")
+    if render_to is not None:
+        render_to.write_text(dp.render_text(pipeline, base))
+        out.print(
+            f"wrote {render_to}; deploy it with: aws cloudformation deploy --template-file {render_to} "
+            "--stack-name coinstream --capabilities CAPABILITY_IAM --parameter-overrides VpcId=... PublicSubnetIds=..."
+        )
+    if check:
+        template = dp.render(pipeline, base)
+        resources = Table("logical id", "type", title="would be created")
+        for logical, resource in template["Resources"].items():
+            resources.add_row(logical, resource["Type"])
+        out.print(resources)
+        prices = json.loads((pipeline.root / "deploy" / "prices.json").read_text())
+        traffic = dp.Traffic(posts_per_minute, candles_per_minute, record_bytes, 2, redshift_node_type, redshift_nodes)
+        costs = dp.monthly_cost(pipeline, prices, traffic)
+        table = Table(
+            "item",
+            "basis",
+            "USD / month",
+            title=f"estimate for {posts_per_minute:g} posts/min and {candles_per_minute:g} candles/min "
+            f"({prices['region']} prices as of {prices['as_of']})",
+        )
+        for item, basis, usd in costs:
+            table.add_row(item, basis, f"{usd:,.2f}")
+        table.add_row("total", "", f"{sum(c[2] for c in costs):,.2f}")
+        out.print(table)
 
 
 @app.command()

@@ -6,6 +6,7 @@ one declaration of the stream, bucket and delivery streams that both the local s
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
     kinesis_tls_port: int = Field(default=4567, ge=1, le=65535)
     moto_port: int = Field(default=5055, ge=1, le=65535)
     warehouse_file: Path | None = None
+    #: How many natural keys each record processor remembers to drop duplicates (bounded memory).
+    dedupe_capacity: int = Field(default=300_000, ge=1)
 
     @property
     def warehouse_path(self) -> Path:
@@ -42,7 +45,11 @@ class Settings(BaseSettings):
         return self.warehouse_file or self.state_dir / "warehouse.duckdb"
 
     def endpoint(self, service: str) -> str | None:
-        """Endpoint URL of a service on the local stack; None on AWS (the SDK's own resolution)."""
+        """Endpoint URL of a service: the standard AWS_ENDPOINT_URL_<SERVICE> variable when set (containers
+        name their hosts that way), else the local stack's port on loopback; None on AWS (the SDK resolves it)."""
+        explicit = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+        if explicit:
+            return explicit
         if self.target == "aws":
             return None
         port = self.kinesis_port if service == "kinesis" else self.moto_port
@@ -71,6 +78,8 @@ class Pipeline:
     dead_letter_prefix: str
     jsonpaths_prefix: str
     delivery_files: dict[str, Path]
+    live_table: str
+    live_ttl_days: int
 
     @classmethod
     def load(cls, path: Path) -> Pipeline:
@@ -83,7 +92,7 @@ class Pipeline:
             raise FatalError(f"{path}: not valid TOML: {exc}") from None
         root = path.parent
         try:
-            stream, bucket, delivery = doc["stream"], doc["bucket"], doc["delivery"]
+            stream, bucket, delivery, live = doc["stream"], doc["bucket"], doc["delivery"], doc["live"]
             shards = int(stream["shards"])
             if not 1 <= shards <= 500:
                 raise ValueError("stream.shards must be between 1 and 500")
@@ -100,6 +109,8 @@ class Pipeline:
                 dead_letter_prefix=str(bucket.get("dead_letter_prefix", "dead-letter/")),
                 jsonpaths_prefix=str(bucket.get("jsonpaths_prefix", "jsonpaths/")),
                 delivery_files=files,
+                live_table=str(live["table"]),
+                live_ttl_days=int(live.get("ttl_days", 8)),
             )
         except KeyError as exc:
             raise FatalError(f"{path}: missing key {exc.args[0]!r}; see the pipeline.toml in the repo") from None

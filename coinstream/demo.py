@@ -14,7 +14,7 @@ from coinstream.config import Pipeline, Settings
 from coinstream.delivery import delivered_rows, load_delivery_streams
 from coinstream.records import Kind
 from coinstream.warehouse import Warehouse
-from consumer.checkpoints import is_checkpointed, lease_checkpoints, list_shard_ids, shard_records
+from consumer.checkpoints import is_checkpointed, leases, list_shard_ids, shard_records
 from consumer.daemon import application_name
 from consumer.runner import run_until_caught_up
 from producer.run import produce_offline
@@ -44,14 +44,16 @@ class Summary:
 def consumed_by_kind(settings: Settings, pipeline: Pipeline, app: str) -> Counter[str]:
     """Records the app has checkpointed, by record kind, over the whole stream."""
     kinesis = client("kinesis", settings)
-    leases = lease_checkpoints(client("dynamodb", settings), application_name(app))
+    checkpoints = {
+        lease.shard_id: lease.checkpoint for lease in leases(client("dynamodb", settings), application_name(app))
+    }
     counts: Counter[str] = Counter()
     for shard_id in list_shard_ids(kinesis, pipeline.stream_name):
-        checkpoint = leases.get(shard_id, (None, None))[0]
-        for seq, data in shard_records(kinesis, pipeline.stream_name, shard_id):
-            if is_checkpointed(seq, checkpoint):
+        checkpoint = checkpoints.get(shard_id)
+        for record in shard_records(kinesis, pipeline.stream_name, shard_id):
+            if is_checkpointed(record.sequence_number, checkpoint):
                 try:
-                    counts[str(json.loads(data)["kind"])] += 1
+                    counts[str(json.loads(record.data)["kind"])] += 1
                 except (ValueError, KeyError, TypeError):
                     counts["unparseable"] += 1
     return counts
@@ -85,11 +87,11 @@ def run_demo(settings: Settings, pipeline: Pipeline, from_dir: Path, say: Callab
         summary.rows.append(
             Row(stream.table, produced[kind_name], consumed[kind_name], delivered, totals.get(stream.table, 0))
         )
-    dead = local_stack.status(settings, pipeline).objects.get(pipeline.dead_letter_prefix, 0)
+    dead = local_stack.status(settings, pipeline).objects.get(pipeline.dead_letter_prefix, (0, 0))[1]
     summary.note = (
         f"produced = put on the stream this run; consumed = checkpointed by the '{APP}' app; delivered = rows "
         f"Firehose landed in s3://{pipeline.bucket}; loaded = rows in {settings.warehouse_path} "
         f"({sum(report.rows.values())} new this run). Exact duplicates are dropped by the consumer. "
-        f"Dead-letter objects: {dead}. The stack is still up: `coinstream local status`, `coinstream local down`."
+        f"Dead-lettered records: {dead}. The stack is still up: `coinstream local status`, `coinstream local down`."
     )
     return summary

@@ -19,9 +19,10 @@ from typing import Any
 from coinstream import REPO_ROOT
 from coinstream.aws import child_env, classify, client
 from coinstream.config import Pipeline, Settings
-from coinstream.delivery import load_delivery_streams, local_definition
+from coinstream.delivery import delivered_rows, load_delivery_streams, local_definition
 from coinstream.errors import CoinstreamError, FatalError
 from coinstream.processes import Managed, ensure_port_free
+from consumer.live_sink import read_minutes
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _stream_active(kinesis: Any, name: str) -> None:
 
 
 def create_resources(settings: Settings, pipeline: Pipeline) -> None:
-    """Create (idempotently) the bucket, its jsonpaths objects and the delivery streams."""
+    """Create (idempotently) the bucket, its jsonpaths objects, the live table and the delivery streams."""
     s3 = client("s3", settings)
     firehose = client("firehose", settings)
     kinesis = client("kinesis", settings)
@@ -133,6 +134,18 @@ def create_resources(settings: Settings, pipeline: Pipeline) -> None:
             )
         if pipeline.bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
             s3.create_bucket(Bucket=pipeline.bucket)
+        dynamodb = client("dynamodb", settings)
+        if pipeline.live_table not in dynamodb.list_tables()["TableNames"]:
+            dynamodb.create_table(
+                TableName=pipeline.live_table,
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            dynamodb.update_time_to_live(
+                TableName=pipeline.live_table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
         existing = set(firehose.list_delivery_streams(Limit=100)["DeliveryStreamNames"])
         for stream in load_delivery_streams(pipeline).values():
             jsonpaths = pipeline.root / "s3" / stream.jsonpaths_file
@@ -158,7 +171,9 @@ class Status:
 
     processes: dict[str, tuple[int | None, int]] = field(default_factory=dict)
     stream: dict[str, Any] = field(default_factory=dict)
-    objects: dict[str, int] = field(default_factory=dict)
+    #: S3 prefix -> (objects, rows): delivered rows per delivery stream, dead-lettered records
+    objects: dict[str, tuple[int, int]] = field(default_factory=dict)
+    live_minutes: int | None = None
     delivery_streams: list[str] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -184,12 +199,9 @@ def status(
     if out.processes["moto"][0]:
         try:
             s3 = client("s3", settings)
-            prefixes = {s.prefix: 0 for s in load_delivery_streams(pipeline).values()}
-            prefixes[pipeline.dead_letter_prefix] = 0
-            for prefix in prefixes:
-                pages = s3.get_paginator("list_objects_v2").paginate(Bucket=pipeline.bucket, Prefix=prefix)
-                prefixes[prefix] = sum(page.get("KeyCount", 0) for page in pages)
-            out.objects = prefixes
+            prefixes = [s.prefix for s in load_delivery_streams(pipeline).values()] + [pipeline.dead_letter_prefix]
+            out.objects = {prefix: delivered_rows(s3, pipeline.bucket, prefix) for prefix in prefixes}
+            out.live_minutes = len(read_minutes(client("dynamodb", settings), pipeline.live_table))
             out.delivery_streams = client("firehose", settings).list_delivery_streams()["DeliveryStreamNames"]
         except Exception as exc:
             out.problems.append(str(classify(exc, "reading the local bucket")))

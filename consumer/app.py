@@ -13,8 +13,14 @@ from coinstream.aws import client
 from coinstream.config import Pipeline, load_settings
 from coinstream.delivery import load_delivery_streams
 from consumer.dead_letter import DeadLetterSink
+from consumer.dedupe import Deduper
 from consumer.firehose_sink import FirehoseSink
-from consumer.processor import RecordProcessor
+from consumer.live_sink import LiveMetricsSink
+from consumer.processor import RecordProcessor, Sink
+
+#: The consumer application that keeps per-minute figures for the dashboard; every other
+#: application delivers to Firehose.
+LIVE_APP = "live"
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,10 +45,14 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings()
     pipeline = Pipeline.load(settings.pipeline_file)
-    streams = {kind: s.name for kind, s in load_delivery_streams(pipeline).items()}
-    sink = FirehoseSink(streams, client("firehose", settings))
+    sink: Sink
+    if args.app == LIVE_APP:
+        sink = LiveMetricsSink(pipeline.live_table, client("dynamodb", settings), ttl_days=pipeline.live_ttl_days)
+    else:
+        streams = {kind: s.name for kind, s in load_delivery_streams(pipeline).items()}
+        sink = FirehoseSink(streams, client("firehose", settings))
     dead = DeadLetterSink(pipeline.bucket, pipeline.dead_letter_prefix, args.app, client("s3", settings))
-    kcl.KCLProcess(RecordProcessor(sink, dead)).run()
+    kcl.KCLProcess(RecordProcessor(sink, dead, Deduper(settings.dedupe_capacity))).run()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Where each consumer application stands: its checkpoints, read from its KCL lease table."""
+"""Where each consumer application stands: its leases and checkpoints, and what the stream holds."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -13,6 +14,25 @@ from coinstream.aws import classify
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_kinesis import KinesisClient
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The parts of a KCL lease item that coinstream reads."""
+
+    shard_id: str
+    checkpoint: str | None
+    owner: str | None
+    counter: int
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One record as the stream holds it."""
+
+    sequence_number: int
+    data: bytes
+    arrived_at: datetime
 
 
 @dataclass(frozen=True)
@@ -30,41 +50,50 @@ class ShardProgress:
         return self.records - self.checkpointed
 
 
-def lease_checkpoints(dynamodb: DynamoDBClient, table: str) -> dict[str, tuple[str | None, str | None]]:
-    """shard id -> (checkpoint, lease owner) from an app's lease table; empty if it has none yet."""
-    out: dict[str, tuple[str | None, str | None]] = {}
+def leases(dynamodb: DynamoDBClient, table: str) -> list[Lease]:
+    """Every lease in an application's lease table, by shard; empty when the app has never run."""
     try:
         pages = dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
-        for page in pages:
-            for item in page.get("Items", []):
-                key = item["leaseKey"]["S"]
-                checkpoint = item.get("checkpoint", {}).get("S")
-                owner = item.get("leaseOwner", {}).get("S")
-                out[key] = (checkpoint, owner)
+        items = [item for page in pages for item in page.get("Items", [])]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return {}
+            return []
         raise classify(exc, f"reading lease table {table}") from None
-    return out
-
-
-def shard_records(
-    kinesis: KinesisClient, stream: str, shard_id: str, limit: int = 1_000_000
-) -> list[tuple[int, bytes]]:
-    """(sequence number, data) of every record in a shard, oldest first (local stack only: it reads the whole shard)."""
-    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")[
-        "ShardIterator"
+    except Exception as exc:
+        raise classify(exc, f"reading lease table {table}") from None
+    found = [
+        Lease(
+            shard_id=item["leaseKey"]["S"],
+            checkpoint=item.get("checkpoint", {}).get("S"),
+            owner=item.get("leaseOwner", {}).get("S"),
+            counter=int(item.get("leaseCounter", {}).get("N", "0")),
+        )
+        for item in items
     ]
-    out: list[tuple[int, bytes]] = []
+    return sorted(found, key=lambda lease: lease.shard_id)
+
+
+def shard_records(kinesis: KinesisClient, stream: str, shard_id: str, limit: int = 1_000_000) -> list[StoredRecord]:
+    """Every record in a shard, oldest first. It reads the whole shard: cheap locally, costly on a big stream."""
+    try:
+        iterator: str | None = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+    except Exception as exc:
+        raise classify(exc, f"reading shard {shard_id} of {stream}") from None
+    out: list[StoredRecord] = []
     while iterator and len(out) < limit:
         try:
             response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ProvisionedThroughputExceededException":
-                time.sleep(0.5)
+                time.sleep(0.5)  # 5 reads/s per shard, shared with the running workers
                 continue
-            raise classify(exc, f"reading shard {shard_id}") from None
-        out.extend((int(r["SequenceNumber"]), r["Data"]) for r in response["Records"])
+            raise classify(exc, f"reading shard {shard_id} of {stream}") from None
+        out.extend(
+            StoredRecord(int(r["SequenceNumber"]), r["Data"], r["ApproximateArrivalTimestamp"])
+            for r in response["Records"]
+        )
         if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
             break
         iterator = response.get("NextShardIterator")
@@ -86,20 +115,15 @@ def list_shard_ids(kinesis: KinesisClient, stream: str) -> list[str]:
         raise classify(exc, f"listing the shards of {stream}") from None
 
 
-def progress(
-    kinesis: KinesisClient,
-    dynamodb: DynamoDBClient,
-    stream: str,
-    lease_table: str,
-    records: dict[str, list[tuple[int, bytes]]] | None = None,
-) -> list[ShardProgress]:
+def progress(kinesis: KinesisClient, dynamodb: DynamoDBClient, stream: str, lease_table: str) -> list[ShardProgress]:
     """Per shard: records held and records checkpointed by the app owning `lease_table`."""
-    leases = lease_checkpoints(dynamodb, lease_table)
+    by_shard = {lease.shard_id: lease for lease in leases(dynamodb, lease_table)}
     out = []
     for shard_id in list_shard_ids(kinesis, stream):
-        held = records[shard_id] if records else shard_records(kinesis, stream, shard_id)
-        checkpoint, owner = leases.get(shard_id, (None, None))
-        done = sum(1 for seq, _ in held if is_checkpointed(seq, checkpoint))
+        held = shard_records(kinesis, stream, shard_id)
+        lease = by_shard.get(shard_id)
+        checkpoint, owner = (lease.checkpoint, lease.owner) if lease else (None, None)
+        done = sum(1 for r in held if is_checkpointed(r.sequence_number, checkpoint))
         out.append(ShardProgress(shard_id, checkpoint, owner, len(held), done))
     return out
 

@@ -75,6 +75,9 @@ def properties(settings: Settings, pipeline: Pipeline, app: str, worker_id: str 
                 "dynamoDBEndpoint": str(settings.endpoint("dynamodb")),
                 "metricsLevel": "NONE",
                 "idleTimeBetweenReadsInMillis": 250,
+                # kinesis-mock (Scala.js on Node) starves and drops HTTP/2 streams on 10,000-record
+                # GetRecords answers; smaller reads keep it responsive.
+                "maxRecords": 1000,
                 "parentShardPollIntervalMillis": 1000,
             }
         )

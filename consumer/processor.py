@@ -8,20 +8,30 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from amazon_kclpy.kcl import CheckpointError
 from amazon_kclpy.v3 import processor
 
 from coinstream.errors import SkippableError, TransientError
 from coinstream.records import Envelope
-from consumer.core import Deduper, to_row
 from consumer.dead_letter import DeadLetterSink
-from consumer.firehose_sink import FirehoseSink
+from consumer.dedupe import Deduper
+from consumer.enrich import enrich
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_RETRIES = 5
+
+
+class Sink(Protocol):
+    """Where a consumer application sends its rows: Firehose (warehouse app) or live metrics (live app)."""
+
+    def add(self, kind: str, row: dict[str, Any]) -> None: ...
+
+    def flush(self) -> int: ...
+
+    def pending_rows(self) -> int: ...
 
 
 class RecordProcessor(processor.RecordProcessorBase):
@@ -32,7 +42,7 @@ class RecordProcessor(processor.RecordProcessorBase):
     even with no new records) tries again first.
     """
 
-    def __init__(self, sink: FirehoseSink, dead_letters: DeadLetterSink, deduper: Deduper | None = None) -> None:
+    def __init__(self, sink: Sink, dead_letters: DeadLetterSink, deduper: Deduper | None = None) -> None:
         self.sink = sink
         self.dead_letters = dead_letters
         self.deduper = deduper or Deduper()
@@ -52,8 +62,8 @@ class RecordProcessor(processor.RecordProcessorBase):
             data = record.binary_data
             try:
                 envelope = Envelope.from_bytes(data)
-                if self.deduper.is_new(envelope):
-                    self.sink.add(envelope.kind.value, to_row(envelope, now))
+                if self.deduper.admit(envelope):
+                    self.sink.add(envelope.kind.value, enrich(envelope, now))
             except SkippableError as exc:
                 self.dead_letters.add(self.shard_id, record.sequence_number, record.partition_key, data, str(exc))
             except KeyError as exc:
@@ -78,6 +88,7 @@ class RecordProcessor(processor.RecordProcessorBase):
             return False
 
     def _checkpoint(self, checkpointer: Any, at_end: bool = False) -> None:
+        """Checkpoint at the last record handed to us (at_end: a bare checkpoint, as KCL asks at shard end)."""
         if self._uncheckpointed is None and not at_end:
             return
         seq, sub = self._uncheckpointed or (None, None)
@@ -110,8 +121,10 @@ class RecordProcessor(processor.RecordProcessorBase):
         logger.info("shard %s: ended after %d records", self.shard_id, self.seen)
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        # Always checkpoint here once delivery succeeded: KCL waits for it before the worker's
+        # final shutdown (without it every graceful stop waits out the lease failover time).
         if self._deliver():
-            self._checkpoint(shutdown_requested_input.checkpointer)
+            self._checkpoint(shutdown_requested_input.checkpointer, at_end=True)
         logger.info(
             "shard %s: shutting down after %d records, %d duplicates dropped",
             self.shard_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import subprocess
@@ -15,21 +16,44 @@ from coinstream.errors import FatalError
 from coinstream.processes import stop_group
 from consumer.checkpoints import ShardProgress, progress
 from consumer.daemon import application_name, command
+from consumer.leader_watchdog import LeaderWatchdog
 
 logger = logging.getLogger(__name__)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str | None = None) -> int:
-    """Run one worker in the foreground until SIGTERM/SIGINT; returns the daemon's exit code."""
+    """Run one worker in the foreground until SIGTERM/SIGINT, then stop it gracefully; 0 on a clean stop.
+
+    On the signal the daemon's shutdown hook asks every record processor to finish its batch,
+    deliver, and checkpoint (`shutdown_requested`) before it exits.
+    """
     argv, _ = command(settings, pipeline, app, worker_id)
-    proc = subprocess.Popen(argv, env=child_env(settings), stdin=subprocess.DEVNULL, start_new_session=True)
+    # Same process group as this command, and told to stop if this command dies: killing the
+    # service (systemd, a supervisor, `kill -9 -PGID`) must never leave an orphaned daemon.
+    proc = subprocess.Popen(argv, env=child_env(settings), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    watchdog = LeaderWatchdog(client("dynamodb", settings), application_name(app)).start()
+    stopping: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
-        proc.send_signal(signal.SIGTERM)  # the daemon's shutdown hook ends leases and checkpoints
+        if not stopping:
+            stopping.append(signum)
+            logger.info("stopping the KCL worker gracefully (signal %d)", signum)
+            proc.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return proc.wait()
+    code = proc.wait()
+    watchdog.stop()
+    return 0 if stopping else code
 
 
 def start_worker(

@@ -34,6 +34,8 @@ class WriteResult:
     unsent: list[Envelope] = field(default_factory=list)
     refused: list[tuple[Envelope, str]] = field(default_factory=list)
     calls: int = 0
+    #: shard id -> highest sequence number written there (a consumer that checkpointed it has read it all)
+    last_sequence: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,11 @@ class KinesisWriter:
             if isinstance(error, TransientError):
                 raise _PartialFailure(list(pending), str(error)) from None
             raise error from None
+        for r in response["Records"]:
+            if "SequenceNumber" in r and "ShardId" in r:
+                seq = int(r["SequenceNumber"])
+                if seq > result.last_sequence.get(r["ShardId"], -1):
+                    result.last_sequence[r["ShardId"]] = seq
         if not response.get("FailedRecordCount"):
             return []
         failed = [e for e, r in zip(pending, response["Records"], strict=True) if r.get("ErrorCode")]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from coinstream.records import Envelope, Kind, candle_key, post_key
 
@@ -39,7 +43,14 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("COINSTREAM_TARGET",):
+    for name in (
+        "COINSTREAM_TARGET",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_KINESIS",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_FIREHOSE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -85,3 +96,17 @@ def make_post(post_id: str = "1", text: str = "bitcoin!", minute: int = 0, sourc
         fetched_at=FETCHED,
         payload={"post_id": post_id, "text": text, "author_id": "9", "lang": "en"},
     )
+
+
+@contextmanager
+def moto_dynamodb_table(table: str, hash_key: str) -> Iterator[Any]:
+    """moto's in-process DynamoDB with one on-demand table keyed by a string `hash_key`."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": hash_key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": hash_key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client

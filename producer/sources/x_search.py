@@ -32,11 +32,14 @@ def parse_recent_search(body: Any, fetched_at: datetime) -> list[Envelope]:
             created_at = datetime.fromisoformat(created)
         except ValueError:
             raise BadPayload(f"x recent search: post {post['id']} created_at={created!r} is not ISO 8601") from None
+        referenced = {r.get("type") for r in post.get("referenced_tweets") or [] if isinstance(r, dict)}
         payload = {
             "post_id": post["id"],
             "text": str(post.get("text", "")),
             "author_id": post.get("author_id"),
             "lang": post.get("lang"),
+            "is_retweet": "retweeted" in referenced,
+            "is_reply": "replied_to" in referenced,
         }
         out.append(
             Envelope(

@@ -18,8 +18,8 @@ from amazon_kclpy import kcl
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from consumer.core import Deduper
 from consumer.dead_letter import DeadLetterSink
+from consumer.dedupe import Deduper
 from consumer.firehose_sink import FirehoseSink, pack
 from consumer.processor import RecordProcessor
 from tests.conftest import make_candle, make_post
@@ -145,15 +145,27 @@ def test_rows_are_delivered_by_kind_and_then_checkpointed(aws: dict[str, Any]) -
     ]
 
 
-def test_exact_duplicates_are_dropped_even_across_batches(aws: dict[str, Any]) -> None:
+def test_duplicates_by_natural_key_are_dropped_across_batches_and_a_later_candle_replaces(aws: dict[str, Any]) -> None:
     post = make_post("7")
     refetched = post.model_copy(update={"fetched_at": post.fetched_at.replace(hour=20)})
-    edited = make_post("7", text="edited text")  # same key, new content: not an exact duplicate
+    candle = make_candle(5, volume="1.0")
+    corrected = candle.model_copy(
+        update={"fetched_at": candle.fetched_at.replace(hour=14), "payload": {**candle.payload, "volume": "2.5"}}
+    )
+    stale = candle.model_copy(
+        update={"fetched_at": candle.fetched_at.replace(hour=9), "payload": {**candle.payload, "volume": "0.1"}}
+    )
     processor = make_processor(aws)
-    drive(processor, [[post.to_bytes(), post.to_bytes()], [refetched.to_bytes(), edited.to_bytes()]])
-    rows = landed_rows(aws["s3"], "firehose/post/")
-    assert [r["text"] for r in rows] == ["bitcoin!", "edited text"]
-    assert processor.deduper.dropped == 2
+    drive(
+        processor,
+        [
+            [post.to_bytes(), post.to_bytes(), candle.to_bytes()],
+            [refetched.to_bytes(), corrected.to_bytes(), stale.to_bytes()],
+        ],
+    )
+    assert [r["post_id"] for r in landed_rows(aws["s3"], "firehose/post/")] == ["7"]
+    assert sorted(r["volume"] for r in landed_rows(aws["s3"], "firehose/candle/")) == ["1.0", "2.5"]
+    assert processor.deduper.dropped == 3 and processor.deduper.replaced == 1
 
 
 def test_poison_records_are_dead_lettered_with_reason_and_the_shard_moves_on(aws: dict[str, Any]) -> None:
@@ -184,7 +196,8 @@ def test_no_checkpoint_until_firehose_accepts_then_the_held_rows_go_first(aws: d
         stub.assert_no_pending_responses()
     checkpoints = [m for m in out if m["action"] == "checkpoint"]
     # the first batch was not checkpointed; the empty second call delivered the held rows and checkpointed
-    assert len(checkpoints) == 1 and checkpoints[0]["sequenceNumber"] == "103"
+    # then the shutdown's final bare checkpoint
+    assert [c["sequenceNumber"] for c in checkpoints] == ["103", None]
     statuses = [m["responseFor"] for m in out if m["action"] == "status"]
     assert statuses == ["initialize", "processRecords", "processRecords", "shutdownRequested"]
     assert out.index(checkpoints[0]) > out.index({"action": "status", "responseFor": "processRecords"})
@@ -192,7 +205,7 @@ def test_no_checkpoint_until_firehose_accepts_then_the_held_rows_go_first(aws: d
 
 def test_checkpoint_throttling_is_retried(aws: dict[str, Any]) -> None:
     out = drive(make_processor(aws), [[make_post().to_bytes()]], checkpoint_errors={0: "ThrottlingException"})
-    assert [m["sequenceNumber"] for m in out if m["action"] == "checkpoint"] == ["101", "101"]
+    assert [m["sequenceNumber"] for m in out if m["action"] == "checkpoint"] == ["101", "101", None]
 
 
 def test_shard_end_checkpoints_at_the_end(aws: dict[str, Any]) -> None:

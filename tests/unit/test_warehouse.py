@@ -17,7 +17,7 @@ from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
 from coinstream.warehouse import Warehouse, extract, load_jsonpaths, parse_jsonpath
-from consumer.core import to_row
+from consumer.enrich import enrich as to_row
 from tests.conftest import FETCHED, make_candle, make_post
 
 BUCKET = "coinstream-landing"
@@ -104,7 +104,7 @@ def test_jsonpaths_count_must_match_the_table(tmp_path: Path, s3: Any, warehouse
     doc = json.loads((s3_dir / "posts_jsonpaths.json").read_text())
     doc["jsonpaths"].pop()
     (s3_dir / "posts_jsonpaths.json").write_text(json.dumps(doc))
-    with pytest.raises(FatalError, match="10 jsonpaths for 11 columns of raw_posts"):
+    with pytest.raises(FatalError, match="16 jsonpaths for 17 columns of raw_posts"):
         warehouse.load(s3, BUCKET, streams(), s3_dir)
 
 

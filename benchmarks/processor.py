@@ -1,0 +1,74 @@
+"""Records per second per core of the consumer's pure core: parse, dedupe, enrich, batch.
+
+    python -m benchmarks.processor [--records 100000] [--runs 5]
+
+Runs in one process (one core). Prints the median of several runs and, as a baseline measured
+in the same run on the same bytes, plain `json.loads` (the floor any parser pays).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from benchmarks.corpus import corpus
+from coinstream.records import Envelope
+from consumer.dedupe import Deduper
+from consumer.enrich import enrich
+from consumer.firehose_sink import calls, pack
+
+
+def run_core(records: list[bytes]) -> int:
+    """What the record processor does per batch, minus the network: the rows it would send."""
+    deduper = Deduper()
+    now = datetime.now(UTC)
+    rows: dict[str, list[bytes]] = {"candle": [], "post": []}
+    for data in records:
+        envelope = Envelope.from_bytes(data)
+        if deduper.admit(envelope):
+            row = enrich(envelope, now)
+            rows[envelope.kind.value].append(
+                json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+            )
+    return sum(len(batch) for kind_rows in rows.values() for batch in calls(list(pack(kind_rows))))
+
+
+def baseline(records: list[bytes]) -> int:
+    """Only json.loads of every record."""
+    return sum(1 for data in records if json.loads(data))
+
+
+def measure(fn: Callable[[list[bytes]], int], records: list[bytes], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(records)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    records = corpus(args.records)
+    size = sum(len(r) for r in records)
+    core = statistics.median(measure(run_core, records, args.runs))
+    floor = statistics.median(measure(baseline, records, args.runs))
+    firehose_records = run_core(records)
+    print(f"corpus: {len(records):,} records, {size / 1e6:.1f} MB, median of {args.runs} runs, 1 core")
+    print(f"processor core (parse+dedupe+enrich+batch): {len(records) / core:,.0f} records/s  ({core:.2f} s)")
+    print(f"baseline json.loads only:                   {len(records) / floor:,.0f} records/s  ({floor:.2f} s)")
+    print(
+        f"core costs {core / floor:.1f}x the bare parse; {firehose_records:,} Firehose records "
+        f"(~5 KB each) for {len(records):,} stream records"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Dedupe by natural key, in bounded memory: the first copy of a post wins, a later candle replaces."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+
+from coinstream.records import Envelope, Kind
+
+#: A day of traffic: 1,440 candles per market and exchange, and on a busy day a few hundred
+#: thousand posts across sources. Each entry costs roughly 200 bytes.
+DEFAULT_CAPACITY = 300_000
+
+
+class Deduper:
+    """Remembers the last `capacity` natural keys; memory never grows past that.
+
+    A record passes when its key is new. For candles, a copy of a known minute with different
+    content and a later fetch time passes too (the later copy replaces the earlier one
+    downstream); any other copy is a duplicate. Keys older than the window are forgotten, and a
+    copy that arrives after that is left to the warehouse views.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError("dedupe capacity must be at least 1")
+        self.capacity = capacity
+        # key -> (content fingerprint, fetch time); the fingerprint only matters for candles
+        self._seen: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+        self.dropped = 0
+        self.replaced = 0
+
+    def admit(self, envelope: Envelope) -> bool:
+        """True when the record should go on; False for a duplicate."""
+        key = envelope.key
+        is_candle = envelope.kind is Kind.CANDLE
+        previous = self._seen.get(key)
+        if previous is not None:
+            self._seen.move_to_end(key)
+            fingerprint, fetched_at = previous
+            if not (is_candle and envelope.fetched_at > fetched_at and envelope.fingerprint != fingerprint):
+                self.dropped += 1
+                return False
+            self.replaced += 1
+        self._seen[key] = (envelope.fingerprint if is_candle else "", envelope.fetched_at)
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)

@@ -1,0 +1,161 @@
+"""Live sink: per-minute figures in a DynamoDB table, readable within seconds by the dashboard.
+
+The `live` consumer application writes here instead of to Firehose, so it does not wait for
+Firehose buffering. Counts stay exact under replays and restarts: each post is counted in the
+same transaction that records its key, and a key already recorded is not counted again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from coinstream.aws import classify
+from coinstream.retry import retrying
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+logger = logging.getLogger(__name__)
+
+#: A transaction holds at most 100 items: up to 99 post keys and the minute's counter.
+_KEYS_PER_TRANSACTION = 99
+
+
+def minute_pk(minute_utc: str) -> str:
+    """Partition key of a minute item, from an enriched row's minute_utc."""
+    return "minute#" + minute_utc[:16].replace(" ", "T") + "Z"
+
+
+class LiveMetricsSink:
+    """Rows in (`add`); per-minute post counts per source and candle figures out (`flush`)."""
+
+    def __init__(self, table: str, dynamodb: DynamoDBClient, *, ttl_days: int = 8, max_attempts: int = 8) -> None:
+        self.table = table
+        self.dynamodb = dynamodb
+        self.ttl_days = ttl_days
+        self.max_attempts = max_attempts
+        self._posts: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self._candles: list[dict[str, Any]] = []
+
+    def add(self, kind: str, row: dict[str, Any]) -> None:
+        """Queue one enriched row."""
+        if kind == "post":
+            self._posts[(row["minute_utc"], row["source"])].append(row["record_key"])
+        elif kind == "candle":
+            self._candles.append(row)
+
+    def pending_rows(self) -> int:
+        """Rows added but not yet written."""
+        return sum(len(v) for v in self._posts.values()) + len(self._candles)
+
+    def flush(self) -> int:
+        """Write everything queued; raises TransientError if DynamoDB keeps refusing."""
+        written = 0
+        expires = str(int((datetime.now(UTC) + timedelta(days=self.ttl_days)).timestamp()))
+        for (minute_utc, source), keys in list(self._posts.items()):
+            for start in range(0, len(keys), _KEYS_PER_TRANSACTION):
+                chunk = keys[start : start + _KEYS_PER_TRANSACTION]
+                for attempt in retrying(logger, max_attempts=self.max_attempts):
+                    with attempt:
+                        self._count_posts(minute_pk(minute_utc), source, chunk, expires)
+                written += len(chunk)
+            del self._posts[(minute_utc, source)]
+        while self._candles:
+            row = self._candles[0]
+            for attempt in retrying(logger, max_attempts=self.max_attempts):
+                with attempt:
+                    self._set_candle(row, expires)
+            self._candles.pop(0)
+            written += 1
+        return written
+
+    def _count_posts(self, pk: str, source: str, keys: list[str], expires: str) -> None:
+        pending = list(keys)
+        while pending:
+            items: list[Any] = [
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {"pk": {"S": "seen#" + k}, "expires_at": {"N": expires}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+                for k in pending
+            ]
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": {"pk": {"S": pk}},
+                        "UpdateExpression": "ADD #posts :n SET updated_at = :now, expires_at = :exp",
+                        "ExpressionAttributeNames": {"#posts": f"posts#{source}"},
+                        "ExpressionAttributeValues": {
+                            ":n": {"N": str(len(pending))},
+                            ":exp": {"N": expires},
+                            ":now": {"S": datetime.now(UTC).isoformat()},
+                        },
+                    }
+                }
+            )
+            try:
+                self.dynamodb.transact_write_items(TransactItems=items)
+                return
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise classify(exc, f"counting posts in {self.table}") from None
+                reasons = exc.response.get("CancellationReasons", [])
+                seen = {i for i, r in enumerate(reasons[: len(pending)]) if r.get("Code") == "ConditionalCheckFailed"}
+                if not seen:
+                    raise classify(exc, f"counting posts in {self.table}") from None
+                pending = [k for i, k in enumerate(pending) if i not in seen]  # already counted: a replay
+            except Exception as exc:
+                raise classify(exc, f"counting posts in {self.table}") from None
+
+    def _set_candle(self, row: dict[str, Any], expires: str) -> None:
+        figures = {f: {"S": str(row[f])} for f in ("open", "high", "low", "close", "volume", "fetched_at")}
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": minute_pk(row["minute_utc"])}},
+                UpdateExpression="SET #c = :m, updated_at = :now, expires_at = :exp",
+                ConditionExpression="attribute_not_exists(#c) OR #c.#f < :f",
+                ExpressionAttributeNames={"#c": f"candle#{row['exchange']}#{row['market']}", "#f": "fetched_at"},
+                ExpressionAttributeValues={
+                    ":m": {"M": figures},
+                    ":f": {"S": str(row["fetched_at"])},
+                    ":now": {"S": datetime.now(UTC).isoformat()},
+                    ":exp": {"N": expires},
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return  # a later copy of this minute is already there
+            raise classify(exc, f"writing a candle to {self.table}") from None
+        except Exception as exc:
+            raise classify(exc, f"writing a candle to {self.table}") from None
+
+
+def read_minutes(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
+    """Every minute item, oldest first, as plain values: {minute, posts: {source: n}, candles: {...}}."""
+    try:
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=table, FilterExpression="begins_with(pk, :m)", ExpressionAttributeValues={":m": {"S": "minute#"}}
+        )
+        items = [i for page in pages for i in page.get("Items", [])]
+    except Exception as exc:
+        raise classify(exc, f"reading {table}") from None
+    out = []
+    for item in items:
+        minute = {"minute": item["pk"]["S"].removeprefix("minute#"), "posts": {}, "candles": {}}
+        for name, value in item.items():
+            if name.startswith("posts#"):
+                minute["posts"][name.removeprefix("posts#")] = int(value["N"])
+            elif name.startswith("candle#"):
+                minute["candles"][name.removeprefix("candle#")] = {k: v["S"] for k, v in value["M"].items()}
+        out.append(minute)
+    return sorted(out, key=lambda m: m["minute"])

@@ -1,0 +1,98 @@
+"""Replay: move one consumer application's checkpoints back, leaving every other application alone.
+
+The stream keeps records after they are read, so an application reads again simply by having its
+lease checkpoints reset: to TRIM_HORIZON, or to the last record that arrived before a given time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from coinstream.aws import classify
+from coinstream.errors import FatalError
+from consumer.checkpoints import Lease, leases, shard_records
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kinesis import KinesisClient
+
+TRIM_HORIZON = "TRIM_HORIZON"
+
+
+@dataclass(frozen=True)
+class Reset:
+    """What replay does (or did) to one shard's lease."""
+
+    shard_id: str
+    old: str | None
+    new: str
+    records_to_read_again: int
+
+
+def live_owners(dynamodb: DynamoDBClient, table: str, watch_seconds: float) -> set[str]:
+    """Workers that renewed a lease while we watched: a live worker renews every few seconds."""
+    before = {lease.shard_id: lease for lease in leases(dynamodb, table)}
+    if not any(lease.owner for lease in before.values()):
+        return set()
+    time.sleep(watch_seconds)
+    after = leases(dynamodb, table)
+    return {
+        lease.owner
+        for lease in after
+        if lease.owner and lease.shard_id in before and lease.counter != before[lease.shard_id].counter
+    }
+
+
+def plan(kinesis: KinesisClient, stream: str, current: list[Lease], since: datetime | None) -> list[Reset]:
+    """New checkpoints: TRIM_HORIZON, or the last record that arrived before `since` (reading the shard)."""
+    out = []
+    for lease in current:
+        if lease.checkpoint == "SHARD_END":
+            continue  # a closed parent shard: its children carry the data on
+        records = shard_records(kinesis, stream, lease.shard_id)
+        new = TRIM_HORIZON
+        if since is not None:
+            before = [r for r in records if r.arrived_at < since]
+            if before:
+                new = str(before[-1].sequence_number)
+        start = 0 if new == TRIM_HORIZON else int(new)
+        old = int(lease.checkpoint) if lease.checkpoint and lease.checkpoint.isdigit() else None
+        again = sum(1 for r in records if r.sequence_number > start and (old is None or r.sequence_number <= old))
+        out.append(Reset(lease.shard_id, lease.checkpoint, new, again))
+    return out
+
+
+def apply(dynamodb: DynamoDBClient, table: str, resets: list[Reset]) -> int:
+    """Write the new checkpoints; bumping the lease counter makes any worker holding a lease drop it
+    and take it again from the new checkpoint."""
+    for reset in resets:
+        try:
+            dynamodb.update_item(
+                TableName=table,
+                Key={"leaseKey": {"S": reset.shard_id}},
+                UpdateExpression=(
+                    "SET checkpoint = :c, checkpointSubSequenceNumber = :zero, leaseCounter = leaseCounter + :one "
+                    "REMOVE pendingCheckpoint, pendingCheckpointSubSequenceNumber, pendingCheckpointState, leaseOwner"
+                ),
+                ExpressionAttributeValues={":c": {"S": reset.new}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
+                ConditionExpression="attribute_exists(leaseKey)",
+            )
+        except Exception as exc:
+            raise classify(exc, f"resetting the checkpoint of {reset.shard_id} in {table}") from None
+    return len(resets)
+
+
+def parse_from(value: str) -> datetime | None:
+    """`trim-horizon` -> None; otherwise an ISO 8601 UTC time."""
+    if value.lower().replace("_", "-") == "trim-horizon":
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise FatalError(f"--from {value!r}: use trim-horizon or a UTC time such as 2026-11-28T12:00:00Z") from None
+    if when.tzinfo is None:
+        raise FatalError(f"--from {value!r}: add the UTC offset (Z or +00:00); times are UTC")
+    return when

@@ -1,0 +1,24 @@
+-- Deduplicated views: what users read. Raw tables may hold several copies of one fact
+-- (replays, restarts, two workers, Firehose retries); each view keeps exactly one per natural key.
+
+-- Candles: the latest copy of each minute wins (a later fetch of a minute replaces an earlier one).
+CREATE OR REPLACE VIEW candles AS
+SELECT record_key, exchange, market, minute_utc, minute_kst, open_price, high_price, low_price,
+       close_price, volume, quote_volume, simulated, fetched_at
+FROM (
+    SELECT r.*,
+           ROW_NUMBER() OVER (PARTITION BY record_key ORDER BY fetched_at DESC, processed_at DESC) AS copy_rank
+    FROM raw_candles AS r
+) AS ranked
+WHERE copy_rank = 1;
+
+-- Posts: one row per source and post id.
+CREATE OR REPLACE VIEW posts AS
+SELECT record_key, source, post_id, created_at, created_at_kst, minute_utc, author_id, lang, text,
+       hashtags, cashtags, matched_terms, is_retweet, is_reply, simulated, fetched_at
+FROM (
+    SELECT r.*,
+           ROW_NUMBER() OVER (PARTITION BY record_key ORDER BY fetched_at DESC, processed_at DESC) AS copy_rank
+    FROM raw_posts AS r
+) AS ranked
+WHERE copy_rank = 1;

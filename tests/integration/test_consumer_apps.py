@@ -1,0 +1,176 @@
+"""Consumer applications through the real KCL daemon on the local stack.
+
+Scale-out and failover, replay, two applications on one stream, poison records. Each test starts
+its own stack on free ports; KCL 3 needs a minute or two to elect a leader and assign leases.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from coinstream.aws import client
+from coinstream.config import Pipeline, Settings
+from consumer.checkpoints import leases
+from consumer.runner import app_progress
+from producer.kinesis_writer import KinesisWriter
+from tests.conftest import make_candle, make_post
+from tests.stack import coinstream, running_stack
+
+POISON = [b"not json at all", b'{"v": 1, "kind": "candle"}']
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 360, every: float = 2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def caught_up(settings: Settings, pipeline: Pipeline, app: str) -> Callable[[], bool]:
+    return lambda: all(s.behind == 0 for s in app_progress(settings, pipeline, app))
+
+
+@contextmanager
+def worker(env: dict[str, str], app: str, worker_id: str, logs: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`coinstream consume` as a long-running service, in the background; always stopped afterwards."""
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{app}-{worker_id}.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coinstream", "consume", "--app", app, "--worker-id", worker_id],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def put(settings: Settings, pipeline: Pipeline, envelopes: list, raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
+    kinesis = client("kinesis", settings)
+    assert not KinesisWriter(pipeline.stream_name, kinesis).put(envelopes).unsent
+    for i, data in enumerate(raw):
+        kinesis.put_record(StreamName=pipeline.stream_name, Data=data, PartitionKey=f"poison-{i}")
+
+
+def leader_of(dynamodb: object, table: str) -> str:
+    item = dynamodb.get_item(TableName=f"{table}-CoordinatorState", Key={"key": {"S": "Leader"}})  # type: ignore[attr-defined]
+    return str(item["Item"]["ownerName"]["S"])
+
+
+def view_counts(settings: Settings) -> dict[str, tuple[int, int]]:
+    db = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        return {
+            name: db.execute(f"SELECT count(*), count(DISTINCT record_key) FROM {name}").fetchone()  # type: ignore[misc]
+            for name in ("raw_posts", "posts", "raw_candles", "candles")
+        }
+    finally:
+        db.close()
+
+
+def test_workers_share_shards_survive_a_kill_and_a_forced_replay(tmp_path: Path) -> None:
+    with running_stack(tmp_path / "state") as (settings, pipeline, env):
+        dynamodb = client("dynamodb", settings)
+        table = "coinstream-warehouse"
+        posts = [make_post(str(i), minute=i % 30) for i in range(150)]
+        candles = [make_candle(i) for i in range(30)]
+        put(settings, pipeline, posts[:60] + candles, POISON)
+        with (
+            worker(env, "warehouse", "w1", tmp_path / "logs") as w1,
+            worker(env, "warehouse", "w2", tmp_path / "logs") as w2,
+        ):
+            workers = {"w1": w1, "w2": w2}
+            wait_for(
+                "both workers to hold a lease",
+                lambda: {lease.owner for lease in leases(dynamodb, table)} == {"w1", "w2"},
+            )
+            # the worst case: kill the leader, mid-stream (it may have rows in flight)
+            leader = leader_of(dynamodb, table)
+            survivor = "w2" if leader == "w1" else "w1"
+            put(settings, pipeline, posts[60:])
+            os.killpg(workers[leader].pid, signal.SIGKILL)
+            workers[leader].wait()
+            wait_for(
+                f"{survivor} to take over {leader}'s shard and catch up",
+                lambda: (
+                    caught_up(settings, pipeline, "warehouse")()
+                    and {lease.owner for lease in leases(dynamodb, table)} == {survivor}
+                ),
+                timeout=480,
+            )
+
+            refused = coinstream(env, "replay", "--app", "warehouse", "--from", "trim-horizon")
+            assert refused.returncode == 1 and "hold live leases" in refused.stderr, refused.stderr
+            forced = coinstream(env, "replay", "--app", "warehouse", "--from", "trim-horizon", "--force")
+            assert forced.returncode == 0 and "reset 2 shards" in forced.stdout, forced.stderr
+            wait_for(f"{survivor} to read everything again", caught_up(settings, pipeline, "warehouse"))
+
+            workers[survivor].send_signal(signal.SIGTERM)
+            assert workers[survivor].wait(timeout=90) == 0  # graceful: batch finished, flushed, checkpointed
+        assert coinstream(env, "load").returncode == 0
+        counts = view_counts(settings)
+        assert counts["posts"] == (150, 150) and counts["candles"] == (30, 30)
+        assert counts["raw_posts"][0] >= 150 * 2  # read twice: the raw table holds the copies
+        dead = client("s3", settings).list_objects_v2(Bucket=pipeline.bucket, Prefix="dead-letter/warehouse/")
+        assert dead["KeyCount"] >= 1
+        status = coinstream(env, "local", "status")
+        assert "dead-letter" in status.stdout
+
+
+def test_two_applications_read_independently_and_replay_from_a_time(tmp_path: Path) -> None:
+    with running_stack(tmp_path / "state") as (settings, pipeline, env):
+        dynamodb = client("dynamodb", settings)
+        assert coinstream(env, "produce", "candles").returncode == 0
+        assert coinstream(env, "produce", "posts").returncode == 0
+        put(settings, pipeline, [], POISON)
+        for app in ("warehouse", "live"):
+            done = coinstream(env, "consume", "--app", app, "--until-caught-up", "--timeout", "420")
+            assert done.returncode == 0, done.stderr
+        live_before = leases(dynamodb, "coinstream-live")
+
+        shown = coinstream(env, "live", "--minutes", "60")
+        assert shown.returncode == 0, shown.stderr
+        rows = [line for line in shown.stdout.splitlines() if "2026-11-27T12:" in line]
+        assert len(rows) == 30  # 30 minutes of candles; posts per minute counted once each
+        assert sum(int(line.split("│")[2]) for line in rows) == 40
+
+        time.sleep(1.5)
+        since = datetime.now(UTC)
+        time.sleep(1.5)
+        put(settings, pipeline, [make_post(f"late-{i}", minute=45) for i in range(10)])
+        assert coinstream(env, "consume", "--until-caught-up", "--timeout", "420").returncode == 0
+        replayed = coinstream(env, "replay", "--app", "warehouse", "--from", since.isoformat(), "--watch-seconds", "4")
+        assert replayed.returncode == 0, replayed.stderr
+        assert "reset 2 shards" in replayed.stdout
+        assert (
+            sum(
+                int(part.split("(")[1].split()[0])
+                for part in replayed.stdout.splitlines()
+                if "records to read again" in part
+            )
+            == 10
+        )
+        assert coinstream(env, "consume", "--until-caught-up", "--timeout", "420").returncode == 0
+        assert leases(dynamodb, "coinstream-live") == live_before  # the other application is untouched
+
+        assert coinstream(env, "load").returncode == 0
+        counts = view_counts(settings)
+        assert counts["raw_posts"] == (60, 50)  # 40 + 10 late, the late 10 read twice
+        assert counts["posts"] == (50, 50) and counts["candles"] == (30, 30)

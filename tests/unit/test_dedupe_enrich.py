@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from consumer.dedupe import Deduper
+from consumer.enrich import enrich, matched_terms
+from tests.conftest import FETCHED, make_candle, make_post
+
+
+def test_memory_is_bounded_and_oldest_keys_are_forgotten_first() -> None:
+    d = Deduper(capacity=3)
+    for i in range(5):
+        assert d.admit(make_post(str(i)))
+    assert len(d) == 3
+    assert d.admit(make_post("0"))  # forgotten: left to the warehouse views
+    assert not d.admit(make_post("4"))
+
+
+def test_a_recently_seen_key_stays_remembered() -> None:
+    d = Deduper(capacity=2)
+    d.admit(make_post("a"))
+    d.admit(make_post("b"))
+    assert not d.admit(make_post("a"))  # touches "a"
+    d.admit(make_post("c"))  # evicts "b", not "a"
+    assert not d.admit(make_post("a"))
+
+
+def test_post_row_is_enriched() -> None:
+    post = make_post("1", text="Is #Bitcoin up? $btc and $ETH, 비트코인 #BTC #bitcoin", minute=4)
+    post = post.model_copy(update={"payload": {**post.payload, "is_retweet": True}})
+    row = enrich(post, datetime(2026, 11, 27, 12, 5, tzinfo=UTC))
+    assert row["minute_utc"] == "2026-11-27 12:04:00.000000"
+    assert row["created_at_kst"] == "2026-11-27 21:04:17"
+    assert row["hashtags"] == ["bitcoin", "btc"] and row["cashtags"] == ["BTC", "ETH"]
+    assert row["matched_terms"] == ["bitcoin", "비트코인", "btc", "#bitcoin", "#btc", "$btc"]
+    assert row["is_retweet"] is True and row["is_reply"] is False and row["lang"] == "en"
+    assert row["processed_at"] == "2026-11-27 12:05:00.000000" and row["simulated"] is False
+
+
+def test_candle_row_keeps_numbers_exact_and_shows_kst() -> None:
+    row = enrich(make_candle(59, volume="0.12345678"), FETCHED)
+    assert row["volume"] == "0.12345678" and row["minute_kst"] == "2026-11-27 21:59:00"
+    assert row["record_key"] == "coinone:KRW-BTC:2026-11-27T12:59Z"
+
+
+def test_btc_matches_only_as_a_word() -> None:
+    assert matched_terms("BTC to the moon") == ["btc"]
+    assert matched_terms("wbtcx is not it") == []

@@ -1,0 +1,51 @@
+"""The live sink against moto's in-process DynamoDB: exact per-minute counts, however often a post arrives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from consumer.enrich import enrich
+from consumer.live_sink import LiveMetricsSink, read_minutes
+from tests.conftest import FETCHED, make_candle, make_post, moto_dynamodb_table
+
+TABLE = "live"
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[Any]:
+    with moto_dynamodb_table(TABLE, "pk") as client:
+        yield client
+
+
+def test_posts_are_counted_once_per_minute_and_source_even_when_replayed(dynamodb: Any) -> None:
+    posts = [make_post(str(i), minute=i % 2) for i in range(150)] + [make_post("b1", source="bluesky")]
+    for _ in range(2):  # the second pass is a replay: nothing may count twice
+        sink = LiveMetricsSink(TABLE, dynamodb)
+        for p in posts[:120]:
+            sink.add("post", enrich(p, FETCHED))
+        sink.flush()
+    sink = LiveMetricsSink(TABLE, dynamodb)
+    for p in posts[100:]:  # overlaps the first pass by 20 posts
+        sink.add("post", enrich(p, FETCHED))
+    assert sink.flush() == 51 and sink.pending_rows() == 0
+    minutes = read_minutes(dynamodb, TABLE)
+    assert [m["minute"] for m in minutes] == ["2026-11-27T12:00Z", "2026-11-27T12:01Z"]
+    assert minutes[0]["posts"] == {"x": 75, "bluesky": 1} and minutes[1]["posts"] == {"x": 75}
+
+
+def test_a_later_candle_copy_replaces_an_earlier_one_never_the_reverse(dynamodb: Any) -> None:
+    first = make_candle(3, volume="1.0")
+    later = first.model_copy(
+        update={"fetched_at": FETCHED + timedelta(minutes=5), "payload": {**first.payload, "volume": "2.0"}}
+    )
+    sink = LiveMetricsSink(TABLE, dynamodb)
+    for envelope in (first, later, first):
+        sink.add("candle", enrich(envelope, FETCHED))
+    sink.flush()
+    (minute,) = read_minutes(dynamodb, TABLE)
+    assert minute["candles"]["coinone#KRW-BTC"]["volume"] == "2.0"
+    assert minute["candles"]["coinone#KRW-BTC"]["close"] == "105"
