@@ -1,0 +1,64 @@
+"""The Dockerfiles and the compose file parse, and everything they copy or build exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coinstream import REPO_ROOT
+
+DOCKER = REPO_ROOT / "docker"
+INSTRUCTIONS = {
+    "FROM",
+    "WORKDIR",
+    "ENV",
+    "COPY",
+    "RUN",
+    "USER",
+    "ENTRYPOINT",
+    "CMD",
+    "STOPSIGNAL",
+    "ARG",
+    "LABEL",
+    "EXPOSE",
+}
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    out, pending = [], ""
+    for line in dockerfile.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        pending += line.rstrip("\\").strip() + " "
+        if not line.rstrip().endswith("\\"):
+            word, _, rest = pending.strip().partition(" ")
+            out.append((word, rest))
+            pending = ""
+    return out
+
+
+@pytest.mark.parametrize("dockerfile", sorted(DOCKER.glob("Dockerfile.*")), ids=lambda p: p.name)
+def test_dockerfile_parses_and_copies_what_exists(dockerfile: Path) -> None:
+    steps = instructions(dockerfile)
+    assert steps[0][0] == "FROM"
+    assert {word for word, _ in steps} <= INSTRUCTIONS
+    for word, rest in steps:
+        if word == "COPY":
+            *sources, _dest = rest.split()
+            for source in sources:
+                assert (REPO_ROOT / source).exists(), f"{dockerfile.name}: COPY {source} does not exist"
+    assert ("ENTRYPOINT", '["coinstream"]') in steps
+
+
+def test_compose_file_parses_and_builds_from_our_dockerfiles() -> None:
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"kinesis", "moto", "resources", "consumer-warehouse", "consumer-live"} <= set(services)
+    for name, service in services.items():
+        if "build" in service:
+            assert (DOCKER / service["build"]["context"] / service["build"]["dockerfile"]).is_file(), name
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    assert services["resources"]["command"] == ["local", "up", "--resources-only"]
