@@ -36,7 +36,6 @@ err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() els
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1
-EXIT_PARTIAL = 3
 DEFAULT_OFFLINE_DIR = REPO_ROOT / "tests" / "payloads"
 
 
@@ -160,37 +159,47 @@ def _warehouse_counts(settings: Settings, pipeline: Pipeline) -> dict[str, int]:
         wh.close()
 
 
-def _produce(kind: Kind, from_dir: Path, market: str) -> None:
-    from producer.run import produce_offline
+def _produce(kind: Kind, source: str, from_dir: Path, market: str, backfill_minutes: int) -> None:
+    from producer.run import produce
 
     settings, pipeline = _context()
-    result = produce_offline(kind, settings, pipeline, from_dir, market)
+    o = produce(kind, source, settings, pipeline, from_dir=from_dir, market=market, backfill_minutes=backfill_minutes)
     out.print(
-        f"{kind.value}s: {result.sent} sent to {pipeline.stream_name}, {len(result.unsent)} unsent, "
-        f"{len(result.refused)} refused"
+        f"{kind.value}s ({source}): {o.fetched} fetched, {o.sent} sent to {pipeline.stream_name}, "
+        f"{o.drained} sent from the spool, {o.spooled} spooled, {o.refused} refused"
+        + (f"; {o.message}" if o.message else "")
     )
-    if result.unsent or result.refused:
-        raise typer.Exit(EXIT_PARTIAL)
+    raise typer.Exit(int(o.code))
 
 
 FromDir = Annotated[
-    Path, typer.Option("--from-dir", help="Folder of recorded API answers to replay.", exists=True, file_okay=False)
+    Path,
+    typer.Option("--from-dir", help="offline source: folder of recorded API answers.", exists=True, file_okay=False),
 ]
 Market = Annotated[str, typer.Option(help="Market, QUOTE-TARGET.")]
+Source = Annotated[str, typer.Option(help="offline (recorded API answers) or simulated (planted relation).")]
+Backfill = Annotated[int, typer.Option(help="simulated source: minutes to emit on the first run.", min=1)]
 
 
 @produce_app.command("candles")
 @friendly
-def produce_candles(from_dir: FromDir = DEFAULT_OFFLINE_DIR, market: Market = "KRW-BTC") -> None:
-    """Put 1-minute BTC candles (Coinone chart answers) on the stream."""
-    _produce(Kind.CANDLE, from_dir, market)
+def produce_candles(
+    source: Source = "offline",
+    from_dir: FromDir = DEFAULT_OFFLINE_DIR,
+    market: Market = "KRW-BTC",
+    backfill_minutes: Backfill = 60,
+) -> None:
+    """Put 1-minute BTC candles on the stream. Exit 0 sent, 3 partial (spooled), 4 nothing to do, 1 failed."""
+    _produce(Kind.CANDLE, source, from_dir, market, backfill_minutes)
 
 
 @produce_app.command("posts")
 @friendly
-def produce_posts(from_dir: FromDir = DEFAULT_OFFLINE_DIR) -> None:
-    """Put posts that mention bitcoin (X recent-search answers) on the stream."""
-    _produce(Kind.POST, from_dir, "KRW-BTC")
+def produce_posts(
+    source: Source = "offline", from_dir: FromDir = DEFAULT_OFFLINE_DIR, backfill_minutes: Backfill = 60
+) -> None:
+    """Put posts that mention bitcoin on the stream. Exit 0 sent, 3 partial (spooled), 4 nothing to do, 1 failed."""
+    _produce(Kind.POST, source, from_dir, "KRW-BTC", backfill_minutes)
 
 
 AppName = Annotated[str, typer.Option("--app", help="Consumer application name (its own leases and checkpoints).")]

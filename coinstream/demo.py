@@ -17,7 +17,7 @@ from coinstream.warehouse import Warehouse
 from consumer.checkpoints import is_checkpointed, leases, list_shard_ids, shard_records
 from consumer.daemon import application_name
 from consumer.runner import run_until_caught_up
-from producer.run import produce_offline
+from producer.run import produce
 
 APP = "warehouse"
 
@@ -66,7 +66,7 @@ def run_demo(settings: Settings, pipeline: Pipeline, from_dir: Path, say: Callab
     produced: Counter[str] = Counter()
     for kind in (Kind.CANDLE, Kind.POST):
         say(f"producing {kind.value}s from recorded payloads in {from_dir}")
-        result = produce_offline(kind, settings, pipeline, from_dir)
+        result = produce(kind, "offline", settings, pipeline, from_dir=from_dir)
         produced[kind.value] += result.sent
     say("consuming with the KCL MultiLangDaemon until every record is checkpointed (KCL takes ~30-60 s to start)")
     run_until_caught_up(settings, pipeline, APP)

@@ -1,33 +1,129 @@
-"""One producer run, the way cron starts it: fetch, wrap, put on the stream, report."""
+"""One producer run, the way cron starts it: lock, send the spool, fetch, put, spool what failed.
+
+Exit codes (`Outcome.code`): 0 sent, 3 partial (some records spooled for the next run),
+4 nothing to do (no new records, or another run still holds the lock), 1 failure.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
 from pathlib import Path
 
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
-from coinstream.records import Kind
-from producer.kinesis_writer import KinesisWriter, WriteResult
+from coinstream.errors import FatalError
+from coinstream.records import Envelope, Kind
+from producer.kinesis_writer import KinesisWriter
+from producer.lock import AlreadyRunning, run_lock
+from producer.sources import simulated
 from producer.sources.offline import replay
+from producer.spool import Spool
+from producer.state import StateFile
 
 logger = logging.getLogger(__name__)
 
 
-def produce_offline(
-    kind: Kind, settings: Settings, pipeline: Pipeline, folder: Path, market: str = "KRW-BTC"
-) -> WriteResult:
-    """Replay the recorded answers under `folder` for `kind` onto the stream."""
-    envelopes = replay(folder, kind, market=market)
-    writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings))
-    result = writer.put(envelopes)
-    logger.info(
-        "%s: %d fetched, %d sent in %d calls, %d unsent, %d refused",
-        kind,
-        len(envelopes),
-        result.sent,
-        result.calls,
-        len(result.unsent),
-        len(result.refused),
-    )
-    return result
+class Code(IntEnum):
+    """Exit codes of a producer run."""
+
+    SENT = 0
+    FAILED = 1
+    PARTIAL = 3
+    NOTHING = 4
+
+
+@dataclass
+class Outcome:
+    """What one run did."""
+
+    code: Code
+    fetched: int = 0
+    sent: int = 0
+    spooled: int = 0
+    drained: int = 0
+    refused: int = 0
+    message: str = ""
+
+
+def _fetch(
+    kind: Kind,
+    source: str,
+    state: dict[str, object],
+    *,
+    from_dir: Path,
+    market: str,
+    backfill_minutes: int,
+    now: datetime,
+) -> list[Envelope]:
+    if source == "offline":
+        return replay(from_dir, kind, market=market, now=now)
+    if source == "simulated":
+        sim = simulated.Simulation(market=market)
+        last_closed = simulated.epoch_minute(now) - 1
+        done = state.get("last_minute")
+        first = int(done) + 1 if isinstance(done, int) else last_closed - backfill_minutes + 1
+        if first > last_closed:
+            return []
+        make = simulated.candles if kind is Kind.CANDLE else simulated.posts
+        state["next_last_minute"] = last_closed
+        return make(sim, first, last_closed, now)
+    raise FatalError(f"unknown source {source!r}: use offline or simulated")
+
+
+def produce(
+    kind: Kind,
+    source: str,
+    settings: Settings,
+    pipeline: Pipeline,
+    *,
+    from_dir: Path,
+    market: str = "KRW-BTC",
+    backfill_minutes: int = 60,
+    now: datetime | None = None,
+) -> Outcome:
+    """One cron-safe run of one producer."""
+    name = f"{kind.value}-{source}"
+    folder = settings.state_dir / "producer"
+    spool = Spool(folder / "spool" / name)
+    state_file = StateFile(folder / f"{name}.state.json")
+    try:
+        with run_lock(folder / f"{name}.lock"):
+            writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings))
+            drained = spool.drain(writer)
+            state = state_file.load()
+            envelopes = _fetch(
+                kind,
+                source,
+                state,
+                from_dir=from_dir,
+                market=market,
+                backfill_minutes=backfill_minutes,
+                now=now or datetime.now(UTC),
+            )
+            out = Outcome(Code.SENT, fetched=len(envelopes), drained=drained.sent)
+            if envelopes:
+                result = writer.put(envelopes)
+                spool.refuse(result.refused)
+                out.sent, out.refused = result.sent, len(result.refused)
+                if result.unsent:
+                    spool.write(result.unsent)  # raises FatalError (exit 1) if it cannot: never a silent loss
+                    out.spooled = len(result.unsent)
+            # only now, with every record sent or on disk, does the run move its position on
+            if "next_last_minute" in state:
+                state["last_minute"] = state.pop("next_last_minute")
+                state_file.save(state)
+            waiting = spool.pending()
+            if out.spooled or waiting:
+                out.code = Code.PARTIAL
+                out.message = f"{waiting} records wait in the spool {spool.folder} for the next run"
+                logger.warning("%s: %s", name, out.message)
+            elif not envelopes and not drained.sent:
+                out.code = Code.NOTHING
+                out.message = "nothing new to send"
+            return out
+    except AlreadyRunning as exc:
+        logger.info("%s: %s; this run exits without doing anything", name, exc)
+        return Outcome(Code.NOTHING, message=str(exc))

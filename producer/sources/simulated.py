@@ -1,0 +1,128 @@
+"""Simulated source: candles and posts with a known, planted relation, for the demo and load tests.
+
+Posts per minute follow a smooth, seeded process; BTC volume per minute follows the post rate of
+`lag_minutes` earlier with weight `strength` (0: unrelated, 1: volume is a copy of the post rate),
+the rest being noise. Every record says `"simulated": true`. Any minute can be generated on its own
+and always comes out the same, so cron runs, replays and tests agree.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from coinstream.records import Envelope, Kind, candle_key, post_key
+
+SOURCE_CANDLES = "simulated"
+SOURCE_POSTS = "simulated"
+_TEXTS = (
+    "bitcoin is moving #bitcoin",
+    "$BTC volume picking up",
+    "비트코인 또 오른다 #BTC",
+    "ビットコイン #bitcoin",
+    "watching btc closely today",
+)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """The planted relation: volume(t) follows posts(t - lag) with weight `strength`."""
+
+    seed: int = 20261128
+    posts_per_minute: float = 20.0
+    lag_minutes: int = 5
+    strength: float = 0.8
+    base_volume: float = 3.0
+    market: str = "KRW-BTC"
+
+    def _noise(self, minute: int, stream: int) -> float:
+        return random.Random(self.seed * 1_000_003 + minute * 7 + stream).gauss(0.0, 1.0)
+
+    def activity(self, minute: int) -> float:
+        """Relative post activity of an epoch minute: around 0, roughly within -1..1."""
+        phase = self.seed % 97
+        return (
+            0.55 * math.sin(2 * math.pi * (minute + phase) / 97)
+            + 0.3 * math.sin(2 * math.pi * minute / 23)
+            + 0.25 * self._noise(minute, 1)
+        )
+
+    def post_count(self, minute: int) -> int:
+        """Posts in an epoch minute."""
+        return max(0, round(self.posts_per_minute * (1 + 0.6 * self.activity(minute))))
+
+    def volume(self, minute: int) -> float:
+        """BTC volume in an epoch minute: planted on the activity `lag_minutes` earlier."""
+        planted = self.activity(minute - self.lag_minutes)
+        mixed = self.strength * planted + (1 - self.strength) * 0.5 * self._noise(minute, 2)
+        return max(0.01, self.base_volume * (1 + 0.6 * mixed))
+
+
+def epoch_minute(at: datetime) -> int:
+    """Minutes since 1970-01-01T00:00Z."""
+    return int(at.astimezone(UTC).timestamp() // 60)
+
+
+def minute_start(minute: int) -> datetime:
+    """The UTC start of an epoch minute."""
+    return datetime.fromtimestamp(minute * 60, tz=UTC)
+
+
+def candles(sim: Simulation, first: int, last: int, fetched_at: datetime) -> list[Envelope]:
+    """Candles for epoch minutes first..last (inclusive)."""
+    out = []
+    for m in range(first, last + 1):
+        at = minute_start(m)
+        price = 131_000_000 + round(400_000 * math.sin(m / 180))
+        volume = sim.volume(m)
+        payload = {
+            "market": sim.market,
+            "open": str(price),
+            "high": str(price + 25_000),
+            "low": str(price - 25_000),
+            "close": str(price + 5_000),
+            "volume": f"{volume:.8f}",
+            "quote_volume": f"{volume * price:.4f}",
+            "simulated": True,
+        }
+        out.append(
+            Envelope(
+                kind=Kind.CANDLE,
+                source=SOURCE_CANDLES,
+                key=candle_key(SOURCE_CANDLES, sim.market, at),
+                event_time=at,
+                fetched_at=fetched_at,
+                payload=payload,
+            )
+        )
+    return out
+
+
+def posts(sim: Simulation, first: int, last: int, fetched_at: datetime) -> list[Envelope]:
+    """Posts for epoch minutes first..last (inclusive)."""
+    out = []
+    for m in range(first, last + 1):
+        rng = random.Random(sim.seed * 31 + m)
+        for i in range(sim.post_count(m)):
+            post_id = f"{m}-{i}"
+            at = minute_start(m) + timedelta(seconds=rng.randint(0, 59))
+            payload = {
+                "post_id": post_id,
+                "text": rng.choice(_TEXTS),
+                "author_id": str(rng.randint(1, 10_000)),
+                "lang": "en",
+                "simulated": True,
+            }
+            out.append(
+                Envelope(
+                    kind=Kind.POST,
+                    source=SOURCE_POSTS,
+                    key=post_key(SOURCE_POSTS, post_id),
+                    event_time=at,
+                    fetched_at=fetched_at,
+                    payload=payload,
+                )
+            )
+    return out

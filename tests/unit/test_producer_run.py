@@ -1,0 +1,116 @@
+"""Cron safety of a producer run: lock, spool, state; the simulated source's planted relation."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from coinstream.config import Pipeline, Settings
+from coinstream.errors import FatalError
+from coinstream.records import Kind
+from producer.kinesis_writer import KinesisWriter, WriteResult
+from producer.lock import AlreadyRunning, run_lock
+from producer.run import Code, produce
+from producer.sources import simulated
+from producer.spool import Spool
+from producer.state import StateFile
+from tests.conftest import PAYLOADS, make_post
+
+NOW = datetime(2026, 11, 28, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, Pipeline, Any]]:
+    """moto's in-process Kinesis (no server) and a state folder; `coinstream.aws.client` points at it."""
+    with mock_aws():
+        kinesis = boto3.client("kinesis", region_name="us-east-1")
+        pipeline = Pipeline.load(Settings().pipeline_file)
+        kinesis.create_stream(StreamName=pipeline.stream_name, ShardCount=1)
+        monkeypatch.setattr("producer.run.client", lambda service, settings: kinesis)
+        yield Settings(state_dir=tmp_path), pipeline, kinesis
+
+
+def stream_count(kinesis: Any, stream: str) -> int:
+    shard = kinesis.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+    it = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return len(kinesis.get_records(ShardIterator=it, Limit=10000)["Records"])
+
+
+def test_a_run_that_finds_another_running_does_nothing(stack: tuple[Settings, Pipeline, Any]) -> None:
+    settings, pipeline, _ = stack
+    with run_lock(settings.state_dir / "producer" / "post-offline.lock"):
+        outcome = produce(Kind.POST, "offline", settings, pipeline, from_dir=PAYLOADS, now=NOW)
+    assert outcome.code is Code.NOTHING and "still holds" in outcome.message
+    assert produce(Kind.POST, "offline", settings, pipeline, from_dir=PAYLOADS, now=NOW).code is Code.SENT
+
+
+def test_the_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    with run_lock(path), pytest.raises(AlreadyRunning, match=str(os.getpid())), run_lock(path):
+        pass
+    with run_lock(path):
+        pass
+
+
+def test_unsent_records_are_spooled_and_sent_first_by_the_next_run(
+    stack: tuple[Settings, Pipeline, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, pipeline, kinesis = stack
+    real_put = KinesisWriter.put
+
+    def stream_down(self: KinesisWriter, envelopes: Any) -> WriteResult:
+        return WriteResult(unsent=list(envelopes))  # what put returns once its retries are used up
+
+    monkeypatch.setattr(KinesisWriter, "put", stream_down)
+    first = produce(Kind.CANDLE, "simulated", settings, pipeline, from_dir=PAYLOADS, backfill_minutes=10, now=NOW)
+    assert first.code is Code.PARTIAL and first.spooled == 10 and stream_count(kinesis, pipeline.stream_name) == 0
+    monkeypatch.setattr(KinesisWriter, "put", real_put)
+    later = datetime(2026, 11, 28, 12, 2, 30, tzinfo=UTC)
+    second = produce(Kind.CANDLE, "simulated", settings, pipeline, from_dir=PAYLOADS, now=later)
+    assert second.code is Code.SENT and second.drained == 10 and second.sent == 2  # 12:00 and 12:01 are new
+    assert stream_count(kinesis, pipeline.stream_name) == 12
+    third = produce(Kind.CANDLE, "simulated", settings, pipeline, from_dir=PAYLOADS, now=later)
+    assert third.code is Code.NOTHING
+
+
+def test_a_spool_that_cannot_be_written_is_loud(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(FatalError, match="NOT saved"):
+        Spool(blocked / "spool").write([make_post()])
+
+
+def test_state_is_replaced_whole_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    state = StateFile(tmp_path / "s.json")
+    assert state.load() == {}
+    state.save({"last_minute": 5})
+    assert state.load() == {"last_minute": 5} and not list(tmp_path.glob(".*.tmp"))
+    (tmp_path / "s.json").write_text("{half")
+    with pytest.raises(FatalError, match="s.json: producer state is unreadable"):
+        state.load()
+
+
+def test_simulated_records_say_so_and_plant_volume_after_posts() -> None:
+    sim = simulated.Simulation(lag_minutes=5, strength=0.9)
+    first, last = 29_000_000, 29_000_000 + 600
+    posts = simulated.posts(sim, first, last, NOW)
+    candles = simulated.candles(sim, first, last, NOW)
+    assert all(p.payload["simulated"] for p in posts + candles) and len(candles) == 601
+    counts = [sim.post_count(m) for m in range(first, last + 1)]
+    volumes = [float(c.payload["volume"]) for c in candles]
+
+    def corr(lag: int) -> float:
+        a, b = counts[: len(counts) - lag], volumes[lag:]
+        return statistics.correlation(a, b)
+
+    best = max(range(0, 15), key=corr)
+    assert best == 5 and corr(5) > 0.8 and corr(5) > corr(0) + 0.1
+    assert simulated.posts(sim, first, first, NOW) == simulated.posts(sim, first, first, NOW)  # deterministic
