@@ -177,7 +177,9 @@ FromDir = Annotated[
     typer.Option("--from-dir", help="offline source: folder of recorded API answers.", exists=True, file_okay=False),
 ]
 Market = Annotated[str, typer.Option(help="Market, QUOTE-TARGET.")]
-Source = Annotated[str, typer.Option(help="offline (recorded API answers) or simulated (planted relation).")]
+Source = Annotated[
+    str, typer.Option(help="offline (recorded answers), simulated (planted relation), coinone or upbit (candles).")
+]
 Backfill = Annotated[int, typer.Option(help="simulated source: minutes to emit on the first run.", min=1)]
 
 

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     kinesis_tls_port: int = Field(default=4567, ge=1, le=65535)
     moto_port: int = Field(default=5055, ge=1, le=65535)
     warehouse_file: Path | None = None
+    #: API base URLs (a local server in tests; the real APIs by default).
+    coinone_url: str = "https://api.coinone.co.kr"
+    upbit_url: str = "https://api.upbit.com"
+    #: Mastodon instances whose #bitcoin timeline the posts producer reads, comma separated.
+    mastodon_instances: str = "https://mastodon.social"
     #: How many natural keys each record processor remembers to drop duplicates (bounded memory).
     dedupe_capacity: int = Field(default=300_000, ge=1)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
@@ -19,11 +20,18 @@ from coinstream.records import Envelope, Kind
 from producer.kinesis_writer import KinesisWriter
 from producer.lock import AlreadyRunning, run_lock
 from producer.sources import simulated
+from producer.sources.coinone import CoinoneCandles
+from producer.sources.http import ApiClient
+from producer.sources.mastodon import MastodonTag
 from producer.sources.offline import replay
+from producer.sources.upbit import UpbitCandles
 from producer.spool import Spool
 from producer.state import StateFile
 
 logger = logging.getLogger(__name__)
+
+
+EXCHANGES: dict[str, type[CoinoneCandles] | type[UpbitCandles]] = {"coinone": CoinoneCandles, "upbit": UpbitCandles}
 
 
 class Code(IntEnum):
@@ -51,15 +59,39 @@ class Outcome:
 def _fetch(
     kind: Kind,
     source: str,
-    state: dict[str, object],
+    state: dict[str, Any],
+    settings: Settings,
     *,
     from_dir: Path,
     market: str,
     backfill_minutes: int,
     now: datetime,
 ) -> list[Envelope]:
+    """Fetch one run's records; the position to save afterwards goes into state["next_..."]."""
     if source == "offline":
         return replay(from_dir, kind, market=market, now=now)
+    if source in EXCHANGES:
+        if kind is not Kind.CANDLE:
+            raise FatalError(f"{source} gives candles: use `coinstream produce candles --source {source}`")
+        done = state.get("last_minute")
+        since = simulated.minute_start(done) if isinstance(done, int) else None
+        base_url = settings.coinone_url if source == "coinone" else settings.upbit_url
+        candles = EXCHANGES[source](market, ApiClient(base_url)).fetch(since, now)
+        if candles:
+            state["next_last_minute"] = simulated.epoch_minute(candles[-1].event_time)
+        return candles
+    if source == "mastodon":
+        if kind is not Kind.POST:
+            raise FatalError("mastodon gives posts: use `coinstream produce posts --source mastodon`")
+        cursors: dict[str, str] = dict(state.get("min_id") or {})
+        posts: list[Envelope] = []
+        for instance in [i.strip() for i in settings.mastodon_instances.split(",") if i.strip()]:
+            found, newest = MastodonTag(ApiClient(instance)).fetch(cursors.get(instance), now)
+            posts.extend(found)
+            if newest:
+                cursors[instance] = newest
+        state["next_min_id"] = cursors
+        return posts
     if source == "simulated":
         sim = simulated.Simulation(market=market)
         last_closed = simulated.epoch_minute(now) - 1
@@ -70,7 +102,7 @@ def _fetch(
         make = simulated.candles if kind is Kind.CANDLE else simulated.posts
         state["next_last_minute"] = last_closed
         return make(sim, first, last_closed, now)
-    raise FatalError(f"unknown source {source!r}: use offline or simulated")
+    raise FatalError(f"unknown source {source!r}: use offline, simulated, coinone, upbit or mastodon")
 
 
 def produce(
@@ -98,6 +130,7 @@ def produce(
                 kind,
                 source,
                 state,
+                settings,
                 from_dir=from_dir,
                 market=market,
                 backfill_minutes=backfill_minutes,
@@ -112,9 +145,9 @@ def produce(
                     spool.write(result.unsent)  # raises FatalError (exit 1) if it cannot: never a silent loss
                     out.spooled = len(result.unsent)
             # only now, with every record sent or on disk, does the run move its position on
-            if "next_last_minute" in state:
-                state["last_minute"] = state.pop("next_last_minute")
-                state_file.save(state)
+            moved = {k.removeprefix("next_"): state.pop(k) for k in [k for k in state if k.startswith("next_")]}
+            if moved:
+                state_file.save({**state, **moved})
             waiting = spool.pending()
             if out.spooled or waiting:
                 out.code = Code.PARTIAL

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from coinstream.errors import SkippableError
-from coinstream.records import Envelope, Kind, candle_key
+from coinstream.records import Envelope
+from producer.sources.base import BadPayload, closed_candle
+from producer.sources.http import ApiClient
 
 SOURCE = "coinone"
+BASE_URL = "https://api.coinone.co.kr"
 _PRICE_FIELDS = {
     "open": "open",
     "high": "high",
@@ -18,10 +20,6 @@ _PRICE_FIELDS = {
     "volume": "target_volume",
     "quote_volume": "quote_volume",
 }
-
-
-class BadPayload(SkippableError):
-    """An API answer that is not what the API documents; the run logs it and fetches nothing from it."""
 
 
 def _decimal(value: Any, field: str) -> str:
@@ -56,19 +54,37 @@ def parse_chart(body: Any, market: str, fetched_at: datetime) -> list[Envelope]:
             minute = datetime.fromtimestamp(int(candle["timestamp"]) / 1000, tz=UTC)
         except (KeyError, TypeError, ValueError):
             raise BadPayload(f"coinone chart: bad timestamp {candle.get('timestamp')!r}") from None
-        if minute + timedelta(minutes=1) > fetched_at:
-            continue  # still open
-        payload: dict[str, Any] = {"market": market}
-        for name, field in _PRICE_FIELDS.items():
-            if field not in candle:
-                raise BadPayload(f"coinone chart: candle at {minute:%Y-%m-%dT%H:%MZ} has no {field!r}")
-            payload[name] = _decimal(candle[field], field)
-        by_minute[minute] = Envelope(
-            kind=Kind.CANDLE,
-            source=SOURCE,
-            key=candle_key(SOURCE, market, minute),
-            event_time=minute,
-            fetched_at=fetched_at,
-            payload=payload,
-        )
+        candle_env = closed_candle(SOURCE, market, minute, candle, _PRICE_FIELDS, _decimal, fetched_at, "coinone chart")
+        if candle_env is not None:
+            by_minute[minute] = candle_env
     return [by_minute[m] for m in sorted(by_minute)]
+
+
+class CoinoneCandles:
+    """Closed 1-minute candles of one market since a given minute, paging back over downtime."""
+
+    def __init__(self, market: str = "KRW-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
+        quote, _, target = market.partition("-")
+        if not quote or not target:
+            raise BadPayload(f"market {market!r} must look like KRW-BTC (quote-target)")
+        self.market = market
+        self.path = f"/public/v2/chart/{quote}/{target}"
+        self.api = api or ApiClient(BASE_URL)
+        self.max_pages = max_pages
+
+    def fetch(self, since: datetime | None, now: datetime) -> list[Envelope]:
+        """Candles of the closed minutes after `since` (all of one page when None), oldest first."""
+        found: dict[str, Envelope] = {}
+        params: dict[str, Any] = {"interval": "1m"}
+        for _ in range(self.max_pages):
+            body = self.api.get_json(self.path, params, f"coinone chart {self.market}")
+            candles = parse_chart(body, self.market, now)
+            for candle in candles:
+                if since is None or candle.event_time > since:
+                    found[candle.key] = candle
+            stamps = [int(c["timestamp"]) for c in body.get("chart", [])]
+            reached = since is None or not candles or candles[0].event_time <= since
+            if reached or body.get("is_last") or not stamps:
+                break
+            params = {"interval": "1m", "timestamp": min(stamps) - 1}  # the page before this one
+        return sorted(found.values(), key=lambda e: e.event_time)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from coinstream.records import Envelope, Kind, post_key
-from producer.sources.coinone import BadPayload
+from producer.sources.base import BadPayload
 
 SOURCE = "x"
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
@@ -28,14 +25,10 @@ NOW = datetime(2026, 11, 28, 12, 0, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, Pipeline, Any]]:
-    """moto's in-process Kinesis (no server) and a state folder; `coinstream.aws.client` points at it."""
-    with mock_aws():
-        kinesis = boto3.client("kinesis", region_name="us-east-1")
-        pipeline = Pipeline.load(Settings().pipeline_file)
-        kinesis.create_stream(StreamName=pipeline.stream_name, ShardCount=1)
-        monkeypatch.setattr("producer.run.client", lambda service, settings: kinesis)
-        yield Settings(state_dir=tmp_path), pipeline, kinesis
+def stack(tmp_path: Path, moto_kinesis: tuple[Pipeline, Any]) -> tuple[Settings, Pipeline, Any]:
+    """moto's in-process Kinesis and a state folder."""
+    pipeline, kinesis = moto_kinesis
+    return Settings(state_dir=tmp_path), pipeline, kinesis
 
 
 def stream_count(kinesis: Any, stream: str) -> int:

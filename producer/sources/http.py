@@ -1,0 +1,93 @@
+"""HTTP for the API sources: one error mapping, retries that honour Retry-After and rate-limit resets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from coinstream.errors import FatalError, TransientError
+from coinstream.retry import retrying
+from producer.sources.base import BadPayload
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "coinstream/0.1 (+https://github.com/coinstream)"
+
+
+def wait_hint(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds the server asks us to wait: Retry-After, or x-rate-limit-reset (epoch seconds, X API)."""
+    if "retry-after" in response.headers:
+        try:
+            return max(0.0, float(response.headers["retry-after"]))
+        except ValueError:
+            return None
+    if "x-rate-limit-reset" in response.headers:
+        try:
+            return max(0.0, float(response.headers["x-rate-limit-reset"]) - now())
+        except ValueError:
+            return None
+    return None
+
+
+def classify_response(response: httpx.Response, what: str) -> None:
+    """Raise for a response that is not a success: 429 and 5xx are transient, a ban or 4xx is fatal."""
+    status = response.status_code
+    if status < 400:
+        return
+    if status == 429 or status >= 500:
+        error = TransientError(f"{what}: HTTP {status}")
+        error.wait = wait_hint(response)  # type: ignore[attr-defined]
+        raise error
+    if status == 418:
+        raise FatalError(
+            f"{what}: HTTP 418, the API has banned this client for a while after too many requests; "
+            "lower the request rate and wait before the next run"
+        )
+    raise FatalError(f"{what}: HTTP {status}: {response.text[:200]}")
+
+
+class ApiClient:
+    """GET JSON with bounded retries; numbers keep their exact decimal text (parse_float=Decimal)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        http: httpx.Client | None = None,
+        *,
+        max_attempts: int = 5,
+        max_wait: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.http = http or httpx.Client(base_url=base_url, timeout=10.0, headers={"User-Agent": USER_AGENT})
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self._sleep = sleep
+
+    def get_json(self, path: str, params: dict[str, Any], what: str) -> Any:
+        """The decoded JSON body of GET path; TransientError after the retries, FatalError for a ban."""
+        policy = retrying(logger, max_attempts=self.max_attempts, max_wait=self.max_wait, sleep=self._sleep)
+        for attempt in policy:
+            with attempt:
+                try:
+                    response = self.http.get(path, params=params)
+                except httpx.TransportError as exc:
+                    raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
+                try:
+                    classify_response(response, what)
+                except TransientError as exc:
+                    hint = getattr(exc, "wait", None)
+                    if hint:  # the server said how long: honour it (bounded), then let tenacity retry
+                        logger.warning("%s: server asks to wait %.0f s", what, hint)
+                        self._sleep(min(hint, self.max_wait))
+                    raise
+                try:
+                    return json.loads(response.content, parse_float=Decimal)
+                except ValueError:
+                    raise BadPayload(f"{what}: the answer is not JSON (truncated?): {response.text[:80]!r}") from None
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,95 @@
+"""Mastodon hashtag timelines (free, no key on most instances): new posts since the last run, per instance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html.parser import HTMLParser
+from typing import Any
+
+from coinstream.records import Envelope, Kind, post_key
+from producer.sources.base import BadPayload
+from producer.sources.http import ApiClient
+
+SOURCE = "mastodon"
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("br", "p") and self.parts:
+            self.parts.append("\n")
+
+
+def html_text(html: str) -> str:
+    """The text of a status's HTML content."""
+    parser = _Text()
+    parser.feed(html)
+    return "".join(parser.parts).strip()
+
+
+def parse_statuses(body: Any, fetched_at: datetime) -> list[Envelope]:
+    """Post envelopes for one page of a tag timeline. The key is the status URI, the same on every instance."""
+    if isinstance(body, dict) and "error" in body:
+        raise BadPayload(f"mastodon timeline: error {body['error']!r}")
+    if not isinstance(body, list):
+        raise BadPayload(f"mastodon timeline: expected a JSON list, got {type(body).__name__}")
+    out = []
+    for status in body:
+        if not isinstance(status, dict) or not isinstance(status.get("uri"), str):
+            raise BadPayload("mastodon timeline: a status has no 'uri'")
+        try:
+            created = datetime.fromisoformat(str(status["created_at"]))
+        except (KeyError, ValueError):
+            raise BadPayload(f"mastodon timeline: status {status['uri']} has a bad created_at") from None
+        payload = {
+            "post_id": status["uri"],
+            "text": html_text(str(status.get("content") or "")),
+            "author_id": (status.get("account") or {}).get("url"),
+            "lang": status.get("language"),
+            "is_retweet": status.get("reblog") is not None,
+            "is_reply": status.get("in_reply_to_id") is not None,
+        }
+        out.append(
+            Envelope(
+                kind=Kind.POST,
+                source=SOURCE,
+                key=post_key(SOURCE, status["uri"]),
+                event_time=created,
+                fetched_at=fetched_at,
+                payload=payload,
+            )
+        )
+    return out
+
+
+class MastodonTag:
+    """Statuses of one hashtag on one instance, newer than the last id seen there."""
+
+    def __init__(self, api: ApiClient, tag: str = "bitcoin", *, max_pages: int = 5) -> None:
+        self.api = api
+        self.tag = tag
+        self.max_pages = max_pages
+
+    def fetch(self, min_id: str | None, now: datetime) -> tuple[list[Envelope], str | None]:
+        """(posts newer than `min_id`, the newest id seen): pass that id to the next run."""
+        found: dict[str, Envelope] = {}
+        newest = min_id
+        for _ in range(self.max_pages):
+            params: dict[str, Any] = {"limit": 40, **({"min_id": newest} if newest else {})}
+            body = self.api.get_json(f"/api/v1/timelines/tag/{self.tag}", params, f"mastodon #{self.tag}")
+            posts = parse_statuses(body, now)
+            if not posts:
+                break
+            for post in posts:
+                found[post.key] = post
+            ids = [str(s["id"]) for s in body]
+            newest = max(ids, key=int)
+            if min_id is None or len(body) < 40:
+                break  # first run: one page; otherwise stop once caught up
+        return sorted(found.values(), key=lambda e: e.event_time), newest

@@ -1,0 +1,79 @@
+"""Upbit 1-minute candles: closed minutes since a given one, paging back with `to` over downtime.
+
+Minutes without a trade have no candle at all on Upbit; nothing is invented for them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from coinstream.records import Envelope
+from producer.sources.base import BadPayload, closed_candle
+from producer.sources.http import ApiClient
+
+SOURCE = "upbit"
+BASE_URL = "https://api.upbit.com"
+_FIELDS = {
+    "open": "opening_price",
+    "high": "high_price",
+    "low": "low_price",
+    "close": "trade_price",
+    "volume": "candle_acc_trade_volume",
+    "quote_volume": "candle_acc_trade_price",
+}
+
+
+def _number(value: Any, field: str) -> str:
+    # The API sends JSON numbers; ApiClient decodes them as Decimal, so their digits survive.
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise BadPayload(f"upbit candles: {field}={value!r} is not a number")
+    return format(Decimal(value), "f")
+
+
+def parse_candles(body: Any, market: str, fetched_at: datetime) -> list[Envelope]:
+    """Envelopes for the closed minutes of one answer, oldest first."""
+    if isinstance(body, dict) and "error" in body:
+        raise BadPayload(f"upbit candles: error {body['error'].get('name')!r}: {body['error'].get('message')!r}")
+    if not isinstance(body, list):
+        raise BadPayload(f"upbit candles: expected a JSON list, got {type(body).__name__}")
+    out: dict[datetime, Envelope] = {}
+    for candle in body:
+        if not isinstance(candle, dict):
+            raise BadPayload("upbit candles: a candle is not an object")
+        try:
+            minute = datetime.fromisoformat(str(candle["candle_date_time_utc"])).replace(tzinfo=UTC)
+        except (KeyError, ValueError):
+            raise BadPayload(
+                f"upbit candles: bad candle_date_time_utc {candle.get('candle_date_time_utc')!r}"
+            ) from None
+        candle_env = closed_candle(SOURCE, market, minute, candle, _FIELDS, _number, fetched_at, "upbit candles")
+        if candle_env is not None:
+            out[minute] = candle_env
+    return [out[m] for m in sorted(out)]
+
+
+class UpbitCandles:
+    """Closed 1-minute candles of one market since a given minute."""
+
+    def __init__(self, market: str = "KRW-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
+        self.market = market
+        self.api = api or ApiClient(BASE_URL)
+        self.max_pages = max_pages
+
+    def fetch(self, since: datetime | None, now: datetime) -> list[Envelope]:
+        """Candles after `since` (one page when None), oldest first."""
+        found: dict[str, Envelope] = {}
+        params: dict[str, Any] = {"market": self.market, "count": 200}
+        for _ in range(self.max_pages):
+            body = self.api.get_json("/v1/candles/minutes/1", params, f"upbit candles {self.market}")
+            candles = parse_candles(body, self.market, now)
+            for candle in candles:
+                if since is None or candle.event_time > since:
+                    found[candle.key] = candle
+            if since is None or not body or (candles and candles[0].event_time <= since):
+                break
+            oldest = min(str(c["candle_date_time_utc"]) for c in body)
+            params = {"market": self.market, "count": 200, "to": oldest + "Z"}
+        return sorted(found.values(), key=lambda e: e.event_time)

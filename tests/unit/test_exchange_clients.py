@@ -1,0 +1,115 @@
+"""Coinone and Upbit clients over real HTTP against a loopback server answering like the real APIs."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from coinstream.errors import FatalError, TransientError
+from producer.sources.base import BadPayload
+from producer.sources.coinone import CoinoneCandles
+from producer.sources.http import ApiClient
+from producer.sources.upbit import UpbitCandles
+from tests.conftest import payload
+from tests.http_server import Reply, api_server
+
+NOW = datetime(2026, 11, 27, 12, 29, 20, tzinfo=UTC)  # 12:29 is still open
+CHART = "/public/v2/chart/KRW/BTC"
+UPBIT = "/v1/candles/minutes/1"
+
+
+def api(url: str, **kw: object) -> ApiClient:
+    return ApiClient(url, sleep=lambda s: None, **kw)  # type: ignore[arg-type]
+
+
+def test_coinone_closed_minutes_exact_and_sorted() -> None:
+    with api_server() as server:
+        server.on(CHART, Reply(payload("coinone/chart_KRW_BTC_1m.json")))
+        candles = CoinoneCandles("KRW-BTC", api(server.url)).fetch(None, NOW)
+    assert len(candles) == 29 and candles[0].key == "coinone:KRW-BTC:2026-11-27T12:00Z"
+    assert all(a.event_time < b.event_time for a, b in itertools.pairwise(candles))
+    assert server.requests[0][1] == {"interval": "1m"}
+
+
+def test_coinone_backfills_missed_minutes_by_paging_back_with_timestamp() -> None:
+    chart = payload("coinone/chart_KRW_BTC_1m.json")
+    ordered = sorted(chart["chart"], key=lambda c: c["timestamp"])
+    newer = {**chart, "chart": ordered[15:]}  # 12:15..12:29
+    older = {**chart, "chart": ordered[:16]}  # 12:00..12:15: the pages overlap by one minute
+    with api_server() as server:
+        server.on(CHART, Reply(newer), Reply(older))
+        since = datetime(2026, 11, 27, 12, 4, tzinfo=UTC)
+        candles = CoinoneCandles("KRW-BTC", api(server.url)).fetch(since, NOW)
+    assert [c.event_time.minute for c in candles] == list(range(5, 29))  # 12:05..12:28, each once
+    assert server.requests[1][1]["timestamp"] == str(ordered[15]["timestamp"] - 1)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "match"),
+    [
+        (
+            Reply({"result": "error", "error_code": "4", "error_msg": "Blocked user access"}),
+            BadPayload,
+            "error_code='4'",
+        ),
+        (Reply(raw=b'{"result": "success", "chart": [{"timest'), BadPayload, "not JSON"),
+        (
+            Reply({"result": "success", "chart": [{"timestamp": 1764244800000, "open": [1]}]}),
+            BadPayload,
+            "not a number|has no",
+        ),
+        (Reply({"error": "busy"}, 503), TransientError, "HTTP 503"),
+        (Reply({}, 418), FatalError, "banned"),
+    ],
+)
+def test_coinone_failures_say_what_went_wrong(reply: Reply, error: type[Exception], match: str) -> None:
+    with api_server() as server:
+        server.on(CHART, reply)
+        with pytest.raises(error, match=match):
+            CoinoneCandles("KRW-BTC", api(server.url, max_attempts=2)).fetch(None, NOW)
+
+
+def test_429_is_retried_after_the_time_the_server_asks() -> None:
+    waits: list[float] = []
+    with api_server() as server:
+        server.on(CHART, Reply({}, 429, {"Retry-After": "7"}), Reply(payload("coinone/chart_KRW_BTC_1m.json")))
+        client = ApiClient(server.url, sleep=waits.append)
+        assert len(CoinoneCandles("KRW-BTC", client).fetch(None, NOW)) == 29
+    assert 7.0 in waits and len(server.requests) == 2
+
+
+def test_empty_chart_is_nothing_new() -> None:
+    with api_server() as server:
+        server.on(CHART, Reply({"result": "success", "error_code": "0", "is_last": True, "chart": []}))
+        assert CoinoneCandles("KRW-BTC", api(server.url)).fetch(None, NOW) == []
+
+
+def test_upbit_minutes_without_trades_have_no_candle_and_numbers_stay_exact() -> None:
+    body = payload("upbit/candles_KRW_BTC_1m.json")
+    with api_server() as server:
+        server.on(UPBIT, Reply(body))
+        candles = UpbitCandles("KRW-BTC", api(server.url)).fetch(None, NOW)
+    minutes = [c.event_time.minute for c in candles]
+    assert 7 not in minutes and 8 not in minutes and len(candles) == 27  # 30 - 2 missing - the open one
+    newest_closed = next(c for c in body if c["candle_date_time_utc"] == "2026-11-27T12:28:00")
+    assert Decimal(candles[-1].payload["volume"]) == Decimal(str(newest_closed["candle_acc_trade_volume"]))
+    assert server.requests[0][1] == {"market": "KRW-BTC", "count": "200"}
+
+
+def test_upbit_pages_back_with_to_and_refuses_wrong_types() -> None:
+    body = payload("upbit/candles_KRW_BTC_1m.json")
+    with api_server() as server:
+        server.on(UPBIT, Reply(body[:10]), Reply(body[9:]))
+        since = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+        candles = UpbitCandles("KRW-BTC", api(server.url)).fetch(since, NOW)
+    assert len(candles) == 26 and server.requests[1][1]["to"] == body[9]["candle_date_time_utc"] + "Z"
+    broken = copy.deepcopy(body)
+    broken[0]["trade_price"] = "lots"
+    with api_server() as server:
+        server.on(UPBIT, Reply(broken))
+        with pytest.raises(BadPayload, match="trade_price='lots' is not a number"):
+            UpbitCandles("KRW-BTC", api(server.url)).fetch(None, datetime(2026, 11, 28, tzinfo=UTC))
