@@ -68,7 +68,8 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at 
         format="%(message)s",
         handlers=[RichHandler(console=err, show_path=False)],
     )
-    for noisy in ("botocore", "boto3", "urllib3"):
+    # tweepy logs request headers (the bearer token) at DEBUG: never let it, whatever --verbose says
+    for noisy in ("botocore", "boto3", "urllib3", "tweepy", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -178,7 +179,8 @@ FromDir = Annotated[
 ]
 Market = Annotated[str, typer.Option(help="Market, QUOTE-TARGET.")]
 Source = Annotated[
-    str, typer.Option(help="offline (recorded answers), simulated (planted relation), coinone or upbit (candles).")
+    str,
+    typer.Option(help="offline (recorded answers) or simulated; candles: coinone, upbit; posts: x, mastodon."),
 ]
 Backfill = Annotated[int, typer.Option(help="simulated source: minutes to emit on the first run.", min=1)]
 

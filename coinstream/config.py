@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coinstream import REPO_ROOT
@@ -41,8 +41,29 @@ class Settings(BaseSettings):
     upbit_url: str = "https://api.upbit.com"
     #: Mastodon instances whose #bitcoin timeline the posts producer reads, comma separated.
     mastodon_instances: str = "https://mastodon.social"
+    #: X API v2: the bearer token (or a file holding it, outside the repo), the query and a read budget,
+    #: because X bills every post read.
+    x_bearer_token: SecretStr | None = None
+    x_bearer_token_file: Path | None = None
+    x_query: str = "(bitcoin OR #bitcoin) -is:retweet"
+    x_posts_per_run: int = Field(default=100, ge=10)
+    x_posts_per_day: int = Field(default=3000, ge=10)
     #: How many natural keys each record processor remembers to drop duplicates (bounded memory).
     dedupe_capacity: int = Field(default=300_000, ge=1)
+
+    def x_token(self) -> SecretStr:
+        """The X bearer token from COINSTREAM_X_BEARER_TOKEN or the file COINSTREAM_X_BEARER_TOKEN_FILE names."""
+        if self.x_bearer_token is not None:
+            return self.x_bearer_token
+        if self.x_bearer_token_file is not None:
+            try:
+                return SecretStr(self.x_bearer_token_file.read_text().strip())
+            except OSError as exc:
+                raise FatalError(f"COINSTREAM_X_BEARER_TOKEN_FILE={self.x_bearer_token_file}: {exc.strerror}") from None
+        raise FatalError(
+            "no X bearer token: set COINSTREAM_X_BEARER_TOKEN, or COINSTREAM_X_BEARER_TOKEN_FILE to a file "
+            "outside the repo that holds it"
+        )
 
     @property
     def warehouse_path(self) -> Path:

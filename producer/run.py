@@ -25,6 +25,7 @@ from producer.sources.http import ApiClient
 from producer.sources.mastodon import MastodonTag
 from producer.sources.offline import replay
 from producer.sources.upbit import UpbitCandles
+from producer.sources.x_search import XRecentSearch
 from producer.spool import Spool
 from producer.state import StateFile
 
@@ -92,6 +93,10 @@ def _fetch(
                 cursors[instance] = newest
         state["next_min_id"] = cursors
         return posts
+    if source == "x":
+        if kind is not Kind.POST:
+            raise FatalError("x gives posts: use `coinstream produce posts --source x`")
+        return _fetch_x(state, settings, now)
     if source == "simulated":
         sim = simulated.Simulation(market=market)
         last_closed = simulated.epoch_minute(now) - 1
@@ -102,7 +107,34 @@ def _fetch(
         make = simulated.candles if kind is Kind.CANDLE else simulated.posts
         state["next_last_minute"] = last_closed
         return make(sim, first, last_closed, now)
-    raise FatalError(f"unknown source {source!r}: use offline, simulated, coinone, upbit or mastodon")
+    raise FatalError(f"unknown source {source!r}: use offline, simulated, coinone, upbit, mastodon or x")
+
+
+def _fetch_x(state: dict[str, Any], settings: Settings, now: datetime) -> list[Envelope]:
+    """Recent search within the per-run and per-day read budgets; a 429 pauses runs until its reset."""
+    paused = state.get("rate_limited_until")
+    if isinstance(paused, int | float) and now.timestamp() < paused:
+        logger.info("x: rate limited until %s; this run reads nothing", datetime.fromtimestamp(paused, UTC))
+        return []
+    day = now.date().isoformat()
+    used = int((state.get("reads") or {}).get(day, 0))
+    budget = min(settings.x_posts_per_run, settings.x_posts_per_day - used)
+    if budget < 10:
+        logger.warning(
+            "x: the daily read budget of %d posts is used up; reading resumes tomorrow (UTC) "
+            "(COINSTREAM_X_POSTS_PER_DAY)",
+            settings.x_posts_per_day,
+        )
+        return []
+    result = XRecentSearch(settings.x_token(), settings.x_query).fetch(state.get("since_id"), budget, now)
+    if result.stopped_by:
+        logger.warning("x: stopped after reading %d posts: %s", result.read, result.stopped_by)
+    if result.rate_limited_until:
+        state["next_rate_limited_until"] = result.rate_limited_until
+    if result.newest_id:
+        state["next_since_id"] = result.newest_id
+    state["next_reads"] = {day: used + result.read}  # only today's count is kept
+    return result.posts
 
 
 def produce(

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import requests
+import tweepy
+from pydantic import SecretStr
+
+from coinstream.errors import FatalError, TransientError
 from coinstream.records import Envelope, Kind, post_key
 from producer.sources.base import BadPayload
 
 SOURCE = "x"
+
+# tweepy logs every request's headers, the bearer token included, at DEBUG. A secret must never
+# reach a log, whatever level the program runs at, so its client logger never goes below INFO.
+logging.getLogger("tweepy.client").setLevel(logging.INFO)
 
 
 def parse_recent_search(body: Any, fetched_at: datetime) -> list[Envelope]:
@@ -52,3 +63,71 @@ def parse_recent_search(body: Any, fetched_at: datetime) -> list[Envelope]:
             )
         )
     return out
+
+
+@dataclass
+class SearchResult:
+    """One run of recent search: the posts, the newest id (next run's since_id), posts read, why it stopped."""
+
+    posts: list[Envelope]
+    newest_id: str | None
+    read: int
+    stopped_by: str = ""
+    rate_limited_until: int | None = None
+
+
+class XRecentSearch:
+    """Recent search through tweepy's Client, reading each post once (since_id) within a read budget."""
+
+    def __init__(self, bearer_token: SecretStr, query: str, client: tweepy.Client | None = None) -> None:
+        self.query = query
+        # return_type=dict: the raw API answer, parsed by the same function as recorded answers
+        self.client = client or tweepy.Client(
+            bearer_token=bearer_token.get_secret_value(), return_type=dict, wait_on_rate_limit=False
+        )
+
+    def fetch(self, since_id: str | None, budget: int, now: datetime) -> SearchResult:
+        """Pages of up to 100 posts newer than `since_id`, until none is left or `budget` posts were read."""
+        posts: list[Envelope] = []
+        newest = since_id
+        read = 0
+        token: str | None = None
+        while read < budget:
+            params: dict[str, Any] = {
+                "max_results": max(10, min(100, budget - read)),
+                "tweet_fields": ["created_at", "lang", "author_id", "referenced_tweets"],
+            }
+            if since_id:
+                params["since_id"] = since_id
+            if token:
+                params["next_token"] = token
+            try:
+                body = self.client.search_recent_tweets(self.query, **params)
+            except tweepy.TooManyRequests as exc:
+                reset = exc.response.headers.get("x-rate-limit-reset") if exc.response is not None else None
+                until = int(reset) if reset and str(reset).isdigit() else None
+                return SearchResult(posts, newest, read, f"rate limited (HTTP 429) until {until or '?'}", until)
+            except tweepy.TwitterServerError as exc:
+                raise TransientError(
+                    f"x recent search: HTTP {exc.response.status_code if exc.response else '5xx'}"
+                ) from None
+            except tweepy.Unauthorized:
+                raise FatalError(
+                    "x recent search: HTTP 401, the bearer token is not valid (COINSTREAM_X_BEARER_TOKEN)"
+                ) from None
+            except tweepy.HTTPException as exc:
+                raise FatalError(f"x recent search: {exc}") from None
+            except requests.RequestException as exc:
+                raise TransientError(f"x recent search: {type(exc).__name__}") from None
+            page = parse_recent_search(body, now)
+            posts.extend(page)
+            read += len(page)
+            meta = body.get("meta", {}) if isinstance(body, dict) else {}
+            if meta.get("newest_id") and (newest is None or int(meta["newest_id"]) > int(newest)):
+                newest = str(meta["newest_id"])
+            token = meta.get("next_token")
+            if not token:
+                return SearchResult(posts, newest, read)
+        # Stopped by the budget with pages left: keep since_id where it was only if nothing was read,
+        # else move on (X returns newest first; older unread posts of this window are skipped on purpose).
+        return SearchResult(posts, newest, read, f"read budget of {budget} posts reached")
