@@ -355,6 +355,22 @@ def deploy(
 
 @app.command()
 @friendly
+def doctor() -> None:
+    """Check each configured source and AWS endpoint; one line each, what works and what to fix."""
+    from coinstream.doctor import checks
+
+    settings, pipeline = _context()
+    failed = 0
+    for check in checks(settings, pipeline):
+        failed += not check.ok
+        mark = "[green]ok  [/]" if check.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {check.what}: {check.detail}", highlight=False)
+    out.print(f"{failed} problem(s)" if failed else "all checks passed")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+@friendly
 def load() -> None:
     """Do locally what Firehose's COPY does on AWS: load delivered S3 objects into the warehouse."""
     settings, pipeline = _context()

@@ -1,0 +1,107 @@
+"""`coinstream doctor`: each configured source and AWS endpoint, one line each: what works, what to fix."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from coinstream.aws import classify, client
+from coinstream.config import Pipeline, Settings
+from coinstream.delivery import load_delivery_streams
+from coinstream.errors import CoinstreamError
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report."""
+
+    ok: bool
+    what: str
+    detail: str
+
+
+def _run(what: str, probe: Callable[[], str], fix: str) -> Check:
+    try:
+        return Check(True, what, probe())
+    except CoinstreamError as exc:
+        return Check(False, what, f"{exc} -> {fix}")
+    except Exception as exc:
+        return Check(False, what, f"{classify(exc, what)} -> {fix}")
+
+
+def checks(settings: Settings, pipeline: Pipeline) -> Iterator[Check]:
+    """Every check, in order: tools, AWS (or the local stack), then the data sources."""
+    from consumer.daemon import check_java_and_jars
+    from producer.sources.http import ApiClient
+
+    yield _run("java + KCL jars", lambda: f"{check_java_and_jars()}", "install a JDK >= 11 and run `make setup`")
+    if settings.target == "local":
+        yield _run("node", lambda: shutil.which("node") or _missing("node"), "install Node >= 18")
+    where = "local stack" if settings.target == "local" else "AWS"
+    fix = "run `coinstream local up`" if settings.target == "local" else "check credentials, region and the stack"
+
+    def stream() -> str:
+        s = client("kinesis", settings).describe_stream_summary(StreamName=pipeline.stream_name)
+        summary = s["StreamDescriptionSummary"]
+        return f"{summary['StreamStatus']}, {summary['OpenShardCount']} shards, {summary['RetentionPeriodHours']} h"
+
+    yield _run(f"kinesis stream {pipeline.stream_name} ({where})", stream, fix)
+    yield _run(
+        f"s3 bucket {pipeline.bucket}", lambda: _ok(client("s3", settings).head_bucket(Bucket=pipeline.bucket)), fix
+    )
+    yield _run(
+        f"dynamodb table {pipeline.live_table}",
+        lambda: client("dynamodb", settings).describe_table(TableName=pipeline.live_table)["Table"]["TableStatus"],
+        fix,
+    )
+
+    def delivery(name: str) -> str:
+        described = client("firehose", settings).describe_delivery_stream(DeliveryStreamName=name)
+        return described["DeliveryStreamDescription"]["DeliveryStreamStatus"]
+
+    for stream_def in load_delivery_streams(pipeline).values():
+        yield _run(f"firehose {stream_def.name}", functools.partial(delivery, stream_def.name), fix)
+    yield _run(
+        "source coinone",
+        lambda: _api(ApiClient(settings.coinone_url, max_attempts=1), "/public/v2/chart/KRW/BTC", {"interval": "1m"}),
+        "check the network or COINSTREAM_COINONE_URL",
+    )
+    yield _run(
+        "source upbit",
+        lambda: _api(
+            ApiClient(settings.upbit_url, max_attempts=1), "/v1/candles/minutes/1", {"market": "KRW-BTC", "count": 1}
+        ),
+        "check the network or COINSTREAM_UPBIT_URL",
+    )
+    for instance in [i.strip() for i in settings.mastodon_instances.split(",") if i.strip()]:
+        yield _run(
+            f"source mastodon {instance}",
+            functools.partial(_api, ApiClient(instance, max_attempts=1), "/api/v1/timelines/tag/bitcoin", {"limit": 1}),
+            "check the network or COINSTREAM_MASTODON_INSTANCES",
+        )
+    # X bills every request, so the doctor only checks that a token is configured; it never prints it.
+    yield _run(
+        "source x (token only: every X request is billed)",
+        lambda: _token(settings),
+        "set COINSTREAM_X_BEARER_TOKEN or COINSTREAM_X_BEARER_TOKEN_FILE",
+    )
+
+
+def _missing(name: str) -> str:
+    raise CoinstreamError(f"{name} not found on PATH")
+
+
+def _ok(_: object) -> str:
+    return "reachable"
+
+
+def _api(api: object, path: str, params: dict[str, object]) -> str:
+    api.get_json(path, params, path)  # type: ignore[attr-defined]
+    return "answers"
+
+
+def _token(settings: Settings) -> str:
+    token = settings.x_token().get_secret_value()
+    return f"configured ({len(token)} characters)"

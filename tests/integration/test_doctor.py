@@ -1,0 +1,28 @@
+"""`coinstream doctor` against the local stack and loopback stand-ins for the APIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import payload
+from tests.http_server import Reply, api_server
+from tests.stack import coinstream, running_stack
+
+
+def test_doctor_says_what_works_and_what_to_fix(tmp_path: Path) -> None:
+    with running_stack(tmp_path / "state") as (_settings, _pipeline, env), api_server() as api:
+        api.on("/public/v2/chart/KRW/BTC", Reply(payload("coinone/chart_KRW_BTC_1m.json")))
+        api.on("/v1/candles/minutes/1", Reply({"error": {"name": "too_many_requests"}}, 418))
+        api.on("/api/v1/timelines/tag/bitcoin", Reply(payload("mastodon/tag_bitcoin.json")))
+        env = {**env, "COINSTREAM_COINONE_URL": api.url, "COINSTREAM_UPBIT_URL": api.url,
+               "COINSTREAM_MASTODON_INSTANCES": api.url, "COINSTREAM_X_BEARER_TOKEN": "do-not-print-me"}
+        result = coinstream(env, "doctor")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1
+    assert any(line.startswith("ok   kinesis stream coinstream-raw") and "2 shards" in line for line in lines)
+    assert any(line.startswith("ok   firehose coinstream-posts") for line in lines)
+    assert any(line.startswith("ok   source coinone") for line in lines)
+    assert any(line.startswith("FAIL source upbit") and "banned" in line for line in lines)
+    assert any(line.startswith("ok   source x") for line in lines)
+    assert "do-not-print-me" not in result.stdout + result.stderr
+    assert lines[-1] == "1 problem(s)"
