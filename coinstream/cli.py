@@ -399,13 +399,21 @@ def _load(settings: Settings, pipeline: Pipeline) -> Any:
 
 @app.command()
 @friendly
-def demo(from_dir: FromDir = DEFAULT_OFFLINE_DIR) -> None:
+def demo(
+    source: Annotated[
+        str, typer.Option(help="simulated (planted relation) or offline (recorded answers).")
+    ] = "simulated",
+    from_dir: FromDir = DEFAULT_OFFLINE_DIR,
+    minutes: Annotated[int, typer.Option(help="simulated: minutes of data on the first run.", min=1)] = 120,
+) -> None:
     """Run it all on the local stack: up, produce, consume until caught up, load; then a summary."""
     from coinstream.demo import run_demo
 
     settings, pipeline = _context()
     _require_local(settings)
-    summary = run_demo(settings, pipeline, from_dir, say=lambda m: err.print(f"[bold]>[/] {m}"))
+    summary = run_demo(
+        settings, pipeline, from_dir, say=lambda m: err.print(f"[bold]>[/] {m}"), source=source, minutes=minutes
+    )
     table = Table("table", "produced", "consumed", "delivered", "loaded", title="coinstream demo")
     for row in summary.rows:
         table.add_row(row.table, str(row.produced), str(row.consumed), str(row.delivered), str(row.loaded))

@@ -59,14 +59,22 @@ def consumed_by_kind(settings: Settings, pipeline: Pipeline, app: str) -> Counte
     return counts
 
 
-def run_demo(settings: Settings, pipeline: Pipeline, from_dir: Path, say: Callable[[str], None]) -> Summary:
+def run_demo(
+    settings: Settings,
+    pipeline: Pipeline,
+    from_dir: Path,
+    say: Callable[[str], None],
+    source: str = "simulated",
+    minutes: int = 120,
+) -> Summary:
     """Up, produce candles and posts, consume until caught up, load; then count every stage."""
     say("starting the local stack (kinesis-mock, moto server)")
     local_stack.up(settings, pipeline)
     produced: Counter[str] = Counter()
     for kind in (Kind.CANDLE, Kind.POST):
-        say(f"producing {kind.value}s from recorded payloads in {from_dir}")
-        result = produce(kind, "offline", settings, pipeline, from_dir=from_dir)
+        where = f"recorded payloads in {from_dir}" if source == "offline" else f"the {source} source"
+        say(f"producing {kind.value}s from {where}")
+        result = produce(kind, source, settings, pipeline, from_dir=from_dir, backfill_minutes=minutes)
         produced[kind.value] += result.sent
     say("consuming with the KCL MultiLangDaemon until every record is checkpointed (KCL takes ~30-60 s to start)")
     run_until_caught_up(settings, pipeline, APP)

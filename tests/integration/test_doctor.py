@@ -14,8 +14,13 @@ def test_doctor_says_what_works_and_what_to_fix(tmp_path: Path) -> None:
         api.on("/public/v2/chart/KRW/BTC", Reply(payload("coinone/chart_KRW_BTC_1m.json")))
         api.on("/v1/candles/minutes/1", Reply({"error": {"name": "too_many_requests"}}, 418))
         api.on("/api/v1/timelines/tag/bitcoin", Reply(payload("mastodon/tag_bitcoin.json")))
-        env = {**env, "COINSTREAM_COINONE_URL": api.url, "COINSTREAM_UPBIT_URL": api.url,
-               "COINSTREAM_MASTODON_INSTANCES": api.url, "COINSTREAM_X_BEARER_TOKEN": "do-not-print-me"}
+        env = {
+            **env,
+            "COINSTREAM_COINONE_URL": api.url,
+            "COINSTREAM_UPBIT_URL": api.url,
+            "COINSTREAM_MASTODON_INSTANCES": api.url,
+            "COINSTREAM_X_BEARER_TOKEN": "do-not-print-me",
+        }
         result = coinstream(env, "doctor")
     lines = result.stdout.splitlines()
     assert result.returncode == 1
