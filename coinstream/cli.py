@@ -355,6 +355,57 @@ def deploy(
 
 @app.command()
 @friendly
+def analyze(
+    from_: Annotated[str | None, typer.Option("--from", help="UTC start, e.g. 2026-11-28T00:00:00Z.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="UTC end (exclusive).")] = None,
+    window: Annotated[int, typer.Option(help="Rolling correlation window, minutes.", min=10)] = 60,
+    market: Annotated[str | None, typer.Option(help="Only this market's candles.")] = None,
+) -> None:
+    """How strongly, and with what lag, posts per minute move with BTC volume per minute."""
+    import duckdb
+
+    from coinstream.analysis import analyze as run_analysis
+    from coinstream.analysis import series
+    from consumer.replay import parse_from
+
+    settings, pipeline = _context()
+    start = parse_from(from_) if from_ else None
+    end = parse_from(to) if to else None
+    if not settings.warehouse_path.exists():
+        raise FatalError(f"no warehouse at {settings.warehouse_path} yet: run `coinstream demo` or `coinstream load`")
+    _warehouse_counts(settings, pipeline)  # makes sure the views exist
+    db = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        minutes, posts, volume = series(db, start, end, market)
+    finally:
+        db.close()
+    result = run_analysis(minutes, posts, volume, window=window)
+    table = Table("measure", "value", title=f"posts/minute vs BTC volume/minute ({result.minutes} minutes used)")
+    if result.enough:
+        table.add_row("from / to (UTC)", f"{result.first:%Y-%m-%d %H:%M} / {result.last:%Y-%m-%d %H:%M}")
+        table.add_row("Pearson r, levels", f"{result.pearson_levels:+.3f}")
+        table.add_row("Spearman rho, levels", f"{result.spearman_levels:+.3f}")
+        table.add_row("Pearson r, first differences", f"{result.pearson_diffs:+.3f}")
+        table.add_row("Spearman rho, first differences", f"{result.spearman_diffs:+.3f}")
+        table.add_row("strongest lag (+: posts lead)", f"{result.best_lag:+d} min, r = {result.best_lag_r:+.3f}")
+        table.add_row(
+            f"Granger posts -> volume (order {result.granger_order})", f"p = {result.granger_posts_to_volume_p:.3g}"
+        )
+        table.add_row(
+            f"Granger volume -> posts (order {result.granger_order})", f"p = {result.granger_volume_to_posts_p:.3g}"
+        )
+        if result.rolling:
+            table.add_row(
+                f"rolling r over {window} min (min / median / max)",
+                f"{min(result.rolling):+.2f} / {sorted(result.rolling)[len(result.rolling) // 2]:+.2f} / "
+                f"{max(result.rolling):+.2f}",
+            )
+        out.print(table)
+    out.print(result.verdict)
+
+
+@app.command()
+@friendly
 def doctor() -> None:
     """Check each configured source and AWS endpoint; one line each, what works and what to fix."""
     from coinstream.doctor import checks
