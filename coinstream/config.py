@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     upbit_url: str = "https://api.upbit.com"
     #: Mastodon instances whose #bitcoin timeline the posts producer reads, comma separated.
     mastodon_instances: str = "https://mastodon.social"
+    #: Bluesky Jetstream: where to listen and how long one run listens.
+    bluesky_url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
+    bluesky_seconds: float = Field(default=50.0, gt=0)
+    bluesky_max_posts: int = Field(default=1000, ge=1)
     #: X API v2: the bearer token (or a file holding it, outside the repo), the query and a read budget,
     #: because X bills every post read.
     x_bearer_token: SecretStr | None = None

@@ -20,6 +20,7 @@ from coinstream.records import Envelope, Kind
 from producer.kinesis_writer import KinesisWriter
 from producer.lock import AlreadyRunning, run_lock
 from producer.sources import simulated
+from producer.sources.bluesky import JetstreamListener
 from producer.sources.coinone import CoinoneCandles
 from producer.sources.http import ApiClient
 from producer.sources.mastodon import MastodonTag
@@ -93,6 +94,17 @@ def _fetch(
                 cursors[instance] = newest
         state["next_min_id"] = cursors
         return posts
+    if source == "bluesky":
+        if kind is not Kind.POST:
+            raise FatalError("bluesky gives posts: use `coinstream produce posts --source bluesky`")
+        cursor = state.get("cursor")
+        listener = JetstreamListener(
+            settings.bluesky_url, seconds=settings.bluesky_seconds, max_posts=settings.bluesky_max_posts
+        )
+        heard = listener.listen(cursor if isinstance(cursor, int) else None, now)
+        if heard.cursor:
+            state["next_cursor"] = heard.cursor
+        return heard.posts
     if source == "x":
         if kind is not Kind.POST:
             raise FatalError("x gives posts: use `coinstream produce posts --source x`")
@@ -107,7 +119,7 @@ def _fetch(
         make = simulated.candles if kind is Kind.CANDLE else simulated.posts
         state["next_last_minute"] = last_closed
         return make(sim, first, last_closed, now)
-    raise FatalError(f"unknown source {source!r}: use offline, simulated, coinone, upbit, mastodon or x")
+    raise FatalError(f"unknown source {source!r}: use offline, simulated, coinone, upbit, x, mastodon or bluesky")
 
 
 def _fetch_x(state: dict[str, Any], settings: Settings, now: datetime) -> list[Envelope]:

@@ -76,7 +76,14 @@ def test_too_little_data_is_said_plainly() -> None:
 def test_analyze_command_prints_the_table(tmp_path: Path) -> None:
     simulated_warehouse(tmp_path / "w.duckdb", simulated.Simulation(), minutes=120)
     env = {**os.environ, "COINSTREAM_WAREHOUSE_FILE": str(tmp_path / "w.duckdb")}
-    result = subprocess.run([sys.executable, "-m", "coinstream", "analyze", "--window", "30"], env=env,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "coinstream", "analyze", "--window", "30"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
-    assert "Granger posts -> volume" in result.stdout and "+5 min" in result.stdout and "120 minutes used" in result.stdout
+    assert (
+        "Granger posts -> volume" in result.stdout and "+5 min" in result.stdout and "120 minutes used" in result.stdout
+    )

@@ -1,0 +1,121 @@
+"""Bluesky Jetstream (free): a bounded listen to the firehose of new posts, keeping those about bitcoin.
+
+Jetstream sends every new post on the network; we keep posts whose text or tags mention bitcoin,
+and resume from the saved cursor (the last event's `time_us`) on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from websockets.exceptions import WebSocketException
+from websockets.sync.client import connect
+
+from coinstream.errors import TransientError
+from coinstream.records import Envelope, Kind, post_key
+from consumer.enrich import matched_terms
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "bluesky"
+DEFAULT_URL = "wss://jetstream2.us-east.bsky.network/subscribe"
+COLLECTION = "app.bsky.feed.post"
+
+
+def post_from_event(event: Any, fetched_at: datetime) -> Envelope | None:
+    """The envelope of one Jetstream event if it is a new post about bitcoin; None for anything else."""
+    if not isinstance(event, dict) or event.get("kind") != "commit":
+        return None
+    commit = event.get("commit") or {}
+    if commit.get("operation") != "create" or commit.get("collection") != COLLECTION:
+        return None
+    record = commit.get("record") or {}
+    text = str(record.get("text") or "")
+    tags = [
+        str(f.get("tag", "")).lower()
+        for facet in record.get("facets") or []
+        for f in facet.get("features") or []
+        if isinstance(f, dict) and f.get("$type") == "app.bsky.richtext.facet#tag"
+    ]
+    if not matched_terms(text) and not {"bitcoin", "btc"} & set(tags):
+        return None
+    try:
+        created = datetime.fromisoformat(str(record["createdAt"]))
+    except (KeyError, ValueError):
+        return None  # a malformed record on a public firehose: not ours to keep
+    if created.tzinfo is None:
+        return None
+    uri = f"at://{event.get('did')}/{COLLECTION}/{commit.get('rkey')}"
+    langs = record.get("langs") or []
+    payload = {
+        "post_id": uri,
+        "text": text,
+        "author_id": event.get("did"),
+        "lang": langs[0] if langs else None,
+        "is_retweet": False,
+        "is_reply": "reply" in record,
+    }
+    return Envelope(
+        kind=Kind.POST,
+        source=SOURCE,
+        key=post_key(SOURCE, uri),
+        event_time=created,
+        fetched_at=fetched_at,
+        payload=payload,
+    )
+
+
+@dataclass
+class ListenResult:
+    """One bounded listen: the kept posts, the cursor to resume from, events seen."""
+
+    posts: list[Envelope]
+    cursor: int | None
+    events: int
+
+
+class JetstreamListener:
+    """Listen for at most `seconds` or until `max_posts` posts about bitcoin were kept."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, seconds: float = 50.0, max_posts: int = 1000) -> None:
+        self.url = url
+        self.seconds = seconds
+        self.max_posts = max_posts
+
+    def listen(self, cursor: int | None, now: datetime) -> ListenResult:
+        """Read events from `cursor` (or live) within the bounds; a dropped connection ends the run early."""
+        query = {"wantedCollections": COLLECTION, **({"cursor": str(cursor)} if cursor else {})}
+        posts: list[Envelope] = []
+        events = 0
+        deadline = time.monotonic() + self.seconds
+        try:
+            with connect(f"{self.url}?{urlencode(query)}", open_timeout=10, close_timeout=2) as ws:
+                while len(posts) < self.max_posts:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        message = ws.recv(timeout=left)
+                    except TimeoutError:
+                        break
+                    try:
+                        event = json.loads(message)
+                    except ValueError:
+                        continue
+                    events += 1
+                    if isinstance(event, dict) and isinstance(event.get("time_us"), int):
+                        cursor = event["time_us"]
+                    post = post_from_event(event, now)
+                    if post is not None:
+                        posts.append(post)
+        except (OSError, WebSocketException) as exc:
+            if not events:
+                raise TransientError(f"bluesky jetstream {self.url}: {type(exc).__name__}: {exc}") from None
+            logger.warning("bluesky jetstream: connection ended after %d events (%s); resuming next run", events, exc)
+        return ListenResult(posts, cursor, events)
