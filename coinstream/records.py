@@ -25,6 +25,12 @@ class Kind(StrEnum):
 
     CANDLE = "candle"
     POST = "post"
+    #: posts per minute as counted by the source itself (X's counts endpoint), not posts read
+    POST_COUNT = "post_count"
+
+
+#: Kinds whose facts can be revised: a later copy of the same key replaces the earlier one.
+REPLACEABLE = frozenset({Kind.CANDLE, Kind.POST_COUNT})
 
 
 class Envelope(BaseModel):
@@ -83,3 +89,8 @@ def candle_key(source: str, market: str, minute: datetime) -> str:
 def post_key(source: str, post_id: str) -> str:
     """Natural key of a post: its source and the id the source gave it."""
     return f"{source}:{post_id}"
+
+
+def count_key(source: str, minute: datetime) -> str:
+    """Natural key of a per-minute count: the source and the minute it counts (UTC)."""
+    return f"{source}:count:{minute.astimezone(UTC):%Y-%m-%dT%H:%MZ}"

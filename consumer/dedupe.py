@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from datetime import datetime
 
-from coinstream.records import Envelope, Kind
+from coinstream.records import REPLACEABLE, Envelope
 
 #: A day of traffic: 1,440 candles per market and exchange, and on a busy day a few hundred
 #: thousand posts across sources. Each entry costs roughly 200 bytes.
@@ -15,8 +15,8 @@ DEFAULT_CAPACITY = 300_000
 class Deduper:
     """Remembers the last `capacity` natural keys; memory never grows past that.
 
-    A record passes when its key is new. For candles, a copy of a known minute with different
-    content and a later fetch time passes too (the later copy replaces the earlier one
+    A record passes when its key is new. For candles and counts, a copy of a known minute with
+    different content and a later fetch time passes too (the later copy replaces the earlier one
     downstream); any other copy is a duplicate. Keys older than the window are forgotten, and a
     copy that arrives after that is left to the warehouse views.
     """
@@ -33,7 +33,7 @@ class Deduper:
     def admit(self, envelope: Envelope) -> bool:
         """True when the record should go on; False for a duplicate."""
         key = envelope.key
-        is_candle = envelope.kind is Kind.CANDLE
+        is_candle = envelope.kind in REPLACEABLE
         previous = self._seen.get(key)
         if previous is not None:
             self._seen.move_to_end(key)

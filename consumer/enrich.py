@@ -70,6 +70,16 @@ def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
                 "volume": str(p["volume"]),
                 "quote_volume": str(p["quote_volume"]),
             }
+        if envelope.kind is Kind.POST_COUNT:
+            at = minute(envelope.event_time)
+            return {
+                **common,
+                "source": envelope.source,
+                "query": str(p["query"]),
+                "minute_utc": ts(at),
+                "minute_kst": kst(at),
+                "post_count": int(p["count"]),
+            }
         text = str(p.get("text") or "")
         return {
             **common,

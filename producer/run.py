@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -138,7 +138,14 @@ def _fetch_x(state: dict[str, Any], settings: Settings, now: datetime) -> list[E
             settings.x_posts_per_day,
         )
         return []
-    result = XRecentSearch(settings.x_token(), settings.x_query).fetch(state.get("since_id"), budget, now)
+    search = XRecentSearch(settings.x_token(), settings.x_query)
+    # counts first: one cheap request gives every closed minute since the last counted one
+    counted = state.get("counted_minute")
+    since = simulated.minute_start(counted + 1) if isinstance(counted, int) else now - timedelta(minutes=60)
+    counts = search.counts(since, now)
+    if counts:
+        state["next_counted_minute"] = simulated.epoch_minute(counts[-1].event_time)
+    result = search.fetch(state.get("since_id"), budget, now)
     if result.stopped_by:
         logger.warning("x: stopped after reading %d posts: %s", result.read, result.stopped_by)
     if result.rate_limited_until:
@@ -146,7 +153,7 @@ def _fetch_x(state: dict[str, Any], settings: Settings, now: datetime) -> list[E
     if result.newest_id:
         state["next_since_id"] = result.newest_id
     state["next_reads"] = {day: used + result.read}  # only today's count is kept
-    return result.posts
+    return counts + result.posts
 
 
 def produce(

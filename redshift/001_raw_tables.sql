@@ -45,3 +45,19 @@ CREATE TABLE IF NOT EXISTS raw_posts (
 )
 DISTSTYLE EVEN
 COMPOUND SORTKEY (minute_utc, source);
+
+-- Posts per minute as the source counts them (X's counts endpoint): cheap, and complete even
+-- when the read budget stops reading the posts themselves.
+CREATE TABLE IF NOT EXISTS raw_post_counts (
+    record_key     VARCHAR(256)   NOT NULL,
+    source         VARCHAR(32)    NOT NULL,
+    query          VARCHAR(1024)  NOT NULL,
+    minute_utc     TIMESTAMP      NOT NULL,
+    minute_kst     TIMESTAMP      NOT NULL,
+    post_count     BIGINT         NOT NULL,
+    simulated      BOOLEAN,
+    fetched_at     TIMESTAMP      NOT NULL,
+    processed_at   TIMESTAMP      NOT NULL
+)
+DISTSTYLE EVEN
+COMPOUND SORTKEY (minute_utc, source);

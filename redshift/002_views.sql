@@ -22,3 +22,13 @@ FROM (
     FROM raw_posts AS r
 ) AS ranked
 WHERE copy_rank = 1;
+
+-- Counts: the latest count of each minute wins.
+CREATE OR REPLACE VIEW post_counts AS
+SELECT record_key, source, query, minute_utc, minute_kst, post_count, simulated, fetched_at
+FROM (
+    SELECT r.*,
+           ROW_NUMBER() OVER (PARTITION BY record_key ORDER BY fetched_at DESC, processed_at DESC) AS copy_rank
+    FROM raw_post_counts AS r
+) AS ranked
+WHERE copy_rank = 1;

@@ -31,7 +31,9 @@ SELECT m.minute_utc,
        COALESCE(p.posts_total, 0) AS posts_total,
        COALESCE(p.posts_x, 0) AS posts_x,
        COALESCE(p.posts_bluesky, 0) AS posts_bluesky,
-       COALESCE(p.posts_mastodon, 0) AS posts_mastodon
+       COALESCE(p.posts_mastodon, 0) AS posts_mastodon,
+       x.post_count AS posts_x_counted
 FROM minutes AS m
 LEFT JOIN candles AS c ON c.minute_utc = m.minute_utc
-LEFT JOIN minute_posts AS p ON p.minute_utc = m.minute_utc;
+LEFT JOIN minute_posts AS p ON p.minute_utc = m.minute_utc
+LEFT JOIN post_counts AS x ON x.minute_utc = m.minute_utc AND x.source = 'x';

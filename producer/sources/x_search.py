@@ -12,10 +12,11 @@ import tweepy
 from pydantic import SecretStr
 
 from coinstream.errors import FatalError, TransientError
-from coinstream.records import Envelope, Kind, post_key
+from coinstream.records import Envelope, Kind, count_key, post_key
 from producer.sources.base import BadPayload
 
 SOURCE = "x"
+logger = logging.getLogger(__name__)
 
 # tweepy logs every request's headers, the bearer token included, at DEBUG. A secret must never
 # reach a log, whatever level the program runs at, so its client logger never goes below INFO.
@@ -86,6 +87,21 @@ class XRecentSearch:
             bearer_token=bearer_token.get_secret_value(), return_type=dict, wait_on_rate_limit=False
         )
 
+    def counts(self, since: datetime, now: datetime) -> list[Envelope]:
+        """Posts per closed minute from `since` on: one counts request per run (each request is billed)."""
+        try:
+            body = self.client.get_recent_tweets_count(
+                self.query, granularity="minute", start_time=since.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )
+        except tweepy.TooManyRequests:
+            logger.warning("x counts: rate limited (HTTP 429); the next run asks again")
+            return []
+        except tweepy.HTTPException as exc:
+            raise FatalError(f"x counts: {exc}") from None
+        except requests.RequestException as exc:
+            raise TransientError(f"x counts: {type(exc).__name__}") from None
+        return [c for c in parse_counts(body, self.query, now) if c.event_time >= since]
+
     def fetch(self, since_id: str | None, budget: int, now: datetime) -> SearchResult:
         """Pages of up to 100 posts newer than `since_id`, until none is left or `budget` posts were read."""
         posts: list[Envelope] = []
@@ -131,3 +147,30 @@ class XRecentSearch:
         # Stopped by the budget with pages left: keep since_id where it was only if nothing was read,
         # else move on (X returns newest first; older unread posts of this window are skipped on purpose).
         return SearchResult(posts, newest, read, f"read budget of {budget} posts reached")
+
+
+def parse_counts(body: Any, query: str, fetched_at: datetime) -> list[Envelope]:
+    """Per-minute count envelopes of `GET /2/tweets/counts/recent` (granularity=minute), closed minutes only."""
+    if not isinstance(body, dict) or not isinstance(body.get("data", []), list):
+        raise BadPayload("x counts: expected an object with a 'data' list")
+    out = []
+    for bucket in body.get("data", []):
+        try:
+            start = datetime.fromisoformat(str(bucket["start"]))
+            end = datetime.fromisoformat(str(bucket["end"]))
+            count = int(bucket["tweet_count"])
+        except (KeyError, TypeError, ValueError):
+            raise BadPayload(f"x counts: a bucket is not start/end/tweet_count: {bucket!r}"[:200]) from None
+        if end > fetched_at:
+            continue  # the running minute: not a fact yet
+        out.append(
+            Envelope(
+                kind=Kind.POST_COUNT,
+                source=SOURCE,
+                key=count_key(SOURCE, start),
+                event_time=start,
+                fetched_at=fetched_at,
+                payload={"query": query, "count": count},
+            )
+        )
+    return out

@@ -16,13 +16,25 @@ from sqlglot import exp
 from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
+from coinstream.records import Envelope, Kind, count_key
 from coinstream.warehouse import Warehouse, load_jsonpaths, redshift_statements, to_duckdb
 from consumer.enrich import enrich
-from tests.conftest import make_candle, make_post
+from tests.conftest import FETCHED, make_candle, make_post
 
 #: Row fields whose column has another name (the price columns say what they are).
 RENAMED = {"open": "open_price", "high": "high_price", "low": "low_price", "close": "close_price"}
-SAMPLES = {"candle": make_candle(1), "post": make_post("1", text="#bitcoin $BTC")}
+SAMPLES = {
+    "candle": make_candle(1),
+    "post": make_post("1", text="#bitcoin $BTC"),
+    "post_count": Envelope(
+        kind=Kind.POST_COUNT,
+        source="x",
+        key=count_key("x", FETCHED),
+        event_time=FETCHED,
+        fetched_at=FETCHED,
+        payload={"query": "bitcoin", "count": 12},
+    ),
+}
 
 
 def ddl_columns() -> dict[str, list[str]]:
@@ -34,7 +46,7 @@ def ddl_columns() -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["candle", "post"])
+@pytest.mark.parametrize("kind", ["candle", "post", "post_count"])
 def test_ddl_jsonpaths_and_enriched_record_agree(kind: str) -> None:
     stream = load_delivery_streams(Pipeline.load(REPO_ROOT / "pipeline.toml"))[kind]
     columns = ddl_columns()[stream.table]

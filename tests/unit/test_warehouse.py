@@ -53,9 +53,9 @@ def test_loading_the_same_object_twice_loads_it_once(s3: Any, warehouse: Warehou
     put_rows(s3, "firehose/posts/2026/11/27/12/b", [to_row(make_post(str(i)), FETCHED) for i in range(2)])
     first = warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
     second = warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
-    assert first.rows == {"raw_candles": 3, "raw_posts": 2} and first.objects_loaded == 2
+    assert first.rows == {"raw_candles": 3, "raw_posts": 2, "raw_post_counts": 0} and first.objects_loaded == 2
     assert second.objects_loaded == 0 and second.objects_skipped == 2
-    assert warehouse.row_counts() == {"raw_candles": 3, "raw_posts": 2}
+    assert warehouse.row_counts() == {"raw_candles": 3, "raw_posts": 2, "raw_post_counts": 0}
     (open_price, minute) = warehouse.db.execute(
         "SELECT open_price, strftime(minute_utc, '%H:%M') FROM raw_candles ORDER BY minute_utc LIMIT 1"
     ).fetchone()

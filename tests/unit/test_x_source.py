@@ -20,6 +20,7 @@ from producer.sources.x_search import XRecentSearch
 from tests.conftest import PAYLOADS, payload
 
 URL = "https://api.twitter.com/2/tweets/search/recent"
+COUNTS = "https://api.twitter.com/2/tweets/counts/recent"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TOKEN = SecretStr("recorded-test-token-0000")
 
@@ -70,12 +71,16 @@ def test_runs_keep_since_id_budget_and_pause_after_429(
     settings = Settings(state_dir=tmp_path, x_bearer_token=TOKEN, x_posts_per_run=100, x_posts_per_day=60)
     responses.get(URL, json=payload("x/recent_search_page1.json"))
     responses.get(URL, json=payload("x/recent_search_page2.json"))
+    responses.get(COUNTS, json=payload("x_counts/counts_recent_minute.json"))
     caplog.set_level(logging.DEBUG)
     first = produce(Kind.POST, "x", settings, pipeline, from_dir=PAYLOADS, now=NOW)
-    assert first.code is Code.SENT and first.sent == 42
+    # 42 posts read, and the counts of the five closed minutes 11:55..11:59 (12:00 is still running)
+    assert first.code is Code.SENT and first.sent == 42 + 5
     state = json.loads((tmp_path / "producer" / "post-x.state.json").read_text())
     assert state["since_id"] == payload("x/recent_search_page1.json")["meta"]["newest_id"]
     assert state["reads"] == {"2026-11-28": 42}
+    assert state["counted_minute"] == int(datetime(2026, 11, 28, 11, 59, tzinfo=UTC).timestamp() // 60)
+    assert "granularity=minute" in responses.calls[0].request.url
     # 18 posts of today's 60 are left: the next run asks for at most 18
     responses.replace(responses.GET, URL, json={"meta": {"result_count": 0}})
     produce(Kind.POST, "x", settings, pipeline, from_dir=PAYLOADS, now=NOW)
