@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.coinstream-installed
 
-.PHONY: setup prereqs demo test lint unit integration e2e down clean
+.PHONY: setup prereqs browser demo test lint unit integration e2e down clean
 
 setup: prereqs $(STAMP) node_modules/.package-lock.json
 
@@ -25,6 +25,12 @@ $(STAMP): pyproject.toml
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
+# Debian's Chromium for the dashboard's browser test (never a browser that a tool downloads itself).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "the browser test needs Debian's chromium: sudo apt-get install chromium (it is skipped until then)"; fi; }
+
 demo: setup
 	$(BIN)/coinstream demo
 
@@ -43,7 +49,7 @@ e2e: setup
 	$(BIN)/pytest tests/e2e
 
 # Everything CI runs. pytest exits non-zero (5) when it collects no test, which fails this target too.
-test: setup lint
+test: setup lint browser
 	$(BIN)/pytest tests/unit tests/integration tests/e2e
 
 down:

@@ -360,6 +360,7 @@ def analyze(
     to: Annotated[str | None, typer.Option("--to", help="UTC end (exclusive).")] = None,
     window: Annotated[int, typer.Option(help="Rolling correlation window, minutes.", min=10)] = 60,
     market: Annotated[str | None, typer.Option(help="Only this market's candles.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write the charts as one self-contained HTML file.")] = None,
 ) -> None:
     """How strongly, and with what lag, posts per minute move with BTC volume per minute."""
     import duckdb
@@ -377,6 +378,12 @@ def analyze(
     db = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         minutes, posts, volume = series(db, start, end, market)
+        if html is not None:
+            from coinstream.dashboard.data import chart_data
+            from coinstream.dashboard.server import standalone_html
+
+            html.write_text(standalone_html({**chart_data(db, "all", window), "stack": {}}))
+            out.print(f"charts written to {html}")
     finally:
         db.close()
     result = run_analysis(minutes, posts, volume, window=window)
@@ -402,6 +409,23 @@ def analyze(
             )
         out.print(table)
     out.print(result.verdict)
+
+
+@app.command()
+@friendly
+def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8050) -> None:
+    """Serve the dashboard on 127.0.0.1 (offline: no CDN): posts vs volume, price band, correlations, freshness."""
+    from coinstream.dashboard.server import serve
+    from coinstream.processes import ensure_port_free
+
+    settings, pipeline = _context()
+    ensure_port_free(port, "dashboard", "--port", settings.host)
+    server = serve(settings, pipeline, port)
+    out.print(f"dashboard on http://{settings.host}:{port}/ (Ctrl-C stops it); warehouse {settings.warehouse_path}")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 @app.command()

@@ -102,6 +102,7 @@ def run_demo(
         f"produced = put on the stream this run; consumed = checkpointed by the '{APP}' app; delivered = rows "
         f"Firehose landed in s3://{pipeline.bucket}; loaded = rows in {settings.warehouse_path} "
         f"({sum(report.rows.values())} new this run). Exact duplicates are dropped by the consumer. "
-        f"Dead-lettered records: {dead}. The stack is still up: `coinstream local status`, `coinstream local down`."
+        f"Dead-lettered records: {dead}. The stack is still up: `coinstream local status`, `coinstream local down`. "
+        "See it: `coinstream dashboard`, then open http://127.0.0.1:8050/ ; the numbers: `coinstream analyze`."
     )
     return summary

@@ -1,0 +1,72 @@
+"""Milliseconds per dashboard query over 30 days of minute data with 10 million posts.
+
+    python -m benchmarks.dashboard_queries [--posts 10000000] [--days 30] [--runs 5]
+
+Builds a temporary DuckDB warehouse from the Redshift DDL (through sqlglot, as the local
+warehouse does), fills it with SQL-generated rows, then times what one dashboard refresh runs
+(`chart_data`) per range. Baseline in the same run: a bare `count(*)` over the posts view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from coinstream import REPO_ROOT
+from coinstream.dashboard.data import chart_data
+from coinstream.warehouse import Warehouse
+
+
+def median_ms(fn: object, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--posts", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    minutes = args.days * 1440
+    path = Path(tempfile.mkdtemp(prefix="coinstream-dash-")) / "w.duckdb"
+    wh = Warehouse(path, REPO_ROOT / "redshift")
+    wh.apply_ddl()
+    db = wh.db
+    start = time.perf_counter()
+    db.execute(f"""
+        INSERT INTO raw_candles
+        SELECT 'coinone:KRW-BTC:' || i, 'coinone', 'KRW-BTC', TIMESTAMP '2026-10-29' + i * INTERVAL 1 MINUTE,
+               TIMESTAMP '2026-10-29 09:00' + i * INTERVAL 1 MINUTE, 131000000, 131020000, 130980000, 131005000,
+               1 + random() * 3, 1.3e8 * (1 + random() * 3), false, now(), now()
+        FROM range({minutes}) t(i)""")
+    db.execute(f"""
+        INSERT INTO raw_posts
+        SELECT 'x:' || i, CASE i % 3 WHEN 0 THEN 'x' WHEN 1 THEN 'bluesky' ELSE 'mastodon' END, i::VARCHAR,
+               TIMESTAMP '2026-10-29' + (i % {minutes}) * INTERVAL 1 MINUTE, TIMESTAMP '2026-10-29 09:00',
+               TIMESTAMP '2026-10-29' + (i % {minutes}) * INTERVAL 1 MINUTE, 'a', 'en', 'bitcoin #bitcoin',
+               '["bitcoin"]', '[]', '["bitcoin"]', false, false, false, now(), now()
+        FROM range({args.posts}) t(i)""")
+    print(
+        f"built {args.days} days ({minutes:,} minutes) and {args.posts:,} posts in {time.perf_counter() - start:.1f} s"
+    )
+    floor = median_ms(lambda: db.execute("SELECT count(*) FROM posts").fetchone(), args.runs)
+    print(f"baseline, count(*) over the deduplicated posts view: {floor:,.0f} ms")
+    for range_name in ("24h", "7d", "30d"):
+        ms = median_ms(lambda r=range_name: chart_data(db, r), args.runs)
+        ratio = ms / floor
+        print(
+            f"dashboard refresh, range {range_name:>3}: {ms:,.0f} ms (median of {args.runs}; {ratio:.1f}x the baseline)"
+        )
+    wh.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The built-in dashboard: a local web page over the warehouse."""
