@@ -11,6 +11,7 @@ from coinstream.aws import classify, client
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import CoinstreamError
+from producer.sources.http import ApiClient
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,6 @@ def _run(what: str, probe: Callable[[], str], fix: str) -> Check:
 def checks(settings: Settings, pipeline: Pipeline) -> Iterator[Check]:
     """Every check, in order: tools, AWS (or the local stack), then the data sources."""
     from consumer.daemon import check_java_and_jars
-    from producer.sources.http import ApiClient
 
     yield _run("java + KCL jars", lambda: f"{check_java_and_jars()}", "install a JDK >= 11 and run `make setup`")
     if settings.target == "local":
@@ -97,8 +97,8 @@ def _ok(_: object) -> str:
     return "reachable"
 
 
-def _api(api: object, path: str, params: dict[str, object]) -> str:
-    api.get_json(path, params, path)  # type: ignore[attr-defined]
+def _api(api: ApiClient, path: str, params: dict[str, object]) -> str:
+    api.get_json(path, params, path)
     return "answers"
 
 

@@ -20,6 +20,14 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "coinstream/0.1 (+https://github.com/coinstream)"
 
 
+class RetryAfter(TransientError):
+    """A transient answer (429, 5xx) that may say how long to wait before asking again."""
+
+    def __init__(self, message: str, wait: float | None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
 def wait_hint(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
     """Seconds the server asks us to wait: Retry-After, or x-rate-limit-reset (epoch seconds, X API)."""
     if "retry-after" in response.headers:
@@ -41,9 +49,7 @@ def classify_response(response: httpx.Response, what: str) -> None:
     if status < 400:
         return
     if status == 429 or status >= 500:
-        error = TransientError(f"{what}: HTTP {status}")
-        error.wait = wait_hint(response)  # type: ignore[attr-defined]
-        raise error
+        raise RetryAfter(f"{what}: HTTP {status}", wait_hint(response))
     if status == 418:
         raise FatalError(
             f"{what}: HTTP 418, the API has banned this client for a while after too many requests; "
@@ -80,8 +86,8 @@ class ApiClient:
                     raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
                 try:
                     classify_response(response, what)
-                except TransientError as exc:
-                    hint = getattr(exc, "wait", None)
+                except RetryAfter as exc:
+                    hint = exc.wait
                     if hint:  # the server said how long: honour it (bounded), then let tenacity retry
                         logger.warning("%s: server asks to wait %.0f s", what, hint)
                         self._sleep(min(hint, self.max_wait))
