@@ -62,8 +62,8 @@ def _wait(what: str, probe: Callable[[], Any], proc: Managed, timeout: float = 6
     while time.monotonic() < deadline:
         if proc.pid() is None:
             tail = proc.log_file.read_text(errors="replace")[-400:] if proc.log_file.exists() else ""
-            last = (tail.strip().splitlines() or ["(empty log)"])[-1]
-            raise FatalError(f"{what} exited while starting; see {proc.log_file}: {last}")
+            last_line = (tail.strip().splitlines() or ["(empty log)"])[-1]
+            raise FatalError(f"{what} exited while starting; see {proc.log_file}: {last_line}")
         try:
             probe()
             return
