@@ -105,8 +105,14 @@ def stop_group(pid: int, timeout: float = 10.0) -> None:
 
 
 def ensure_port_free(port: int, what: str, setting: str, host: str = "") -> None:
-    """Fail with one clear line when `port` is taken, naming the setting that moves it."""
+    """Fail with one clear line when something listens on `port`, naming the setting that moves it.
+
+    SO_REUSEADDR makes the probe ask what the servers we start ask (node and werkzeug set it too):
+    is there a listener? A connection of a stopped server lingering in TIME_WAIT is no obstacle to them,
+    so it must not be to this check either (without the flag, `local down` then `up` failed for a minute).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

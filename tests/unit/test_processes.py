@@ -1,0 +1,46 @@
+"""Port checks before the local stack starts: a listener blocks a port, a lingering connection does not."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from coinstream.errors import FatalError
+from coinstream.processes import ensure_port_free
+
+
+def _port_with_time_wait() -> int:
+    """A loopback port whose server side closed first: its socket lingers in TIME_WAIT, nothing listens."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = int(listener.getsockname()[1])
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    served.close()  # the server closes first, as a killed server does: TIME_WAIT on the server's port
+    client.recv(1)
+    client.close()
+    listener.close()
+    return port
+
+
+@pytest.mark.parametrize("host", ["", "127.0.0.1"])
+def test_a_port_left_in_time_wait_counts_as_free(host: str) -> None:
+    port = _port_with_time_wait()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as plain:  # the old check: a bind without SO_REUSEADDR
+        with pytest.raises(OSError):
+            plain.bind((host, port))
+    ensure_port_free(port, "kinesis-mock", "COINSTREAM_KINESIS_PORT", host)
+
+
+@pytest.mark.parametrize("host", ["", "127.0.0.1"])
+def test_a_listening_port_is_refused_with_the_setting_that_moves_it(host: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with pytest.raises(FatalError, match=rf"port {port} \(kinesis-mock\) is already in use.*COINSTREAM_KINESIS_PORT"):
+            ensure_port_free(port, "kinesis-mock", "COINSTREAM_KINESIS_PORT", host)
