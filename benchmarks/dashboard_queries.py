@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from coinstream import REPO_ROOT
-from coinstream.dashboard.data import chart_data
-from coinstream.warehouse import Warehouse
+from warehouse.dashboard.data import chart_data
+from warehouse.loader import Warehouse
 
 
 def median_ms(fn: object, runs: int) -> float:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.corpus import corpus
-from coinstream import local_stack
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
 from coinstream.processes import free_port, stop_group
@@ -29,6 +28,7 @@ from coinstream.records import Envelope
 from consumer.checkpoints import leases
 from consumer.daemon import application_name
 from consumer.runner import start_worker
+from operate import local_stack
 from producer.kinesis_writer import KinesisWriter
 
 if TYPE_CHECKING:

@@ -17,3 +17,7 @@ class FatalError(CoinstreamError):
 
 class SkippableError(CoinstreamError):
     """This one record cannot be processed: dead-letter it with the reason and go on."""
+
+
+class BadPayload(SkippableError):
+    """An API answer that is not what the API documents; the run logs it and fetches nothing from it."""

@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from coinstream.errors import SkippableError
 from coinstream.records import Envelope, Kind
-
-KST = timezone(timedelta(hours=9), "KST")
-#: Terms a post is matched on, lower-case; the first four are how people write "bitcoin" in the
-#: markets this pipeline watches (English, Korean, Japanese, Chinese).
-DEFAULT_TERMS = ("bitcoin", "비트코인", "ビットコイン", "比特币", "btc", "#bitcoin", "#btc", "$btc")
+from coinstream.text import matched_terms
+from coinstream.timeutil import kst, minute, ts
 
 _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9})\b")
-_BTC_WORD = re.compile(r"(?<![a-z0-9])btc(?![a-z0-9])")
-
-
-def ts(value: datetime) -> str:
-    """A UTC timestamp as Redshift COPY's TIMEFORMAT 'auto' reads it (isoformat: 10x cheaper than strftime)."""
-    return value.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")[:26]
-
-
-def kst(value: datetime) -> str:
-    """The same instant in Korea Standard Time, for display only (no offset: KST is in the column name)."""
-    return value.astimezone(KST).isoformat(sep=" ", timespec="seconds")[:19]
-
-
-def minute(value: datetime) -> datetime:
-    """The UTC minute bucket an instant falls in."""
-    return value.astimezone(UTC).replace(second=0, microsecond=0)
-
-
-def matched_terms(text: str, terms: tuple[str, ...] = DEFAULT_TERMS) -> list[str]:
-    """Which watched terms a text contains ("btc" only as a word, not inside another one)."""
-    lowered = text.lower()
-    found = []
-    for term in terms:
-        hit = _BTC_WORD.search(lowered) if term == "btc" else term in lowered
-        if hit:
-            found.append(term)
-    return found
 
 
 def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:

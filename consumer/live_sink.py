@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from coinstream.aws import classify
+from coinstream.live_table import minute_pk
 from coinstream.retry import retrying
 
 if TYPE_CHECKING:
@@ -24,11 +25,6 @@ logger = logging.getLogger(__name__)
 
 #: A transaction holds at most 100 items: up to 99 post keys and the minute's counter.
 _KEYS_PER_TRANSACTION = 99
-
-
-def minute_pk(minute_utc: str) -> str:
-    """Partition key of a minute item, from an enriched row's minute_utc."""
-    return "minute#" + minute_utc[:16].replace(" ", "T") + "Z"
 
 
 class LiveMetricsSink:
@@ -138,24 +134,3 @@ class LiveMetricsSink:
             raise classify(exc, f"writing a candle to {self.table}") from None
         except Exception as exc:
             raise classify(exc, f"writing a candle to {self.table}") from None
-
-
-def read_minutes(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
-    """Every minute item, oldest first, as plain values: {minute, posts: {source: n}, candles: {...}}."""
-    try:
-        pages = dynamodb.get_paginator("scan").paginate(
-            TableName=table, FilterExpression="begins_with(pk, :m)", ExpressionAttributeValues={":m": {"S": "minute#"}}
-        )
-        items = [i for page in pages for i in page.get("Items", [])]
-    except Exception as exc:
-        raise classify(exc, f"reading {table}") from None
-    out = []
-    for item in items:
-        minute = {"minute": item["pk"]["S"].removeprefix("minute#"), "posts": {}, "candles": {}}
-        for name, value in item.items():
-            if name.startswith("posts#"):
-                minute["posts"][name.removeprefix("posts#")] = int(value["N"])
-            elif name.startswith("candle#"):
-                minute["candles"][name.removeprefix("candle#")] = {k: v["S"] for k, v in value["M"].items()}
-        out.append(minute)
-    return sorted(out, key=lambda m: m["minute"])

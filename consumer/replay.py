@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from coinstream.aws import classify
-from coinstream.errors import FatalError
 from consumer.checkpoints import Lease, leases, shard_records
 
 if TYPE_CHECKING:
@@ -83,16 +82,3 @@ def apply(dynamodb: DynamoDBClient, table: str, resets: list[Reset]) -> int:
         except Exception as exc:
             raise classify(exc, f"resetting the checkpoint of {reset.shard_id} in {table}") from None
     return len(resets)
-
-
-def parse_from(value: str) -> datetime | None:
-    """`trim-horizon` -> None; otherwise an ISO 8601 UTC time."""
-    if value.lower().replace("_", "-") == "trim-horizon":
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise FatalError(f"--from {value!r}: use trim-horizon or a UTC time such as 2026-11-28T12:00:00Z") from None
-    if when.tzinfo is None:
-        raise FatalError(f"--from {value!r}: add the UTC offset (Z or +00:00); times are UTC")
-    return when

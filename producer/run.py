@@ -16,13 +16,14 @@ from typing import Any
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
+from coinstream.http import ApiClient
 from coinstream.records import Envelope, Kind
+from coinstream.timeutil import epoch_minute, minute_start
 from producer.kinesis_writer import KinesisWriter
 from producer.lock import AlreadyRunning, run_lock
 from producer.sources import simulated
 from producer.sources.bluesky import JetstreamListener
 from producer.sources.coinone import CoinoneCandles
-from producer.sources.http import ApiClient
 from producer.sources.mastodon import MastodonTag
 from producer.sources.offline import replay
 from producer.sources.upbit import UpbitCandles
@@ -76,11 +77,11 @@ def _fetch(
         if kind is not Kind.CANDLE:
             raise FatalError(f"{source} gives candles: use `coinstream produce candles --source {source}`")
         done = state.get("last_minute")
-        since = simulated.minute_start(done) if isinstance(done, int) else None
+        since = minute_start(done) if isinstance(done, int) else None
         base_url = settings.coinone_url if source == "coinone" else settings.upbit_url
         candles = EXCHANGES[source](market, ApiClient(base_url)).fetch(since, now)
         if candles:
-            state["next_last_minute"] = simulated.epoch_minute(candles[-1].event_time)
+            state["next_last_minute"] = epoch_minute(candles[-1].event_time)
         return candles
     if source == "mastodon":
         if kind is not Kind.POST:
@@ -111,7 +112,7 @@ def _fetch(
         return _fetch_x(state, settings, now)
     if source == "simulated":
         sim = simulated.Simulation(market=market)
-        last_closed = simulated.epoch_minute(now) - 1
+        last_closed = epoch_minute(now) - 1
         done = state.get("last_minute")
         first = int(done) + 1 if isinstance(done, int) else last_closed - backfill_minutes + 1
         if first > last_closed:
@@ -141,10 +142,10 @@ def _fetch_x(state: dict[str, Any], settings: Settings, now: datetime) -> list[E
     search = XRecentSearch(settings.x_token(), settings.x_query)
     # counts first: one cheap request gives every closed minute since the last counted one
     counted = state.get("counted_minute")
-    since = simulated.minute_start(counted + 1) if isinstance(counted, int) else now - timedelta(minutes=60)
+    since = minute_start(counted + 1) if isinstance(counted, int) else now - timedelta(minutes=60)
     counts = search.counts(since, now)
     if counts:
-        state["next_counted_minute"] = simulated.epoch_minute(counts[-1].event_time)
+        state["next_counted_minute"] = epoch_minute(counts[-1].event_time)
     result = search.fetch(state.get("since_id"), budget, now)
     if result.stopped_by:
         logger.warning("x: stopped after reading %d posts: %s", result.read, result.stopped_by)

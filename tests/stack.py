@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from coinstream import local_stack
 from coinstream.config import Pipeline, Settings
 from coinstream.processes import free_port
+from operate import local_stack
 
 
 def stack_env(state_dir: Path) -> dict[str, str]:
@@ -54,7 +54,7 @@ def _zombie(pid: int) -> bool:
 def coinstream(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the `coinstream` command as a user would, capturing its output."""
     return subprocess.run(
-        [sys.executable, "-m", "coinstream", *args],
+        [sys.executable, "-m", "operate", *args],
         env=env,
         capture_output=True,
         text=True,

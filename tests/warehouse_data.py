@@ -12,16 +12,17 @@ from moto import mock_aws
 from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
-from coinstream.warehouse import Warehouse
+from coinstream.timeutil import epoch_minute
 from consumer.enrich import enrich
 from producer.sources import simulated
+from warehouse.loader import Warehouse
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
 
 def simulated_warehouse(path: Path, sim: simulated.Simulation, minutes: int) -> None:
     """Simulated candles and posts, enriched and loaded exactly as the pipeline loads them."""
-    last = simulated.epoch_minute(NOW) - 1
+    last = epoch_minute(NOW) - 1
     first = last - minutes + 1
     pipeline = Pipeline.load(REPO_ROOT / "pipeline.toml")
     streams = load_delivery_streams(pipeline)

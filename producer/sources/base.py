@@ -6,12 +6,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from coinstream.errors import SkippableError
+from coinstream.errors import BadPayload
 from coinstream.records import Envelope, Kind, candle_key
-
-
-class BadPayload(SkippableError):
-    """An API answer that is not what the API documents; the run logs it and fetches nothing from it."""
 
 
 def closed_candle(

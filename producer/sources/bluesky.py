@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 
 from coinstream.errors import TransientError
 from coinstream.records import Envelope, Kind, post_key
-from consumer.enrich import matched_terms
+from coinstream.text import matched_terms
 
 logger = logging.getLogger(__name__)
 

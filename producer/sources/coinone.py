@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from coinstream.errors import BadPayload
+from coinstream.http import ApiClient
 from coinstream.records import Envelope
-from producer.sources.base import BadPayload, closed_candle
-from producer.sources.http import ApiClient
+from producer.sources.base import closed_candle
 
 SOURCE = "coinone"
 BASE_URL = "https://api.coinone.co.kr"

@@ -6,9 +6,9 @@ from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
+from coinstream.errors import BadPayload
+from coinstream.http import ApiClient
 from coinstream.records import Envelope, Kind, post_key
-from producer.sources.base import BadPayload
-from producer.sources.http import ApiClient
 
 SOURCE = "mastodon"
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from coinstream.records import Envelope, Kind, candle_key, post_key
+from coinstream.timeutil import minute_start
 
 SOURCE_CANDLES = "simulated"
 SOURCE_POSTS = "simulated"
@@ -58,16 +59,6 @@ class Simulation:
         planted = self.activity(minute - self.lag_minutes)
         mixed = self.strength * planted + (1 - self.strength) * 0.5 * self._noise(minute, 2)
         return max(0.01, self.base_volume * (1 + 0.6 * mixed))
-
-
-def epoch_minute(at: datetime) -> int:
-    """Minutes since 1970-01-01T00:00Z."""
-    return int(at.astimezone(UTC).timestamp() // 60)
-
-
-def minute_start(minute: int) -> datetime:
-    """The UTC start of an epoch minute."""
-    return datetime.fromtimestamp(minute * 60, tz=UTC)
 
 
 def candles(sim: Simulation, first: int, last: int, fetched_at: datetime) -> list[Envelope]:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from coinstream.errors import BadPayload
+from coinstream.http import ApiClient
 from coinstream.records import Envelope
-from producer.sources.base import BadPayload, closed_candle
-from producer.sources.http import ApiClient
+from producer.sources.base import closed_candle
 
 SOURCE = "upbit"
 BASE_URL = "https://api.upbit.com"

@@ -11,9 +11,8 @@ import requests
 import tweepy
 from pydantic import SecretStr
 
-from coinstream.errors import FatalError, TransientError
+from coinstream.errors import BadPayload, FatalError, TransientError
 from coinstream.records import Envelope, Kind, count_key, post_key
-from producer.sources.base import BadPayload
 
 SOURCE = "x"
 logger = logging.getLogger(__name__)

@@ -48,7 +48,7 @@ def worker(env: dict[str, str], app: str, worker_id: str, logs: Path) -> Iterato
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / f"{app}-{worker_id}.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "coinstream", "consume", "--app", app, "--worker-id", worker_id],
+            [sys.executable, "-m", "operate", "consume", "--app", app, "--worker-id", worker_id],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -42,7 +42,7 @@ def dashboard_url(tmp_path: Path) -> str:
     port = free_port()
     env = {**os.environ, "COINSTREAM_WAREHOUSE_FILE": str(tmp_path / "w.duckdb"), "COINSTREAM_STATE_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coinstream", "dashboard", "--port", str(port)],
+        [sys.executable, "-m", "operate", "dashboard", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -98,7 +98,7 @@ def test_no_data_yet_says_so(tmp_path: Path) -> None:
         "COINSTREAM_STATE_DIR": str(tmp_path),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coinstream", "dashboard", "--port", str(port)],
+        [sys.executable, "-m", "operate", "dashboard", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -127,7 +127,7 @@ def test_analyze_writes_a_self_contained_html_report(tmp_path: Path) -> None:
     env = {**os.environ, "COINSTREAM_WAREHOUSE_FILE": str(tmp_path / "w.duckdb"), "COINSTREAM_STATE_DIR": str(tmp_path)}
     report = tmp_path / "report.html"
     done = subprocess.run(
-        [sys.executable, "-m", "coinstream", "analyze", "--html", str(report)],
+        [sys.executable, "-m", "operate", "analyze", "--html", str(report)],
         env=env,
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ import boto3
 
 from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
-from coinstream.deploy import render
+from operate.deploy import render
 from tests.stack import running_stack
 
 #: Types moto's CloudFormation cannot create; the test removes them and what points at them.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coinstream import local_stack
 from coinstream.aws import client
 from consumer.checkpoints import stream_record_count
+from operate import local_stack
 from tests.stack import coinstream, running_stack
 
 

@@ -12,9 +12,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from coinstream.analysis import MIN_MINUTES, analyze, series
 from producer.sources import simulated
 from tests.warehouse_data import simulated_warehouse
+from warehouse.analysis import MIN_MINUTES, analyze, series
 
 
 def test_planted_lag_and_sign_are_recovered_exactly(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_analyze_command_prints_the_table(tmp_path: Path) -> None:
     simulated_warehouse(tmp_path / "w.duckdb", simulated.Simulation(), minutes=120)
     env = {**os.environ, "COINSTREAM_WAREHOUSE_FILE": str(tmp_path / "w.duckdb")}
     result = subprocess.run(
-        [sys.executable, "-m", "coinstream", "analyze", "--window", "30"],
+        [sys.executable, "-m", "operate", "analyze", "--window", "30"],
         env=env,
         capture_output=True,
         text=True,

@@ -17,9 +17,9 @@ from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
 from coinstream.records import Envelope, Kind, count_key
-from coinstream.warehouse import Warehouse, load_jsonpaths, redshift_statements, to_duckdb
 from consumer.enrich import enrich
 from tests.conftest import FETCHED, make_candle, make_post
+from warehouse.loader import Warehouse, load_jsonpaths, redshift_statements, to_duckdb
 
 #: Row fields whose column has another name (the price columns say what they are).
 RENAMED = {"open": "open_price", "high": "high_price", "low": "low_price", "close": "close_price"}

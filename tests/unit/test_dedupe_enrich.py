@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from coinstream.text import matched_terms
 from consumer.dedupe import Deduper
-from consumer.enrich import enrich, matched_terms
+from consumer.enrich import enrich
 from tests.conftest import FETCHED, make_candle, make_post
 
 

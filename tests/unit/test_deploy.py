@@ -12,7 +12,7 @@ import pytest
 
 from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
-from coinstream.deploy import PLACEHOLDERS, Traffic, monthly_cost, render, render_text
+from operate.deploy import PLACEHOLDERS, Traffic, monthly_cost, render, render_text
 
 TEMPLATE = REPO_ROOT / "deploy" / "cloudformation.json"
 BASE = REPO_ROOT / "deploy" / "base.json"
@@ -96,7 +96,7 @@ def test_cost_estimate_bills_firehose_in_5kb_units_and_grows_with_traffic() -> N
 def test_render_and_check_from_the_cli(tmp_path: Path) -> None:
     out = tmp_path / "t.json"
     result = subprocess.run(
-        [sys.executable, "-m", "coinstream", "deploy", "--check", "--render", str(out)],
+        [sys.executable, "-m", "operate", "deploy", "--check", "--render", str(out)],
         capture_output=True,
         text=True,
         check=False,

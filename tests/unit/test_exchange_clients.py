@@ -9,10 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from coinstream.errors import FatalError, TransientError
-from producer.sources.base import BadPayload
+from coinstream.errors import BadPayload, FatalError, TransientError
+from coinstream.http import ApiClient
 from producer.sources.coinone import CoinoneCandles
-from producer.sources.http import ApiClient
 from producer.sources.upbit import UpbitCandles
 from tests.conftest import payload
 from tests.http_server import Reply, api_server

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from coinstream.live_table import read_minutes
 from consumer.enrich import enrich
-from consumer.live_sink import LiveMetricsSink, read_minutes
+from consumer.live_sink import LiveMetricsSink
 from tests.conftest import FETCHED, make_candle, make_post, moto_dynamodb_table
 
 TABLE = "live"

@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 
 from coinstream.config import Pipeline, Settings
-from coinstream.errors import FatalError
+from coinstream.errors import BadPayload, FatalError
+from coinstream.http import ApiClient
 from coinstream.records import Kind
 from producer.run import Code, produce
-from producer.sources.base import BadPayload
-from producer.sources.http import ApiClient
 from producer.sources.mastodon import MastodonTag, html_text
 from tests.conftest import PAYLOADS, payload
 from tests.http_server import Reply, api_server

@@ -42,5 +42,7 @@ def test_a_listening_port_is_refused_with_the_setting_that_moves_it(host: str) -
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = int(listener.getsockname()[1])
-        with pytest.raises(FatalError, match=rf"port {port} \(kinesis-mock\) is already in use.*COINSTREAM_KINESIS_PORT"):
+        with pytest.raises(
+            FatalError, match=rf"port {port} \(kinesis-mock\) is already in use.*COINSTREAM_KINESIS_PORT"
+        ):
             ensure_port_free(port, "kinesis-mock", "COINSTREAM_KINESIS_PORT", host)

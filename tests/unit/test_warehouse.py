@@ -16,9 +16,9 @@ from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
-from coinstream.warehouse import Warehouse, extract, load_jsonpaths, parse_jsonpath
 from consumer.enrich import enrich as to_row
 from tests.conftest import FETCHED, make_candle, make_post
+from warehouse.loader import Warehouse, extract, load_jsonpaths, parse_jsonpath
 
 BUCKET = "coinstream-landing"
 

@@ -21,8 +21,9 @@ from coinstream.aws import child_env, classify, client
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import delivered_rows, load_delivery_streams, local_definition
 from coinstream.errors import CoinstreamError, FatalError
+from coinstream.live_table import read_minutes
 from coinstream.processes import Managed, ensure_port_free
-from consumer.live_sink import read_minutes
+from consumer.runner import app_progress
 
 logger = logging.getLogger(__name__)
 
@@ -209,3 +210,19 @@ def status(
     if count_rows:
         out.tables = count_rows()
     return out
+
+
+def stack_panel(settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
+    """Consumer lag, dead letters and the live app's newest minute, when the local stack runs."""
+    panel: dict[str, Any] = {"consumer_lag": None, "dead_letters": None, "live_newest": None}
+    if settings.target != "local" or not kinesis_proc(settings).pid():
+        return panel
+    try:
+        panel["consumer_lag"] = sum(s.behind for s in app_progress(settings, pipeline, "warehouse"))
+        status_now = status(settings, pipeline)
+        panel["dead_letters"] = status_now.objects.get(pipeline.dead_letter_prefix, (0, 0))[1]
+        minutes = read_minutes(client("dynamodb", settings), pipeline.live_table)
+        panel["live_newest"] = minutes[-1]["minute"] if minutes else None
+    except Exception as exc:
+        logger.debug("stack panel: %s", exc)
+    return panel

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from coinstream.analysis import lagged_r
+from warehouse.analysis import lagged_r
 
 RANGES = {
     "1h": timedelta(hours=1),

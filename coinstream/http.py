@@ -11,9 +11,8 @@ from typing import Any
 
 import httpx
 
-from coinstream.errors import FatalError, TransientError
+from coinstream.errors import BadPayload, FatalError, TransientError
 from coinstream.retry import retrying
-from producer.sources.base import BadPayload
 
 logger = logging.getLogger(__name__)
 

@@ -8,16 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coinstream import local_stack
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import delivered_rows, load_delivery_streams
 from coinstream.records import Kind
-from coinstream.warehouse import Warehouse
 from consumer.checkpoints import is_checkpointed, leases, list_shard_ids, shard_records
 from consumer.daemon import application_name
 from consumer.runner import run_until_caught_up
+from operate import local_stack
 from producer.run import produce
+from warehouse.loader import Warehouse
 
 APP = "warehouse"
 

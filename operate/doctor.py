@@ -11,7 +11,7 @@ from coinstream.aws import classify, client
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import CoinstreamError
-from producer.sources.http import ApiClient
+from coinstream.http import ApiClient
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def local_up(
     ] = False,
 ) -> None:
     """Start kinesis-mock and moto server on loopback and create the pipeline's resources."""
-    from coinstream import local_stack
+    from operate import local_stack
 
     settings, pipeline = _context()
     _require_local(settings)
@@ -105,7 +105,7 @@ def local_up(
 @friendly
 def local_down() -> None:
     """Stop every process of the local stack."""
-    from coinstream import local_stack
+    from operate import local_stack
 
     settings, _ = _context()
     stopped = local_stack.down(settings)
@@ -116,9 +116,9 @@ def local_down() -> None:
 @friendly
 def local_status() -> None:
     """What runs, on which port, and what each stream, bucket and table holds."""
-    from coinstream import local_stack
     from coinstream.aws import client
     from consumer.checkpoints import stream_record_count
+    from operate import local_stack
 
     settings, pipeline = _context()
     status = local_stack.status(
@@ -148,7 +148,7 @@ def local_status() -> None:
 
 
 def _warehouse_counts(settings: Settings, pipeline: Pipeline) -> dict[str, int]:
-    from coinstream.warehouse import Warehouse
+    from warehouse.loader import Warehouse
 
     if not settings.warehouse_path.exists():
         return {}
@@ -248,12 +248,13 @@ def replay(
 ) -> None:
     """Reset one consumer application's checkpoints so its next `consume` reads again from there."""
     from coinstream.aws import client
+    from coinstream.timeutil import parse_from
     from consumer import replay as rp
     from consumer.checkpoints import leases
     from consumer.daemon import application_name
 
     settings, pipeline = _context()
-    since = rp.parse_from(from_)
+    since = parse_from(from_)
     table = application_name(app_name)
     dynamodb = client("dynamodb", settings)
     current = leases(dynamodb, table)
@@ -284,7 +285,7 @@ def replay(
 def live(minutes: Annotated[int, typer.Option(help="How many of the newest minutes to show.")] = 15) -> None:
     """Per-minute figures the `live` consumer application keeps for the dashboard."""
     from coinstream.aws import client
-    from consumer.live_sink import read_minutes
+    from coinstream.live_table import read_minutes
 
     settings, pipeline = _context()
     rows = read_minutes(client("dynamodb", settings), pipeline.live_table)[-minutes:]
@@ -319,7 +320,7 @@ def deploy(
     """The AWS side as one CloudFormation template (deploy/cloudformation.json) and its estimated cost."""
     import json
 
-    from coinstream import deploy as dp
+    from operate import deploy as dp
 
     _, pipeline = _context()
     base = pipeline.root / "deploy" / "base.json"
@@ -365,9 +366,9 @@ def analyze(
     """How strongly, and with what lag, posts per minute move with BTC volume per minute."""
     import duckdb
 
-    from coinstream.analysis import analyze as run_analysis
-    from coinstream.analysis import series
-    from consumer.replay import parse_from
+    from coinstream.timeutil import parse_from
+    from warehouse.analysis import analyze as run_analysis
+    from warehouse.analysis import series
 
     settings, pipeline = _context()
     start = parse_from(from_) if from_ else None
@@ -379,8 +380,8 @@ def analyze(
     try:
         minutes, posts, volume = series(db, start, end, market)
         if html is not None:
-            from coinstream.dashboard.data import chart_data
-            from coinstream.dashboard.server import standalone_html
+            from warehouse.dashboard.data import chart_data
+            from warehouse.dashboard.server import standalone_html
 
             html.write_text(standalone_html({**chart_data(db, "all", window), "stack": {}}))
             out.print(f"charts written to {html}")
@@ -415,12 +416,15 @@ def analyze(
 @friendly
 def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8050) -> None:
     """Serve the dashboard on 127.0.0.1 (offline: no CDN): posts vs volume, price band, correlations, freshness."""
-    from coinstream.dashboard.server import serve
     from coinstream.processes import ensure_port_free
+    from operate import local_stack
+    from warehouse.dashboard.server import serve
 
     settings, pipeline = _context()
     ensure_port_free(port, "dashboard", "--port", settings.host)
-    server = serve(settings, pipeline, port)
+    server = serve(
+        settings.warehouse_path, settings.host, port, stack_panel=lambda: local_stack.stack_panel(settings, pipeline)
+    )
     out.print(f"dashboard on http://{settings.host}:{port}/ (Ctrl-C stops it); warehouse {settings.warehouse_path}")
     try:
         server.serve_forever()
@@ -432,7 +436,7 @@ def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1
 @friendly
 def doctor() -> None:
     """Check each configured source and AWS endpoint; one line each, what works and what to fix."""
-    from coinstream.doctor import checks
+    from operate.doctor import checks
 
     settings, pipeline = _context()
     failed = 0
@@ -460,7 +464,7 @@ def load() -> None:
 def _load(settings: Settings, pipeline: Pipeline) -> Any:
     from coinstream.aws import client
     from coinstream.delivery import load_delivery_streams
-    from coinstream.warehouse import Warehouse
+    from warehouse.loader import Warehouse
 
     wh = Warehouse(settings.warehouse_path, pipeline.root / "redshift")
     try:
@@ -482,7 +486,7 @@ def demo(
     minutes: Annotated[int, typer.Option(help="simulated: minutes of data on the first run.", min=1)] = 120,
 ) -> None:
     """Run it all on the local stack: up, produce, consume until caught up, load; then a summary."""
-    from coinstream.demo import run_demo
+    from operate.demo import run_demo
 
     settings, pipeline = _context()
     _require_local(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,40 +13,28 @@ from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 
-from coinstream.config import Pipeline, Settings
-from coinstream.dashboard.data import RANGES, chart_data
+from warehouse.dashboard.data import RANGES, chart_data
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-def stack_panel(settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
-    """Consumer lag, dead letters and the live app's newest minute, when the local stack runs."""
-    from coinstream import local_stack
-    from coinstream.aws import client
-    from consumer.live_sink import read_minutes
-    from consumer.runner import app_progress
+#: What the page shows about the running pipeline (consumer lag, dead letters, live app); the
+#: operator's layer supplies it, since the warehouse side does not know the stream or the consumer.
+StackPanel = Callable[[], dict[str, Any]]
 
-    panel: dict[str, Any] = {"consumer_lag": None, "dead_letters": None, "live_newest": None}
-    if settings.target != "local" or not local_stack.kinesis_proc(settings).pid():
-        return panel
-    try:
-        panel["consumer_lag"] = sum(s.behind for s in app_progress(settings, pipeline, "warehouse"))
-        status = local_stack.status(settings, pipeline)
-        panel["dead_letters"] = status.objects.get(pipeline.dead_letter_prefix, (0, 0))[1]
-        minutes = read_minutes(client("dynamodb", settings), pipeline.live_table)
-        panel["live_newest"] = minutes[-1]["minute"] if minutes else None
-    except Exception as exc:
-        logger.debug("stack panel: %s", exc)
-    return panel
+
+def no_stack() -> dict[str, Any]:
+    """The panel when nothing reports on the running pipeline."""
+    return {"consumer_lag": None, "dead_letters": None, "live_newest": None}
 
 
 class Handler(SimpleHTTPRequestHandler):
     """Static files from the package, plus /api/data."""
 
-    def __init__(self, *args: Any, settings: Settings, pipeline: Pipeline, **kwargs: Any) -> None:
-        self.settings = settings
-        self.pipeline = pipeline
+    def __init__(self, *args: Any, warehouse_path: Path, stack_panel: StackPanel, **kwargs: Any) -> None:
+        self.warehouse_path = warehouse_path
+        self.stack_panel = stack_panel
         super().__init__(*args, directory=str(STATIC), **kwargs)
 
     def do_GET(self) -> None:
@@ -63,11 +52,11 @@ class Handler(SimpleHTTPRequestHandler):
         except ValueError:
             self._json({"error": "window must be a number of minutes"}, 400)
             return
-        if not self.settings.warehouse_path.exists():
-            self._json({"empty": True, "freshness": {}, "stack": stack_panel(self.settings, self.pipeline)})
+        if not self.warehouse_path.exists():
+            self._json({"empty": True, "freshness": {}, "stack": self.stack_panel()})
             return
         try:
-            db = duckdb.connect(str(self.settings.warehouse_path), read_only=True)
+            db = duckdb.connect(str(self.warehouse_path), read_only=True)
         except duckdb.Error:
             self._json({"error": "the warehouse is busy (a load is running); the page retries"}, 503)
             return
@@ -75,7 +64,7 @@ class Handler(SimpleHTTPRequestHandler):
             data = chart_data(db, range_name, window)
         finally:
             db.close()
-        data["stack"] = stack_panel(self.settings, self.pipeline)
+        data["stack"] = self.stack_panel()
         self._json(data)
 
     def _json(self, payload: dict[str, Any], status: int = 200) -> None:
@@ -91,9 +80,10 @@ class Handler(SimpleHTTPRequestHandler):
         logger.debug(format, *args)
 
 
-def serve(settings: Settings, pipeline: Pipeline, port: int) -> ThreadingHTTPServer:
-    """A server bound to 127.0.0.1:port (not started)."""
-    return ThreadingHTTPServer((settings.host, port), partial(Handler, settings=settings, pipeline=pipeline))
+def serve(warehouse_path: Path, host: str, port: int, stack_panel: StackPanel = no_stack) -> ThreadingHTTPServer:
+    """A server bound to host:port (not started) that reads the warehouse file and the given stack panel."""
+    handler = partial(Handler, warehouse_path=warehouse_path, stack_panel=stack_panel)
+    return ThreadingHTTPServer((host, port), handler)
 
 
 def standalone_html(data: dict[str, Any]) -> str:

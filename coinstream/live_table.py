@@ -1,0 +1,36 @@
+"""The `live` application's DynamoDB table: one item per minute; the consumer writes it, the dashboard reads it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from coinstream.aws import classify
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+def minute_pk(minute_utc: str) -> str:
+    """Partition key of a minute item, from an enriched row's minute_utc."""
+    return "minute#" + minute_utc[:16].replace(" ", "T") + "Z"
+
+
+def read_minutes(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
+    """Every minute item, oldest first, as plain values: {minute, posts: {source: n}, candles: {...}}."""
+    try:
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=table, FilterExpression="begins_with(pk, :m)", ExpressionAttributeValues={":m": {"S": "minute#"}}
+        )
+        items = [i for page in pages for i in page.get("Items", [])]
+    except Exception as exc:
+        raise classify(exc, f"reading {table}") from None
+    out = []
+    for item in items:
+        minute = {"minute": item["pk"]["S"].removeprefix("minute#"), "posts": {}, "candles": {}}
+        for name, value in item.items():
+            if name.startswith("posts#"):
+                minute["posts"][name.removeprefix("posts#")] = int(value["N"])
+            elif name.startswith("candle#"):
+                minute["candles"][name.removeprefix("candle#")] = {k: v["S"] for k, v in value["M"].items()}
+        out.append(minute)
+    return sorted(out, key=lambda m: m["minute"])

@@ -1,0 +1,1 @@
+"""The operator's layer: the `coinstream` command, the local stack, demo, doctor, deploy."""

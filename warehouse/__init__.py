@@ -1,0 +1,1 @@
+"""The warehouse side: load delivered rows (the local COPY), views, analysis, dashboard."""
