@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coinstream import REPO_ROOT
+from coinstream import RESOURCES, default_state_dir
 from coinstream.errors import FatalError
 
 LOCAL_ACCOUNT_ID = "000000000000"
@@ -28,14 +28,16 @@ class Settings(BaseSettings):
 
     target: Literal["local", "aws"] = "local"
     region: str = "us-east-1"
-    pipeline_file: Path = REPO_ROOT / "pipeline.toml"
+    pipeline_file: Path = RESOURCES / "pipeline.toml"
     #: Every piece of local state (pids, logs, the warehouse file) lives under this folder.
-    state_dir: Path = REPO_ROOT / ".coinstream"
+    state_dir: Path = Field(default_factory=default_state_dir)
     host: str = "127.0.0.1"
     kinesis_port: int = Field(default=4568, ge=1, le=65535)
     kinesis_tls_port: int = Field(default=4567, ge=1, le=65535)
     moto_port: int = Field(default=5055, ge=1, le=65535)
     warehouse_file: Path | None = None
+    #: The offline source replays the recorded API answers in this folder (<source>/*.json).
+    offline_dir: Path | None = None
     #: API base URLs (a local server in tests; the real APIs by default).
     coinone_url: str = "https://api.coinone.co.kr"
     upbit_url: str = "https://api.upbit.com"

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from coinstream import REPO_ROOT
 from coinstream.config import Pipeline, Settings, load_settings
 from coinstream.errors import CoinstreamError, FatalError
 from coinstream.records import Kind
+from producer.sources import registry
 
 app = typer.Typer(
     help="Does chatter about bitcoin move with bitcoin trading? A streaming pipeline.",
@@ -36,7 +36,6 @@ err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() els
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1
-DEFAULT_OFFLINE_DIR = REPO_ROOT / "tests" / "payloads"
 
 
 def friendly(func: F) -> F:
@@ -160,7 +159,7 @@ def _warehouse_counts(settings: Settings, pipeline: Pipeline) -> dict[str, int]:
         wh.close()
 
 
-def _produce(kind: Kind, source: str, from_dir: Path, market: str, backfill_minutes: int) -> None:
+def _produce(kind: Kind, source: str, from_dir: Path | None, market: str, backfill_minutes: int) -> None:
     from producer.run import produce
 
     settings, pipeline = _context()
@@ -174,22 +173,25 @@ def _produce(kind: Kind, source: str, from_dir: Path, market: str, backfill_minu
 
 
 FromDir = Annotated[
-    Path,
-    typer.Option("--from-dir", help="offline source: folder of recorded API answers.", exists=True, file_okay=False),
+    Path | None,
+    typer.Option(
+        "--from-dir",
+        help="offline source: folder of recorded API answers, <source>/*.json (default: COINSTREAM_OFFLINE_DIR).",
+        exists=True,
+        file_okay=False,
+    ),
 ]
 Market = Annotated[str, typer.Option(help="Market, QUOTE-TARGET.")]
-Source = Annotated[
-    str,
-    typer.Option(help="offline (recorded answers) or simulated; candles: coinone, upbit; posts: x, mastodon."),
-]
+CandleSource = Annotated[str, typer.Option(help=f"One of: {', '.join(registry.names_for(Kind.CANDLE))}.")]
+PostSource = Annotated[str, typer.Option(help=f"One of: {', '.join(registry.names_for(Kind.POST))}.")]
 Backfill = Annotated[int, typer.Option(help="simulated source: minutes to emit on the first run.", min=1)]
 
 
 @produce_app.command("candles")
 @friendly
 def produce_candles(
-    source: Source = "offline",
-    from_dir: FromDir = DEFAULT_OFFLINE_DIR,
+    source: CandleSource = "offline",
+    from_dir: FromDir = None,
     market: Market = "KRW-BTC",
     backfill_minutes: Backfill = 60,
 ) -> None:
@@ -199,9 +201,7 @@ def produce_candles(
 
 @produce_app.command("posts")
 @friendly
-def produce_posts(
-    source: Source = "offline", from_dir: FromDir = DEFAULT_OFFLINE_DIR, backfill_minutes: Backfill = 60
-) -> None:
+def produce_posts(source: PostSource = "offline", from_dir: FromDir = None, backfill_minutes: Backfill = 60) -> None:
     """Put posts that mention bitcoin on the stream. Exit 0 sent, 3 partial (spooled), 4 nothing to do, 1 failed."""
     _produce(Kind.POST, source, from_dir, "KRW-BTC", backfill_minutes)
 
@@ -482,7 +482,7 @@ def demo(
     source: Annotated[
         str, typer.Option(help="simulated (planted relation) or offline (recorded answers).")
     ] = "simulated",
-    from_dir: FromDir = DEFAULT_OFFLINE_DIR,
+    from_dir: FromDir = None,
     minutes: Annotated[int, typer.Option(help="simulated: minutes of data on the first run.", min=1)] = 120,
 ) -> None:
     """Run it all on the local stack: up, produce, consume until caught up, load; then a summary."""

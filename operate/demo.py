@@ -62,7 +62,7 @@ def consumed_by_kind(settings: Settings, pipeline: Pipeline, app: str) -> Counte
 def run_demo(
     settings: Settings,
     pipeline: Pipeline,
-    from_dir: Path,
+    from_dir: Path | None,
     say: Callable[[str], None],
     source: str = "simulated",
     minutes: int = 120,

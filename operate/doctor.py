@@ -11,7 +11,7 @@ from coinstream.aws import classify, client
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import CoinstreamError
-from coinstream.http import ApiClient
+from producer.sources.registry import SOURCES
 
 
 @dataclass(frozen=True)
@@ -63,30 +63,9 @@ def checks(settings: Settings, pipeline: Pipeline) -> Iterator[Check]:
 
     for stream_def in load_delivery_streams(pipeline).values():
         yield _run(f"firehose {stream_def.name}", functools.partial(delivery, stream_def.name), fix)
-    yield _run(
-        "source coinone",
-        lambda: _api(ApiClient(settings.coinone_url, max_attempts=1), "/public/v2/chart/KRW/BTC", {"interval": "1m"}),
-        "check the network or COINSTREAM_COINONE_URL",
-    )
-    yield _run(
-        "source upbit",
-        lambda: _api(
-            ApiClient(settings.upbit_url, max_attempts=1), "/v1/candles/minutes/1", {"market": "KRW-BTC", "count": 1}
-        ),
-        "check the network or COINSTREAM_UPBIT_URL",
-    )
-    for instance in [i.strip() for i in settings.mastodon_instances.split(",") if i.strip()]:
-        yield _run(
-            f"source mastodon {instance}",
-            functools.partial(_api, ApiClient(instance, max_attempts=1), "/api/v1/timelines/tag/bitcoin", {"limit": 1}),
-            "check the network or COINSTREAM_MASTODON_INSTANCES",
-        )
-    # X bills every request, so the doctor only checks that a token is configured; it never prints it.
-    yield _run(
-        "source x (token only: every X request is billed)",
-        lambda: _token(settings),
-        "set COINSTREAM_X_BEARER_TOKEN or COINSTREAM_X_BEARER_TOKEN_FILE",
-    )
+    for source in SOURCES.values():
+        for probe in source.probes(settings):
+            yield _run(probe.what, probe.run, probe.fix)
 
 
 def _missing(name: str) -> str:
@@ -95,13 +74,3 @@ def _missing(name: str) -> str:
 
 def _ok(_: object) -> str:
     return "reachable"
-
-
-def _api(api: ApiClient, path: str, params: dict[str, object]) -> str:
-    api.get_json(path, params, path)
-    return "answers"
-
-
-def _token(settings: Settings) -> str:
-    token = settings.x_token().get_secret_value()
-    return f"configured ({len(token)} characters)"

@@ -12,12 +12,15 @@ from pathlib import Path
 from coinstream.config import Pipeline, Settings
 from coinstream.processes import free_port
 from operate import local_stack
+from tests.recordings import CLASSIC, recording
 
 
 def stack_env(state_dir: Path) -> dict[str, str]:
     """COINSTREAM_* variables for a stack on free ports with its state under `state_dir`."""
     return {
         "COINSTREAM_STATE_DIR": str(state_dir),
+        # `produce` without --source replays this recording: Coinone candles and X posts
+        "COINSTREAM_OFFLINE_DIR": str(recording(state_dir.parent / "recording", *CLASSIC)),
         "COINSTREAM_KINESIS_PORT": str(free_port()),
         "COINSTREAM_KINESIS_TLS_PORT": str(free_port()),
         "COINSTREAM_MOTO_PORT": str(free_port()),

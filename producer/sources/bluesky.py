@@ -9,17 +9,20 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
+from coinstream.config import Settings
 from coinstream.errors import TransientError
 from coinstream.records import Envelope, Kind, post_key
 from coinstream.text import matched_terms
+from producer.sources.base import Cursor, RecordedParser, RunOptions, Source
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +122,41 @@ class JetstreamListener:
                 raise TransientError(f"bluesky jetstream {self.url}: {type(exc).__name__}: {exc}") from None
             logger.warning("bluesky jetstream: connection ended after %d events (%s); resuming next run", events, exc)
         return ListenResult(posts, cursor, events)
+
+
+class JetstreamCursor(Cursor):
+    """The `time_us` of the last Jetstream event read."""
+
+    cursor: int
+
+
+def _recorded_events(body: Any, options: RunOptions, now: datetime) -> list[Envelope]:
+    events = body if isinstance(body, list) else [body]
+    return [post for post in (post_from_event(e, now) for e in events) if post is not None]
+
+
+class Bluesky(Source[JetstreamCursor]):
+    """A bounded listen to Bluesky's Jetstream, keeping posts about bitcoin."""
+
+    name = "bluesky"
+    kinds = frozenset({Kind.POST})
+    cursor_type = JetstreamCursor
+    summary = "Bluesky posts about bitcoin from the Jetstream firehose (free, no key)"
+    recorded: ClassVar[Mapping[str, RecordedParser]] = {"bluesky": _recorded_events}
+
+    def __init__(self, listener: JetstreamListener) -> None:
+        self.listener = listener
+
+    @classmethod
+    def build(cls, settings: Settings, options: RunOptions) -> Bluesky:
+        """Listen at COINSTREAM_BLUESKY_URL within COINSTREAM_BLUESKY_SECONDS / _MAX_POSTS."""
+        return cls(
+            JetstreamListener(
+                settings.bluesky_url, seconds=settings.bluesky_seconds, max_posts=settings.bluesky_max_posts
+            )
+        )
+
+    def fetch(self, cursor: JetstreamCursor | None, now: datetime) -> tuple[list[Envelope], JetstreamCursor | None]:
+        """Posts heard since the cursor (or live on the first run)."""
+        heard = self.listener.listen(cursor.cursor if cursor else None, now)
+        return heard.posts, JetstreamCursor(cursor=heard.cursor) if heard.cursor else cursor

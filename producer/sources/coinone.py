@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 
+from coinstream.config import Settings
 from coinstream.errors import BadPayload
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
-from producer.sources.base import closed_candle
+from producer.sources.base import (
+    CandleFetcher,
+    ExchangeSource,
+    Probe,
+    RecordedParser,
+    RunOptions,
+    api_probe,
+    closed_candle,
+)
 
 SOURCE = "coinone"
 BASE_URL = "https://api.coinone.co.kr"
@@ -61,7 +71,7 @@ def parse_chart(body: Any, market: str, fetched_at: datetime) -> list[Envelope]:
     return [by_minute[m] for m in sorted(by_minute)]
 
 
-class CoinoneCandles:
+class CoinoneCandles(CandleFetcher):
     """Closed 1-minute candles of one market since a given minute, paging back over downtime."""
 
     def __init__(self, market: str = "KRW-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
@@ -89,3 +99,24 @@ class CoinoneCandles:
                 break
             params = {"interval": "1m", "timestamp": min(stamps) - 1}  # the page before this one
         return sorted(found.values(), key=lambda e: e.event_time)
+
+
+class Coinone(ExchangeSource):
+    """Coinone's public chart API (no key)."""
+
+    name = "coinone"
+    summary = "Coinone 1-minute candles (public API, no key)"
+    recorded: ClassVar[Mapping[str, RecordedParser]] = {
+        "coinone": lambda body, options, now: parse_chart(body, options.market, now)
+    }
+
+    @classmethod
+    def build(cls, settings: Settings, options: RunOptions) -> Coinone:
+        """Candles of `options.market` from COINSTREAM_COINONE_URL."""
+        return cls(CoinoneCandles(options.market, ApiClient(settings.coinone_url)))
+
+    @classmethod
+    def probes(cls, settings: Settings) -> list[Probe]:
+        """One chart request."""
+        fix = "check the network or COINSTREAM_COINONE_URL"
+        return [api_probe("source coinone", settings.coinone_url, "/public/v2/chart/KRW/BTC", {"interval": "1m"}, fix)]

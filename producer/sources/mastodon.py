@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field
+
+from coinstream.config import Settings
 from coinstream.errors import BadPayload
 from coinstream.http import ApiClient
 from coinstream.records import Envelope, Kind, post_key
+from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source, api_probe
 
 SOURCE = "mastodon"
 
@@ -93,3 +98,59 @@ class MastodonTag:
             if min_id is None or len(body) < 40:
                 break  # first run: one page; otherwise stop once caught up
         return sorted(found.values(), key=lambda e: e.event_time), newest
+
+
+class InstanceCursors(Cursor):
+    """The newest status id seen on each instance."""
+
+    min_id: dict[str, str] = Field(default_factory=dict)
+
+
+class Mastodon(Source[InstanceCursors]):
+    """The #bitcoin hashtag timeline of each configured instance."""
+
+    name = "mastodon"
+    kinds = frozenset({Kind.POST})
+    cursor_type = InstanceCursors
+    summary = "posts tagged #bitcoin on Mastodon instances (COINSTREAM_MASTODON_INSTANCES, no key)"
+    recorded: ClassVar[Mapping[str, RecordedParser]] = {
+        "mastodon": lambda body, options, now: parse_statuses(body, now)
+    }
+
+    def __init__(self, instances: list[str]) -> None:
+        self.instances = instances
+
+    @staticmethod
+    def instances_of(settings: Settings) -> list[str]:
+        """The instances named by COINSTREAM_MASTODON_INSTANCES."""
+        return [i.strip() for i in settings.mastodon_instances.split(",") if i.strip()]
+
+    @classmethod
+    def build(cls, settings: Settings, options: RunOptions) -> Mastodon:
+        """One timeline per instance."""
+        return cls(cls.instances_of(settings))
+
+    def fetch(self, cursor: InstanceCursors | None, now: datetime) -> tuple[list[Envelope], InstanceCursors | None]:
+        """New statuses of every instance since its own newest id."""
+        cursors = dict(cursor.min_id) if cursor else {}
+        posts: list[Envelope] = []
+        for instance in self.instances:
+            found, newest = MastodonTag(ApiClient(instance)).fetch(cursors.get(instance), now)
+            posts.extend(found)
+            if newest:
+                cursors[instance] = newest
+        return posts, InstanceCursors(min_id=cursors)
+
+    @classmethod
+    def probes(cls, settings: Settings) -> list[Probe]:
+        """One timeline request per instance."""
+        return [
+            api_probe(
+                f"source mastodon {instance}",
+                instance,
+                "/api/v1/timelines/tag/bitcoin",
+                {"limit": 1},
+                "check the network or COINSTREAM_MASTODON_INSTANCES",
+            )
+            for instance in cls.instances_of(settings)
+        ]

@@ -1,4 +1,9 @@
-"""Offline source: replays recorded API answers from files, exactly as the APIs sent them."""
+"""Offline source: replays recorded API answers from files, exactly as the APIs sent them.
+
+A recording is a folder laid out like `tests/payloads/`: `<folder>/*.json`, where each folder is one
+that a registered source declares in its `recorded` mapping (coinone, upbit, x, x_counts, mastodon,
+bluesky, ...). Every folder present is replayed through its source's own parser, for the kind asked.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +11,68 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from coinstream.config import Settings
 from coinstream.errors import FatalError, SkippableError
 from coinstream.records import Envelope, Kind
-from producer.sources.coinone import parse_chart
-from producer.sources.x_search import parse_recent_search
+from producer.sources.base import NoCursor, RecordedParser, RunOptions, Source
 
-#: Which recorded files feed which kind, relative to the offline folder.
-LAYOUT = {Kind.CANDLE: "coinone", Kind.POST: "x"}
+
+class Offline(Source[NoCursor]):
+    """Every recorded answer under `--from-dir`, for the kind asked; the same records every run."""
+
+    name = "offline"
+    kinds = frozenset({Kind.CANDLE, Kind.POST})
+    summary = "recorded API answers from --from-dir (or COINSTREAM_OFFLINE_DIR), folders named like the sources"
+
+    def __init__(self, folder: Path, options: RunOptions, parsers: dict[str, RecordedParser]) -> None:
+        self.folder = folder
+        self.options = options
+        self.parsers = parsers
+
+    @classmethod
+    def build(cls, settings: Settings, options: RunOptions) -> Offline:
+        """The recording named by --from-dir, else COINSTREAM_OFFLINE_DIR."""
+        from producer.sources.registry import SOURCES  # the registry lists this class too
+
+        folder = options.from_dir or settings.offline_dir
+        if folder is None:
+            raise FatalError(
+                "the offline source replays recorded API answers: pass --from-dir DIR or set COINSTREAM_OFFLINE_DIR "
+                "(a folder with <source>/*.json, like the repo's tests/payloads)"
+            )
+        parsers = {
+            name: parser
+            for source in SOURCES.values()
+            if options.kind in source.kinds
+            for name, parser in source.recorded.items()
+        }
+        return cls(folder, options, parsers)
+
+    def fetch(self, cursor: NoCursor | None, now: datetime) -> tuple[list[Envelope], NoCursor | None]:
+        """Envelopes of the asked kind (and its companions, such as X's counts with posts), in file-name order."""
+        present = {name: sorted((self.folder / name).glob("*.json")) for name in sorted(self.parsers)}
+        present = {name: files for name, files in present.items() if files}
+        if not present:
+            raise FatalError(
+                f"{self.folder}: no recorded payload files for {self.options.kind.value}s "
+                f"(looked for {', '.join(f'{n}/*.json' for n in sorted(self.parsers))}); "
+                "pass --from-dir with a folder that has them"
+            )
+        out: list[Envelope] = []
+        for name, files in present.items():
+            for file in files:
+                try:
+                    body = json.loads(file.read_bytes())
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise FatalError(f"{file}: not valid JSON ({exc}); re-record it or remove it") from None
+                try:
+                    out.extend(self.parsers[name](body, self.options, now))
+                except SkippableError as exc:
+                    raise FatalError(f"{file}: {exc}; re-record it or remove it") from None
+        return out, None
 
 
 def replay(folder: Path, kind: Kind, *, market: str = "KRW-BTC", now: datetime | None = None) -> list[Envelope]:
-    """Envelopes from every recorded answer under `folder/<source>/*.json`, in file-name order."""
-    source_dir = folder / LAYOUT[kind]
-    files = sorted(source_dir.glob("*.json"))
-    if not files:
-        raise FatalError(
-            f"{source_dir}: no recorded payload files (*.json); pass --from-dir with a folder that has them"
-        )
-    fetched_at = now or datetime.now(UTC)
-    out: list[Envelope] = []
-    for file in files:
-        try:
-            body = json.loads(file.read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise FatalError(f"{file}: not valid JSON ({exc}); re-record it or remove it") from None
-        try:
-            if kind is Kind.CANDLE:
-                out.extend(parse_chart(body, market, fetched_at))
-            else:
-                out.extend(parse_recent_search(body, fetched_at))
-        except SkippableError as exc:
-            raise FatalError(f"{file}: {exc}; re-record it or remove it") from None
-    return out
+    """Envelopes of every recorded answer of `kind` under `folder` (what one offline run would put)."""
+    source = Offline.build(Settings(), RunOptions(kind, market=market, from_dir=folder))
+    return source.fetch(None, now or datetime.now(UTC))[0]

@@ -13,8 +13,10 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from coinstream.config import Settings
 from coinstream.records import Envelope, Kind, candle_key, post_key
-from coinstream.timeutil import minute_start
+from coinstream.timeutil import epoch_minute, minute_start
+from producer.sources.base import MinuteCursor, RunOptions, Source
 
 SOURCE_CANDLES = "simulated"
 SOURCE_POSTS = "simulated"
@@ -117,3 +119,31 @@ def posts(sim: Simulation, first: int, last: int, fetched_at: datetime) -> list[
                 )
             )
     return out
+
+
+class Simulated(Source[MinuteCursor]):
+    """Candles and posts with a planted relation, minute by minute up to the last closed one."""
+
+    name = "simulated"
+    kinds = frozenset({Kind.CANDLE, Kind.POST})
+    cursor_type = MinuteCursor
+    summary = "simulated candles and posts with a planted relation (no network)"
+
+    def __init__(self, kind: Kind, market: str, backfill_minutes: int) -> None:
+        self.kind = kind
+        self.sim = Simulation(market=market)
+        self.backfill_minutes = backfill_minutes
+
+    @classmethod
+    def build(cls, settings: Settings, options: RunOptions) -> Simulated:
+        """The simulation of `options.market`, `options.backfill_minutes` on the first run."""
+        return cls(options.kind, options.market, options.backfill_minutes)
+
+    def fetch(self, cursor: MinuteCursor | None, now: datetime) -> tuple[list[Envelope], MinuteCursor | None]:
+        """Every closed minute after the cursor's (the last `backfill_minutes` on the first run)."""
+        last_closed = epoch_minute(now) - 1
+        first = cursor.last_minute + 1 if cursor else last_closed - self.backfill_minutes + 1
+        if first > last_closed:
+            return [], cursor
+        make = candles if self.kind is Kind.CANDLE else posts
+        return make(self.sim, first, last_closed, now), MinuteCursor(last_minute=last_closed)

@@ -5,14 +5,24 @@ Minutes without a trade have no candle at all on Upbit; nothing is invented for 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
+from coinstream.config import Settings
 from coinstream.errors import BadPayload
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
-from producer.sources.base import closed_candle
+from producer.sources.base import (
+    CandleFetcher,
+    ExchangeSource,
+    Probe,
+    RecordedParser,
+    RunOptions,
+    api_probe,
+    closed_candle,
+)
 
 SOURCE = "upbit"
 BASE_URL = "https://api.upbit.com"
@@ -55,7 +65,7 @@ def parse_candles(body: Any, market: str, fetched_at: datetime) -> list[Envelope
     return [out[m] for m in sorted(out)]
 
 
-class UpbitCandles:
+class UpbitCandles(CandleFetcher):
     """Closed 1-minute candles of one market since a given minute."""
 
     def __init__(self, market: str = "KRW-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
@@ -78,3 +88,25 @@ class UpbitCandles:
             oldest = min(str(c["candle_date_time_utc"]) for c in body)
             params = {"market": self.market, "count": 200, "to": oldest + "Z"}
         return sorted(found.values(), key=lambda e: e.event_time)
+
+
+class Upbit(ExchangeSource):
+    """Upbit's public candle API (no key); minutes without trades have no candle."""
+
+    name = "upbit"
+    summary = "Upbit 1-minute candles (public API, no key)"
+    recorded: ClassVar[Mapping[str, RecordedParser]] = {
+        "upbit": lambda body, options, now: parse_candles(body, options.market, now)
+    }
+
+    @classmethod
+    def build(cls, settings: Settings, options: RunOptions) -> Upbit:
+        """Candles of `options.market` from COINSTREAM_UPBIT_URL."""
+        return cls(UpbitCandles(options.market, ApiClient(settings.upbit_url)))
+
+    @classmethod
+    def probes(cls, settings: Settings) -> list[Probe]:
+        """One candle request."""
+        fix = "check the network or COINSTREAM_UPBIT_URL"
+        params = {"market": "KRW-BTC", "count": 1}
+        return [api_probe("source upbit", settings.upbit_url, "/v1/candles/minutes/1", params, fix)]

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
 import requests
 import tweepy
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
+from coinstream.config import Settings
 from coinstream.errors import BadPayload, FatalError, TransientError
 from coinstream.records import Envelope, Kind, count_key, post_key
+from coinstream.timeutil import epoch_minute, minute_start
+from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source
 
 SOURCE = "x"
 logger = logging.getLogger(__name__)
@@ -173,3 +177,81 @@ def parse_counts(body: Any, query: str, fetched_at: datetime) -> list[Envelope]:
             )
         )
     return out
+
+
+class XCursor(Cursor):
+    """Where X reading resumes, and what today's reads cost so far."""
+
+    since_id: str | None = None
+    counted_minute: int | None = None
+    rate_limited_until: int | float | None = None
+    #: posts read per UTC day (only today's is kept)
+    reads: dict[str, int] = Field(default_factory=dict)
+
+
+class X(Source[XCursor]):
+    """X API v2 through tweepy: per-minute counts, then recent search within the read budgets."""
+
+    name = "x"
+    kinds = frozenset({Kind.POST, Kind.POST_COUNT})
+    cursor_type = XCursor
+    summary = "X posts (recent search) and per-minute counts; needs COINSTREAM_X_BEARER_TOKEN, billed per read"
+    recorded: ClassVar[Mapping[str, RecordedParser]] = {
+        "x": lambda body, options, now: parse_recent_search(body, now),
+        "x_counts": lambda body, options, now: parse_counts(body, "recorded", now),
+    }
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @classmethod
+    def build(cls, settings: Settings, options: RunOptions) -> X:
+        """The token is read only when a run really asks X (a paused or spent run needs none)."""
+        return cls(settings)
+
+    def fetch(self, cursor: XCursor | None, now: datetime) -> tuple[list[Envelope], XCursor | None]:
+        """Counts first (one cheap request covers every closed minute), then posts within the budgets."""
+        cursor = cursor or XCursor()
+        paused = cursor.rate_limited_until
+        if paused is not None and now.timestamp() < paused:
+            logger.info("x: rate limited until %s; this run reads nothing", datetime.fromtimestamp(paused, UTC))
+            return [], None
+        day = now.date().isoformat()
+        used = cursor.reads.get(day, 0)
+        budget = min(self.settings.x_posts_per_run, self.settings.x_posts_per_day - used)
+        if budget < 10:
+            logger.warning(
+                "x: the daily read budget of %d posts is used up; reading resumes tomorrow (UTC) "
+                "(COINSTREAM_X_POSTS_PER_DAY)",
+                self.settings.x_posts_per_day,
+            )
+            return [], None
+        search = XRecentSearch(self.settings.x_token(), self.settings.x_query)
+        counted = cursor.counted_minute
+        since = minute_start(counted + 1) if counted is not None else now - timedelta(minutes=60)
+        counts = search.counts(since, now)
+        result = search.fetch(cursor.since_id, budget, now)
+        if result.stopped_by:
+            logger.warning("x: stopped after reading %d posts: %s", result.read, result.stopped_by)
+        moved = XCursor(
+            since_id=result.newest_id or cursor.since_id,
+            counted_minute=epoch_minute(counts[-1].event_time) if counts else counted,
+            rate_limited_until=result.rate_limited_until or cursor.rate_limited_until,
+            reads={day: used + result.read},
+        )
+        return counts + result.posts, moved
+
+    @classmethod
+    def probes(cls, settings: Settings) -> list[Probe]:
+        """Only that a token is configured: every X request is billed. The token is never printed."""
+
+        def token() -> str:
+            return f"configured ({len(settings.x_token().get_secret_value())} characters)"
+
+        return [
+            Probe(
+                "source x (token only: every X request is billed)",
+                token,
+                "set COINSTREAM_X_BEARER_TOKEN or COINSTREAM_X_BEARER_TOKEN_FILE",
+            )
+        ]

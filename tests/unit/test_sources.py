@@ -14,7 +14,8 @@ from coinstream.records import Kind
 from producer.sources.coinone import BadPayload, parse_chart
 from producer.sources.offline import replay
 from producer.sources.x_search import parse_recent_search
-from tests.conftest import PAYLOADS, payload
+from tests.conftest import payload
+from tests.recordings import recording
 
 CHART = "coinone/chart_KRW_BTC_1m.json"
 
@@ -110,8 +111,8 @@ def test_x_error_answer_is_refused() -> None:
         parse_recent_search({"errors": [{"title": "Unauthorized"}]}, datetime.now(UTC))
 
 
-def test_offline_replay_reads_every_recorded_page() -> None:
-    posts = replay(PAYLOADS, Kind.POST)
+def test_offline_replay_reads_every_recorded_page(tmp_path: Path) -> None:
+    posts = replay(recording(tmp_path, "x"), Kind.POST)
     assert len(posts) == 42 and len({p.key for p in posts}) == 40  # the pages overlap by two posts
 
 

@@ -1,0 +1,81 @@
+"""An EC2 host with pip alone: the wheel installs outside any checkout, runs a producer and renders the stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from coinstream import REPO_ROOT
+from coinstream.aws import client
+from consumer.checkpoints import stream_record_count
+from tests.conftest import payload
+from tests.http_server import Reply, api_server
+from tests.stack import running_stack
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, (
+        f"{argv[:3]} exited {result.returncode}:\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
+    )
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment, outside the checkout, with the wheel and its core dependencies only."""
+    where = tmp_path_factory.mktemp("ec2-host")
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(where / "dist"), str(REPO_ROOT)], where)
+    wheel = next((where / "dist").glob("coinstream-*.whl"))
+    venv.create(where / "venv", with_pip=True)
+    _run([str(where / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], where)
+    return where
+
+
+def _host_env(where: Path, **extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("COINSTREAM_", "VIRTUAL_ENV", "PYTHON"))}
+    return {**keep, "HOME": str(where), "PATH": f"{where / 'venv' / 'bin'}:{keep.get('PATH', '')}", **extra}
+
+
+def test_the_core_install_has_no_java_node_moto_or_statistics(installed: Path) -> None:
+    python = str(installed / "venv" / "bin" / "python")
+    missing = _run(
+        [
+            python,
+            "-c",
+            "import importlib.util as u; print([m for m in ('amazon_kclpy', 'moto', 'duckdb', 'scipy', "
+            "'statsmodels') if u.find_spec(m)])",
+        ],
+        installed,
+        _host_env(installed),
+    )
+    assert missing.strip() == "[]"
+    assert "Does chatter about bitcoin" in _run(["coinstream", "--help"], installed, _host_env(installed))
+
+
+def test_deploy_render_uses_the_packaged_declarations(installed: Path) -> None:
+    out = installed / "cloudformation.json"
+    _run(["coinstream", "deploy", "--render", str(out)], installed, _host_env(installed))
+    assert json.loads(out.read_text()) == json.loads((REPO_ROOT / "deploy" / "cloudformation.json").read_text())
+
+
+def test_a_producer_run_from_the_wheel_reaches_the_stream(installed: Path, tmp_path: Path) -> None:
+    with running_stack(tmp_path / "state") as (settings, pipeline, env), api_server() as api:
+        api.on("/public/v2/chart/KRW/BTC", Reply(payload("coinone/chart_KRW_BTC_1m.json")))
+        host = _host_env(
+            installed,
+            COINSTREAM_KINESIS_PORT=env["COINSTREAM_KINESIS_PORT"],
+            COINSTREAM_MOTO_PORT=env["COINSTREAM_MOTO_PORT"],
+            COINSTREAM_COINONE_URL=api.url,
+        )
+        said = _run(["coinstream", "produce", "candles", "--source", "coinone"], installed, host)
+        assert "30 fetched, 30 sent to coinstream-raw" in said
+        assert sum(stream_record_count(client("kinesis", settings), pipeline.stream_name).values()) == 30
+        # the wheel keeps its state in the user's state folder, never in site-packages
+        assert (installed / ".local" / "state" / "coinstream" / "producer" / "candle-coinone.state.json").is_file()
