@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from coinstream.config import Settings
@@ -62,7 +63,7 @@ class Offline(Source[NoCursor]):
         for name, files in present.items():
             for file in files:
                 try:
-                    body = json.loads(file.read_bytes())
+                    body = json.loads(file.read_bytes(), parse_float=Decimal)  # as ApiClient reads answers
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     raise FatalError(f"{file}: not valid JSON ({exc}); re-record it or remove it") from None
                 try:

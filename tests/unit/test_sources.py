@@ -14,7 +14,7 @@ from coinstream.records import Kind
 from producer.sources.coinone import BadPayload, parse_chart
 from producer.sources.offline import replay
 from producer.sources.x_search import parse_recent_search
-from tests.conftest import payload
+from tests.conftest import PAYLOADS, payload
 from tests.recordings import recording
 
 CHART = "coinone/chart_KRW_BTC_1m.json"
@@ -126,3 +126,20 @@ def test_malformed_payload_file_is_one_fatal_line_naming_the_file(tmp_path: Path
         replay(tmp_path, Kind.CANDLE)
     with pytest.raises(FatalError, match="no recorded payload files"):
         replay(tmp_path, Kind.POST)
+
+
+def test_offline_replays_every_registered_source_in_a_recording() -> None:
+    def by_source(kind: Kind) -> dict[tuple[str, str], int]:
+        counted: dict[tuple[str, str], int] = {}
+        for e in replay(PAYLOADS, kind):
+            counted[(e.source, e.kind.value)] = counted.get((e.source, e.kind.value), 0) + 1
+        return counted
+
+    # Upbit's numbers are JSON numbers: replayed as exact decimals, as the live client reads them
+    assert by_source(Kind.CANDLE) == {("coinone", "candle"): 30, ("upbit", "candle"): 28}
+    assert by_source(Kind.POST) == {
+        ("x", "post"): 42,
+        ("x", "post_count"): 6,
+        ("mastodon", "post"): 5,
+        ("bluesky", "post"): 4,
+    }
