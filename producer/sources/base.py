@@ -108,18 +108,43 @@ class CandleFetcher(ABC):
     """An exchange's candle client: closed candles of one market after a minute."""
 
     @abstractmethod
+    def __init__(self, market: str, api: ApiClient | None = None) -> None:
+        """A client for one market (QUOTE-TARGET) over `api`."""
+
+    @abstractmethod
     def fetch(self, since: datetime | None, now: datetime) -> list[Envelope]:
         """Closed candles after `since` (one page when None), oldest first."""
 
 
 class ExchangeSource(Source[MinuteCursor]):
-    """An exchange's 1-minute candles of one market, resumed after the last minute emitted."""
+    """An exchange's 1-minute candles of one market, resumed after the last minute emitted.
+
+    A subclass names its candle client, the setting that holds its base URL, and the request doctor makes.
+    """
 
     kinds = frozenset({Kind.CANDLE})
     cursor_type = MinuteCursor
+    #: the exchange's candle client, built for (market, api)
+    client: ClassVar[type[CandleFetcher]]
+    #: the Settings field with the API's base URL (COINSTREAM_<FIELD> in the environment)
+    url_setting: ClassVar[str]
+    #: what `coinstream doctor` asks: a path and its query
+    probe_request: ClassVar[tuple[str, Mapping[str, Any]]]
 
     def __init__(self, candles: CandleFetcher) -> None:
         self.candles = candles
+
+    @classmethod
+    def build(cls, settings: Settings, options: RunOptions) -> Self:
+        """Candles of `options.market` from the exchange's configured base URL."""
+        return cls(cls.client(options.market, ApiClient(getattr(settings, cls.url_setting))))
+
+    @classmethod
+    def probes(cls, settings: Settings) -> list[Probe]:
+        """One candle request, without retries."""
+        path, params = cls.probe_request
+        fix = f"check the network or COINSTREAM_{cls.url_setting.upper()}"
+        return [api_probe(f"source {cls.name}", getattr(settings, cls.url_setting), path, dict(params), fix)]
 
     def fetch(self, cursor: MinuteCursor | None, now: datetime) -> tuple[list[Envelope], MinuteCursor | None]:
         """Candles of the minutes closed since the cursor's minute."""

@@ -7,17 +7,13 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from coinstream.config import Settings
 from coinstream.errors import BadPayload
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
     ExchangeSource,
-    Probe,
     RecordedParser,
-    RunOptions,
-    api_probe,
     closed_candle,
 )
 
@@ -110,13 +106,6 @@ class Coinone(ExchangeSource):
         "coinone": lambda body, options, now: parse_chart(body, options.market, now)
     }
 
-    @classmethod
-    def build(cls, settings: Settings, options: RunOptions) -> Coinone:
-        """Candles of `options.market` from COINSTREAM_COINONE_URL."""
-        return cls(CoinoneCandles(options.market, ApiClient(settings.coinone_url)))
-
-    @classmethod
-    def probes(cls, settings: Settings) -> list[Probe]:
-        """One chart request."""
-        fix = "check the network or COINSTREAM_COINONE_URL"
-        return [api_probe("source coinone", settings.coinone_url, "/public/v2/chart/KRW/BTC", {"interval": "1m"}, fix)]
+    client = CoinoneCandles
+    url_setting = "coinone_url"
+    probe_request = ("/public/v2/chart/KRW/BTC", {"interval": "1m"})

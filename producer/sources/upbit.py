@@ -10,17 +10,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from coinstream.config import Settings
 from coinstream.errors import BadPayload
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
     ExchangeSource,
-    Probe,
     RecordedParser,
-    RunOptions,
-    api_probe,
     closed_candle,
 )
 
@@ -99,14 +95,6 @@ class Upbit(ExchangeSource):
         "upbit": lambda body, options, now: parse_candles(body, options.market, now)
     }
 
-    @classmethod
-    def build(cls, settings: Settings, options: RunOptions) -> Upbit:
-        """Candles of `options.market` from COINSTREAM_UPBIT_URL."""
-        return cls(UpbitCandles(options.market, ApiClient(settings.upbit_url)))
-
-    @classmethod
-    def probes(cls, settings: Settings) -> list[Probe]:
-        """One candle request."""
-        fix = "check the network or COINSTREAM_UPBIT_URL"
-        params = {"market": "KRW-BTC", "count": 1}
-        return [api_probe("source upbit", settings.upbit_url, "/v1/candles/minutes/1", params, fix)]
+    client = UpbitCandles
+    url_setting = "upbit_url"
+    probe_request = ("/v1/candles/minutes/1", {"market": "KRW-BTC", "count": 1})
