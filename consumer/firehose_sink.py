@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coinstream.aws import classify
+from coinstream.batch import group, resend_failures
 from coinstream.errors import TransientError
-from coinstream.retry import retrying
 
 if TYPE_CHECKING:
     from mypy_boto3_firehose import FirehoseClient
@@ -39,16 +39,7 @@ def pack(rows: list[bytes], target: int = DEFAULT_TARGET_RECORD_BYTES) -> Iterat
 
 def calls(records: list[bytes]) -> Iterator[list[bytes]]:
     """Group records into PutRecordBatch calls of at most 500 records and 4 MiB."""
-    batch: list[bytes] = []
-    size = 0
-    for record in records:
-        if batch and (len(batch) == MAX_RECORDS_PER_CALL or size + len(record) > MAX_BYTES_PER_CALL):
-            yield batch
-            batch, size = [], 0
-        batch.append(record)
-        size += len(record)
-    if batch:
-        yield batch
+    return group(records, len, max_count=MAX_RECORDS_PER_CALL, max_bytes=MAX_BYTES_PER_CALL)
 
 
 class FirehoseSink:
@@ -98,18 +89,24 @@ class FirehoseSink:
         return delivered
 
     def _put(self, stream: str, batch: list[bytes]) -> None:
-        pending = batch
-        for attempt in retrying(logger, max_attempts=self.max_attempts, max_wait=self.max_wait, sleep=self._sleep):
-            with attempt:
-                try:
-                    response = self.firehose.put_record_batch(
-                        DeliveryStreamName=stream, Records=[{"Data": r} for r in pending]
-                    )
-                except Exception as exc:
-                    raise classify(exc, f"Firehose PutRecordBatch to {stream!r}") from None
-                if response.get("FailedPutCount"):
-                    results = response["RequestResponses"]
-                    failed = [r for r, res in zip(pending, results, strict=True) if res.get("ErrorCode")]
-                    codes = sorted({str(res.get("ErrorCode")) for res in results if res.get("ErrorCode")})
-                    pending = failed
-                    raise TransientError(f"{len(failed)} Firehose records to {stream} failed ({', '.join(codes)})")
+        def send(pending: Sequence[bytes]) -> list[str | None]:
+            try:
+                response = self.firehose.put_record_batch(
+                    DeliveryStreamName=stream, Records=[{"Data": r} for r in pending]
+                )
+            except Exception as exc:
+                raise classify(exc, f"Firehose PutRecordBatch to {stream!r}") from None
+            return [res.get("ErrorCode") for res in response["RequestResponses"]]
+
+        what = f"Firehose PutRecordBatch to {stream!r}"
+        unsent = resend_failures(
+            batch,
+            send,
+            what=what,
+            logger=logger,
+            max_attempts=self.max_attempts,
+            max_wait=self.max_wait,
+            sleep=self._sleep,
+        )
+        if unsent:
+            raise TransientError(f"{what}: {len(unsent)} of {len(batch)} records still failing after the retries")

@@ -7,12 +7,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tenacity import RetryError
-
 from coinstream.aws import classify
-from coinstream.errors import TransientError
+from coinstream.batch import group, resend_failures
 from coinstream.records import Envelope
-from coinstream.retry import retrying
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -49,24 +46,9 @@ class _Entry:
         return len(self.data) + len(self.partition_key.encode())
 
 
-class _PartialFailure(TransientError):
-    def __init__(self, pending: list[_Entry], reason: str) -> None:
-        super().__init__(reason)
-        self.pending = pending
-
-
 def batches(entries: Iterable[_Entry]) -> Iterator[list[_Entry]]:
     """Group entries into PutRecords calls of at most 500 records and 5 MiB, keeping their order."""
-    batch: list[_Entry] = []
-    size = 0
-    for entry in entries:
-        if batch and (len(batch) == MAX_RECORDS_PER_CALL or size + entry.size > MAX_BYTES_PER_CALL):
-            yield batch
-            batch, size = [], 0
-        batch.append(entry)
-        size += entry.size
-    if batch:
-        yield batch
+    return group(entries, lambda e: e.size, max_count=MAX_RECORDS_PER_CALL, max_bytes=MAX_BYTES_PER_CALL)
 
 
 class KinesisWriter:
@@ -111,35 +93,18 @@ class KinesisWriter:
         return result
 
     def _send_with_retries(self, batch: list[_Entry], result: WriteResult) -> list[_Entry]:
-        pending = batch
-        policy = retrying(
-            logger,
+        return resend_failures(
+            batch,
+            lambda pending: self._send_once(pending, result),
+            what=f"Kinesis PutRecords to stream {self.stream_name!r}",
+            logger=logger,
             max_attempts=self.max_attempts,
             initial=self.initial_wait,
             max_wait=self.max_wait,
             sleep=self._sleep,
-            reraise=False,
         )
-        try:
-            for attempt in policy:
-                with attempt:
-                    try:
-                        pending = self._send_once(pending, result)
-                    except _PartialFailure as exc:
-                        pending = exc.pending
-                        raise
-        except RetryError as exc:
-            logger.error(
-                "gave up on %d of %d records after %d attempts: %s",
-                len(pending),
-                len(batch),
-                self.max_attempts,
-                exc.last_attempt.exception(),
-            )
-            return pending
-        return []
 
-    def _send_once(self, pending: Sequence[_Entry], result: WriteResult) -> list[_Entry]:
+    def _send_once(self, pending: Sequence[_Entry], result: WriteResult) -> list[str | None]:
         records: list[PutRecordsRequestEntryTypeDef] = [
             {"Data": e.data, "PartitionKey": e.partition_key} for e in pending
         ]
@@ -147,17 +112,10 @@ class KinesisWriter:
         try:
             response = self.kinesis.put_records(StreamName=self.stream_name, Records=records)
         except Exception as exc:
-            error = classify(exc, f"Kinesis PutRecords to stream {self.stream_name!r}")
-            if isinstance(error, TransientError):
-                raise _PartialFailure(list(pending), str(error)) from None
-            raise error from None
+            raise classify(exc, f"Kinesis PutRecords to stream {self.stream_name!r}") from None
         for r in response["Records"]:
             if "SequenceNumber" in r and "ShardId" in r:
                 seq = int(r["SequenceNumber"])
                 if seq > result.last_sequence.get(r["ShardId"], -1):
                     result.last_sequence[r["ShardId"]] = seq
-        if not response.get("FailedRecordCount"):
-            return []
-        failed = [e for e, r in zip(pending, response["Records"], strict=True) if r.get("ErrorCode")]
-        codes = sorted({str(r.get("ErrorCode")) for r in response["Records"] if r.get("ErrorCode")})
-        raise _PartialFailure(failed, f"{len(failed)} of {len(pending)} records failed ({', '.join(codes)})")
+        return [r.get("ErrorCode") for r in response["Records"]]
