@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from coinstream.aws import classify
+from coinstream.errors import FatalError
 from consumer.checkpoints import Lease, leases, shard_records
 
 if TYPE_CHECKING:
@@ -82,3 +83,22 @@ def apply(dynamodb: DynamoDBClient, table: str, resets: list[Reset]) -> int:
         except Exception as exc:
             raise classify(exc, f"resetting the checkpoint of {reset.shard_id} in {table}") from None
     return len(resets)
+
+
+def prepare(
+    dynamodb: DynamoDBClient, kinesis: KinesisClient, stream: str, table: str, since: datetime | None
+) -> list[Reset] | None:
+    """The resets a replay of the application owning lease table `table` would make (None: it never ran)."""
+    current = leases(dynamodb, table)
+    return plan(kinesis, stream, current, since) if current else None
+
+
+def execute(dynamodb: DynamoDBClient, table: str, resets: list[Reset], *, force: bool, watch_seconds: float) -> int:
+    """Apply the resets; refuse while workers renew their leases unless `force` (they re-take them then)."""
+    live = live_owners(dynamodb, table, watch_seconds)
+    if live and not force:
+        raise FatalError(
+            f"workers {', '.join(sorted(live))} hold live leases in {table}; stop them first, "
+            "or pass --force (they drop their leases and take them again from the new checkpoints)"
+        )
+    return apply(dynamodb, table, resets)

@@ -17,7 +17,6 @@ from consumer.daemon import application_name
 from consumer.runner import run_until_caught_up
 from operate import local_stack
 from producer.run import produce
-from warehouse.loader import Warehouse
 
 APP = "warehouse"
 
@@ -81,13 +80,7 @@ def run_demo(
     say("loading delivered S3 objects into the local warehouse")
     streams = load_delivery_streams(pipeline)
     s3 = client("s3", settings)
-    wh = Warehouse(settings.warehouse_path, pipeline.root / "redshift")
-    try:
-        wh.apply_ddl()
-        report = wh.load(s3, pipeline.bucket, streams.values(), pipeline.root / "s3")
-        totals = wh.row_counts()
-    finally:
-        wh.close()
+    report, totals = local_stack.copy_delivered(settings, pipeline)
     consumed = consumed_by_kind(settings, pipeline, APP)
     summary = Summary()
     for kind_name, stream in streams.items():

@@ -125,6 +125,31 @@ class Traffic:
     redshift_nodes: int = 1
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A monthly bill: where the prices come from, and one (item, basis, USD) line per billed part."""
+
+    region: str
+    as_of: str
+    lines: list[tuple[str, str, float]]
+
+    @property
+    def total(self) -> float:
+        """USD per month, all lines."""
+        return sum(line[2] for line in self.lines)
+
+
+def template_path(pipeline: Pipeline) -> Path:
+    """The base template the deployment is rendered from."""
+    return pipeline.root / "deploy" / "base.json"
+
+
+def estimate(pipeline: Pipeline, traffic: Traffic) -> Estimate:
+    """The monthly cost of the rendered stack under `traffic`, from the dated prices in deploy/prices.json."""
+    prices = json.loads((pipeline.root / "deploy" / "prices.json").read_text())
+    return Estimate(prices["region"], prices["as_of"], monthly_cost(pipeline, prices, traffic))
+
+
 def monthly_cost(pipeline: Pipeline, prices: dict[str, Any], traffic: Traffic) -> list[tuple[str, str, float]]:
     """(item, how it was computed, USD per month) for each billed part, from the dated price file."""
     hours = prices["hours_per_month"]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from coinstream.errors import CoinstreamError, FatalError
 from coinstream.live_table import read_minutes
 from coinstream.processes import Managed, ensure_port_free
 from consumer.runner import app_progress
+from warehouse.loader import LoadReport, Warehouse, open_warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -226,3 +228,25 @@ def stack_panel(settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
     except Exception as exc:
         logger.debug("stack panel: %s", exc)
     return panel
+
+
+def warehouse(settings: Settings, pipeline: Pipeline) -> AbstractContextManager[Warehouse]:
+    """The local warehouse file with the tables and views of the pipeline's redshift/ folder."""
+    return open_warehouse(settings.warehouse_path, pipeline.root / "redshift")
+
+
+def copy_delivered(settings: Settings, pipeline: Pipeline) -> tuple[LoadReport, dict[str, int]]:
+    """What Firehose's COPY step does on AWS: load every delivered S3 object not loaded yet; (report, row counts)."""
+    with warehouse(settings, pipeline) as wh:
+        report = wh.load(
+            client("s3", settings), pipeline.bucket, load_delivery_streams(pipeline).values(), pipeline.root / "s3"
+        )
+        return report, wh.row_counts()
+
+
+def warehouse_rows(settings: Settings, pipeline: Pipeline) -> dict[str, int]:
+    """Rows per warehouse table ({} before the first load)."""
+    if not settings.warehouse_path.exists():
+        return {}
+    with warehouse(settings, pipeline) as wh:
+        return wh.row_counts()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -269,3 +270,14 @@ class Warehouse:
     def row_counts(self) -> dict[str, int]:
         """Rows per table defined under redshift/."""
         return {t: int(self.db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in self._columns}  # type: ignore[index]  # noqa: S608
+
+
+@contextmanager
+def open_warehouse(path: Path, redshift_dir: Path) -> Iterator[Warehouse]:
+    """The warehouse with every table and view of `redshift_dir` in place; closed when the block ends."""
+    wh = Warehouse(path, redshift_dir)
+    try:
+        wh.apply_ddl()
+        yield wh
+    finally:
+        wh.close()

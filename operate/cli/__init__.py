@@ -1,0 +1,56 @@
+"""`coinstream`: one command in front of the local stack, the producers, the consumer and the warehouse.
+
+One module per command group (`*_command.py`); each renders what the layers below compute.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+
+from coinstream.errors import CoinstreamError
+from operate.cli import (
+    consume_command,
+    demo_command,
+    deploy_command,
+    local_command,
+    produce_command,
+    warehouse_command,
+)
+from operate.cli.common import EXIT_FAILURE, err
+
+app = typer.Typer(
+    help="Does chatter about bitcoin move with bitcoin trading? A streaming pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(local_command.app, name="local")
+app.add_typer(produce_command.app, name="produce")
+for group in (consume_command, deploy_command, warehouse_command, demo_command):
+    app.registered_commands += group.app.registered_commands
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+    # tweepy logs request headers (the bearer token) at DEBUG: never let it, whatever --verbose says
+    for noisy in ("botocore", "boto3", "urllib3", "tweepy", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except CoinstreamError as exc:  # raised outside a command (settings, pipeline file)
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_FAILURE)

@@ -1,0 +1,62 @@
+"""What every command module shares: the consoles, one-line errors, settings, common options."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from coinstream.config import Pipeline, Settings, load_settings
+from coinstream.errors import CoinstreamError, FatalError
+
+# Piped output (cron logs, tests) gets a wide fixed width so tables are not squeezed into 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILURE = 1
+
+
+def friendly(func: F) -> F:
+    """Turn a CoinstreamError into one red line and an exit code, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CoinstreamError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_FAILURE) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def context() -> tuple[Settings, Pipeline]:
+    """Settings from the environment and the pipeline they name."""
+    settings = load_settings()
+    return settings, Pipeline.load(settings.pipeline_file)
+
+
+def require_local(settings: Settings) -> None:
+    """Refuse a local-stack command when the target is AWS."""
+    if settings.target != "local":
+        raise FatalError("this command manages the local stack; unset COINSTREAM_TARGET (it is 'aws')")
+
+
+FromDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-dir",
+        help="offline source: folder of recorded API answers, <source>/*.json (default: COINSTREAM_OFFLINE_DIR).",
+        exists=True,
+        file_okay=False,
+    ),
+]

@@ -1,0 +1,103 @@
+"""`coinstream consume`, `replay`, `live`: the KCL consumer applications."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from operate.cli.common import context, err, friendly, out
+
+app = typer.Typer()
+
+AppName = Annotated[str, typer.Option("--app", help="Consumer application name (its own leases and checkpoints).")]
+
+
+@app.command()
+@friendly
+def consume(
+    app_name: AppName = "warehouse",
+    until_caught_up: Annotated[bool, typer.Option(help="Stop once every record is checkpointed.")] = False,
+    timeout: Annotated[float, typer.Option(help="With --until-caught-up: give up after this many seconds.")] = 300,
+    worker_id: Annotated[str | None, typer.Option(help="KCL worker id (default: a random one).")] = None,
+) -> None:
+    """Run a KCL worker (the real MultiLangDaemon) that delivers records to Firehose."""
+    from consumer import runner
+
+    settings, pipeline = context()
+    if not until_caught_up:
+        raise typer.Exit(runner.run_forever(settings, pipeline, app_name, worker_id))
+    with err.status("consuming...") as spinner:
+        shards = runner.run_until_caught_up(
+            settings,
+            pipeline,
+            app_name,
+            timeout=timeout,
+            on_progress=lambda s: spinner.update(
+                f"consuming: {sum(x.checkpointed for x in s)}/{sum(x.records for x in s)} records checkpointed"
+            ),
+        )
+    out.print(
+        f"{app_name}: caught up, {sum(s.checkpointed for s in shards)} records checkpointed on {len(shards)} shards"
+    )
+
+
+@app.command()
+@friendly
+def replay(
+    app_name: AppName,
+    from_: Annotated[str, typer.Option("--from", help="trim-horizon, or a UTC time like 2026-11-28T12:00:00Z.")],
+    force: Annotated[bool, typer.Option(help="Reset even while workers hold live leases (they re-take them).")] = False,
+    watch_seconds: Annotated[float, typer.Option(help="How long to watch leases for live renewals.")] = 8.0,
+) -> None:
+    """Reset one consumer application's checkpoints so its next `consume` reads again from there."""
+    from coinstream.aws import client
+    from coinstream.timeutil import parse_from
+    from consumer import replay as rp
+    from consumer.daemon import application_name
+
+    settings, pipeline = context()
+    since = parse_from(from_)
+    table = application_name(app_name)
+    dynamodb = client("dynamodb", settings)
+    resets = rp.prepare(dynamodb, client("kinesis", settings), pipeline.stream_name, table, since)
+    if resets is None:
+        out.print(
+            f"{app_name}: no checkpoints yet (lease table {table} is empty or missing); "
+            "its first `consume` reads from TRIM_HORIZON anyway. Reset 0 shards."
+        )
+        return
+    where = "TRIM_HORIZON" if since is None else f"the first record at or after {since.isoformat()}"
+    out.print(f"replay {app_name!r} from {where}; other applications are not touched:")
+    for r in resets:
+        out.print(f"  {r.shard_id}: checkpoint {r.old} -> {r.new} ({r.records_to_read_again} records to read again)")
+    with err.status("checking for live workers..."):
+        count = rp.execute(dynamodb, table, resets, force=force, watch_seconds=watch_seconds)
+    out.print(f"reset {count} shards of {app_name!r}; the next `coinstream consume --app {app_name}` reads again")
+
+
+@app.command()
+@friendly
+def live(minutes: Annotated[int, typer.Option(help="How many of the newest minutes to show.")] = 15) -> None:
+    """Per-minute figures the `live` consumer application keeps for the dashboard."""
+    from coinstream.aws import client
+    from coinstream.live_table import read_minutes
+
+    settings, pipeline = context()
+    rows = read_minutes(client("dynamodb", settings), pipeline.live_table)[-minutes:]
+    if not rows:
+        out.print("no live figures yet: run `coinstream consume --app live`")
+        return
+    sources = sorted({s for r in rows for s in r["posts"]})
+    markets = sorted({m for r in rows for m in r["candles"]})
+    table = Table(
+        "minute (UTC)",
+        *(f"posts {s}" for s in sources),
+        *(f"{m.replace('#', ' ')} {f}" for m in markets for f in ("volume", "high", "low", "close")),
+        title=f"coinstream live ({pipeline.live_table})",
+    )
+    for r in rows:
+        figures = [r["candles"].get(m, {}).get(f, "") for m in markets for f in ("volume", "high", "low", "close")]
+        table.add_row(r["minute"], *(str(r["posts"].get(s, 0)) for s in sources), *figures)
+    out.print(table)

@@ -1,0 +1,52 @@
+"""`coinstream produce candles|posts`: one producer run, as cron starts it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coinstream.records import Kind
+from operate.cli.common import FromDir, context, friendly, out
+from producer.sources import registry
+
+app = typer.Typer(help="One producer run, as cron starts it.", no_args_is_help=True)
+
+
+def _produce(kind: Kind, source: str, from_dir: Path | None, market: str, backfill_minutes: int) -> None:
+    from producer.run import produce
+
+    settings, pipeline = context()
+    o = produce(kind, source, settings, pipeline, from_dir=from_dir, market=market, backfill_minutes=backfill_minutes)
+    out.print(
+        f"{kind.value}s ({source}): {o.fetched} fetched, {o.sent} sent to {pipeline.stream_name}, "
+        f"{o.drained} sent from the spool, {o.spooled} spooled, {o.refused} refused"
+        + (f"; {o.message}" if o.message else "")
+    )
+    raise typer.Exit(int(o.code))
+
+
+Market = Annotated[str, typer.Option(help="Market, QUOTE-TARGET.")]
+CandleSource = Annotated[str, typer.Option(help=f"One of: {', '.join(registry.names_for(Kind.CANDLE))}.")]
+PostSource = Annotated[str, typer.Option(help=f"One of: {', '.join(registry.names_for(Kind.POST))}.")]
+Backfill = Annotated[int, typer.Option(help="simulated source: minutes to emit on the first run.", min=1)]
+
+
+@app.command("candles")
+@friendly
+def produce_candles(
+    source: CandleSource = "offline",
+    from_dir: FromDir = None,
+    market: Market = "KRW-BTC",
+    backfill_minutes: Backfill = 60,
+) -> None:
+    """Put 1-minute BTC candles on the stream. Exit 0 sent, 3 partial (spooled), 4 nothing to do, 1 failed."""
+    _produce(Kind.CANDLE, source, from_dir, market, backfill_minutes)
+
+
+@app.command("posts")
+@friendly
+def produce_posts(source: PostSource = "offline", from_dir: FromDir = None, backfill_minutes: Backfill = 60) -> None:
+    """Put posts that mention bitcoin on the stream. Exit 0 sent, 3 partial (spooled), 4 nothing to do, 1 failed."""
+    _produce(Kind.POST, source, from_dir, "KRW-BTC", backfill_minutes)
