@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from coinstream.records import Envelope, Kind, candle_key, post_key
+from coinstream import records
 
 TEXTS = [
     "Bitcoin just broke another level #bitcoin #crypto",
@@ -33,14 +33,12 @@ def corpus(n: int = 100_000, seed: int = 20261128, duplicate_share: float = 0.02
             at = start + timedelta(minutes=minute)
             minute += 1
             price = 131_000_000 + rng.randint(-500_000, 500_000)
-            env = Envelope(
-                kind=Kind.CANDLE,
-                source="coinone",
-                key=candle_key("coinone", "KRW-BTC", at),
-                event_time=at,
-                fetched_at=at + timedelta(seconds=65),
-                payload={
-                    "market": "KRW-BTC",
+            env = records.candle(
+                "coinone",
+                "KRW-BTC",
+                at,
+                at + timedelta(seconds=65),
+                {
                     "open": str(price),
                     "high": str(price + 20000),
                     "low": str(price - 20000),
@@ -52,20 +50,16 @@ def corpus(n: int = 100_000, seed: int = 20261128, duplicate_share: float = 0.02
         else:
             post_id = str(1995000000000000000 + len(out))
             at = start + timedelta(minutes=minute, seconds=rng.randint(0, 59))
-            env = Envelope(
-                kind=Kind.POST,
-                source=rng.choice(["x", "bluesky", "mastodon"]),
-                key=post_key("x", post_id),
-                event_time=at,
-                fetched_at=at + timedelta(seconds=40),
-                payload={
-                    "post_id": post_id,
-                    "text": rng.choice(TEXTS),
-                    "author_id": str(rng.randint(1, 10**9)),
-                    "lang": rng.choice(["en", "ko", "ja", "zh"]),
-                    "is_retweet": rng.random() < 0.2,
-                    "is_reply": rng.random() < 0.1,
-                },
+            env = records.post(
+                rng.choice(["x", "bluesky", "mastodon"]),
+                post_id,
+                at,
+                at + timedelta(seconds=40),
+                text=rng.choice(TEXTS),
+                author_id=str(rng.randint(1, 10**9)),
+                lang=rng.choice(["en", "ko", "ja", "zh"]),
+                is_retweet=rng.random() < 0.2,
+                is_reply=rng.random() < 0.1,
             )
         out.append(env.to_bytes())
     return out

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coinstream import RESOURCES, default_state_dir
 from coinstream.errors import FatalError
+from coinstream.records import Kind
 
 LOCAL_ACCOUNT_ID = "000000000000"
 
@@ -130,6 +131,8 @@ class Pipeline:
                 raise ValueError("stream.shards must be between 1 and 500")
             files = {kind: root / rel for kind, rel in delivery.items()}
             for kind, file in files.items():
+                if kind not in {k.value for k in Kind}:
+                    raise ValueError(f"delivery.{kind} is not a record kind ({', '.join(k.value for k in Kind)})")
                 if not file.is_file():
                     raise ValueError(f"delivery.{kind} names {file}, which does not exist")
             return cls(

@@ -12,6 +12,7 @@ from amazon_kclpy import kcl
 from coinstream.aws import client
 from coinstream.config import Pipeline, load_settings
 from coinstream.delivery import load_delivery_streams
+from coinstream.records import Kind
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
 from consumer.firehose_sink import FirehoseSink
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.app == LIVE_APP:
         sink = LiveMetricsSink(pipeline.live_table, client("dynamodb", settings), ttl_days=pipeline.live_ttl_days)
     else:
-        streams = {kind: s.name for kind, s in load_delivery_streams(pipeline).items()}
+        streams = {Kind(kind): s.name for kind, s in load_delivery_streams(pipeline).items()}
         sink = FirehoseSink(streams, client("firehose", settings))
     dead = DeadLetterSink(pipeline.bucket, pipeline.dead_letter_prefix, args.app, client("s3", settings))
     kcl.KCLProcess(RecordProcessor(sink, dead, Deduper(settings.dedupe_capacity))).run()

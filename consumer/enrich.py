@@ -4,68 +4,75 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from coinstream.errors import SkippableError
-from coinstream.records import Envelope, Kind
+from coinstream.records import DECIMAL_SCALE, CandlePayload, Envelope, PostCountPayload
 from coinstream.text import matched_terms
 from coinstream.timeutil import kst, minute, ts
 
+_SCALE = Decimal(1).scaleb(-DECIMAL_SCALE)
 _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9})\b")
 
 
 def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
-    """The warehouse row of one envelope; a payload that lacks a field raises SkippableError."""
+    """The warehouse row of one envelope (its payload was checked against the contract when it was parsed)."""
     p = envelope.payload
     common = {
         "record_key": envelope.key,
-        "simulated": bool(p.get("simulated", False)),
+        "simulated": p.simulated,
         "fetched_at": ts(envelope.fetched_at),
         "processed_at": ts(processed_at),
     }
-    try:
-        if envelope.kind is Kind.CANDLE:
-            at = minute(envelope.event_time)
-            return {
-                **common,
-                "exchange": envelope.source,
-                "market": str(p["market"]),
-                "minute_utc": ts(at),
-                "minute_kst": kst(at),
-                "open": str(p["open"]),
-                "high": str(p["high"]),
-                "low": str(p["low"]),
-                "close": str(p["close"]),
-                "volume": str(p["volume"]),
-                "quote_volume": str(p["quote_volume"]),
-            }
-        if envelope.kind is Kind.POST_COUNT:
-            at = minute(envelope.event_time)
-            return {
-                **common,
-                "source": envelope.source,
-                "query": str(p["query"]),
-                "minute_utc": ts(at),
-                "minute_kst": kst(at),
-                "post_count": int(p["count"]),
-            }
-        text = str(p.get("text") or "")
+    if isinstance(p, CandlePayload):
+        at = minute(envelope.event_time)
+        return {
+            **common,
+            "exchange": envelope.source,
+            "market": p.market,
+            "minute_utc": ts(at),
+            "minute_kst": kst(at),
+            "open": decimal_column(p.open),
+            "high": decimal_column(p.high),
+            "low": decimal_column(p.low),
+            "close": decimal_column(p.close),
+            "volume": decimal_column(p.volume),
+            "quote_volume": decimal_column(p.quote_volume) if p.quote_volume is not None else None,
+        }
+    if isinstance(p, PostCountPayload):
+        at = minute(envelope.event_time)
         return {
             **common,
             "source": envelope.source,
-            "post_id": str(p["post_id"]),
-            "created_at": ts(envelope.event_time),
-            "created_at_kst": kst(envelope.event_time),
-            "minute_utc": ts(minute(envelope.event_time)),
-            "author_id": p.get("author_id"),
-            "lang": p.get("lang") or None,
-            "text": text,
-            "hashtags": sorted({h.lower() for h in _HASHTAG.findall(text)}),
-            "cashtags": sorted({c.upper() for c in _CASHTAG.findall(text)}),
-            "matched_terms": matched_terms(text),
-            "is_retweet": bool(p.get("is_retweet", False)),
-            "is_reply": bool(p.get("is_reply", False)),
+            "query": p.query,
+            "minute_utc": ts(at),
+            "minute_kst": kst(at),
+            "post_count": p.count,
         }
-    except KeyError as exc:
-        raise SkippableError(f"{envelope.kind} record {envelope.key} has no payload field {exc.args[0]!r}") from None
+    text = p.text
+    return {
+        **common,
+        "source": envelope.source,
+        "post_id": p.post_id,
+        "created_at": ts(envelope.event_time),
+        "created_at_kst": kst(envelope.event_time),
+        "minute_utc": ts(minute(envelope.event_time)),
+        "author_id": p.author_id,
+        "lang": p.lang or None,
+        "text": text,
+        "hashtags": sorted({h.lower() for h in _HASHTAG.findall(text)}),
+        "cashtags": sorted({c.upper() for c in _CASHTAG.findall(text)}),
+        "matched_terms": matched_terms(text),
+        "is_retweet": p.is_retweet,
+        "is_reply": p.is_reply,
+    }
+
+
+def decimal_column(text: str) -> str:
+    """Decimal text as DECIMAL(38, 8) stores it: plain notation, at most 8 places (rounded half-even, as
+    Redshift rounds a value with more places than the column's scale), so the stored number equals the row."""
+    number = Decimal(text)
+    if number.as_tuple().exponent < -DECIMAL_SCALE:  # type: ignore[operator]
+        number = number.quantize(_SCALE, rounding=ROUND_HALF_EVEN)
+    return format(number, "f")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coinstream.aws import classify
 from coinstream.batch import group, resend_failures
 from coinstream.errors import TransientError
+from coinstream.records import Kind
 
 if TYPE_CHECKING:
     from mypy_boto3_firehose import FirehoseClient
@@ -47,7 +48,7 @@ class FirehoseSink:
 
     def __init__(
         self,
-        streams_by_kind: dict[str, str],
+        streams_by_kind: Mapping[Kind, str],
         firehose: FirehoseClient,
         *,
         target_record_bytes: int = DEFAULT_TARGET_RECORD_BYTES,
@@ -61,11 +62,11 @@ class FirehoseSink:
         self.max_attempts = max_attempts
         self.max_wait = max_wait
         self._sleep = sleep
-        self._rows: dict[str, list[bytes]] = {}
+        self._rows: dict[Kind, list[bytes]] = {}
         self.delivered_rows = 0
         self.delivered_records = 0
 
-    def add(self, kind: str, row: dict[str, Any]) -> None:
+    def add(self, kind: Kind, row: dict[str, Any]) -> None:
         """Queue one row for the delivery stream of its kind."""
         line = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
         self._rows.setdefault(kind, []).append(line)

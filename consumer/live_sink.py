@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from coinstream.aws import classify
 from coinstream.live_table import minute_pk
+from coinstream.records import Kind
 from coinstream.retry import retrying
 
 if TYPE_CHECKING:
@@ -38,11 +39,11 @@ class LiveMetricsSink:
         self._posts: dict[tuple[str, str], list[str]] = defaultdict(list)
         self._candles: list[dict[str, Any]] = []
 
-    def add(self, kind: str, row: dict[str, Any]) -> None:
+    def add(self, kind: Kind, row: dict[str, Any]) -> None:
         """Queue one enriched row."""
-        if kind == "post":
+        if kind == Kind.POST:
             self._posts[(row["minute_utc"], row["source"])].append(row["record_key"])
-        elif kind == "candle":
+        elif kind == Kind.CANDLE:
             self._candles.append(row)
 
     def pending_rows(self) -> int:

@@ -14,7 +14,7 @@ from amazon_kclpy.kcl import CheckpointError
 from amazon_kclpy.v3 import processor
 
 from coinstream.errors import SkippableError, TransientError
-from coinstream.records import Envelope
+from coinstream.records import Envelope, Kind
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
 from consumer.enrich import enrich
@@ -27,7 +27,7 @@ _CHECKPOINT_RETRIES = 5
 class Sink(Protocol):
     """Where a consumer application sends its rows: Firehose (warehouse app) or live metrics (live app)."""
 
-    def add(self, kind: str, row: dict[str, Any]) -> None: ...
+    def add(self, kind: Kind, row: dict[str, Any]) -> None: ...
 
     def flush(self) -> int: ...
 
@@ -63,7 +63,7 @@ class RecordProcessor(processor.RecordProcessorBase):
             try:
                 envelope = Envelope.from_bytes(data)
                 if self.deduper.admit(envelope):
-                    self.sink.add(envelope.kind.value, enrich(envelope, now))
+                    self.sink.add(envelope.kind, enrich(envelope, now))
             except SkippableError as exc:
                 self.dead_letters.add(self.shard_id, record.sequence_number, record.partition_key, data, str(exc))
             except KeyError as exc:

@@ -17,10 +17,11 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from coinstream import records
 from coinstream.config import Settings
-from coinstream.errors import BadPayload
+from coinstream.errors import BadPayload, SkippableError
 from coinstream.http import ApiClient
-from coinstream.records import Envelope, Kind, candle_key
+from coinstream.records import Envelope, Kind
 from coinstream.timeutil import epoch_minute, minute_start
 
 
@@ -172,16 +173,12 @@ def closed_candle(
     """
     if minute + timedelta(minutes=1) > fetched_at:
         return None
-    payload: dict[str, Any] = {"market": market}
+    figures: dict[str, str | None] = {}
     for name, field in fields.items():
         if field not in raw:
             raise BadPayload(f"{what}: candle at {minute:%Y-%m-%dT%H:%MZ} has no {field!r}")
-        payload[name] = number(raw[field], field)
-    return Envelope(
-        kind=Kind.CANDLE,
-        source=source,
-        key=candle_key(source, market, minute),
-        event_time=minute,
-        fetched_at=fetched_at,
-        payload=payload,
-    )
+        figures[name] = number(raw[field], field)
+    try:
+        return records.candle(source, market, minute, fetched_at, figures)
+    except SkippableError as exc:
+        raise BadPayload(f"{what}: {exc}") from None

@@ -18,9 +18,10 @@ from urllib.parse import urlencode
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
+from coinstream import records
 from coinstream.config import Settings
 from coinstream.errors import TransientError
-from coinstream.records import Envelope, Kind, post_key
+from coinstream.records import Envelope, Kind
 from coinstream.text import matched_terms
 from producer.sources.base import Cursor, RecordedParser, RunOptions, Source
 
@@ -56,21 +57,16 @@ def post_from_event(event: Any, fetched_at: datetime) -> Envelope | None:
         return None
     uri = f"at://{event.get('did')}/{COLLECTION}/{commit.get('rkey')}"
     langs = record.get("langs") or []
-    payload = {
-        "post_id": uri,
-        "text": text,
-        "author_id": event.get("did"),
-        "lang": langs[0] if langs else None,
-        "is_retweet": False,
-        "is_reply": "reply" in record,
-    }
-    return Envelope(
-        kind=Kind.POST,
-        source=SOURCE,
-        key=post_key(SOURCE, uri),
-        event_time=created,
-        fetched_at=fetched_at,
-        payload=payload,
+    return records.post(
+        SOURCE,
+        uri,
+        created,
+        fetched_at,
+        text=text,
+        author_id=event.get("did"),
+        lang=langs[0] if langs else None,
+        is_retweet=False,
+        is_reply="reply" in record,
     )
 
 

@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from coinstream import records
 from coinstream.config import Settings
 from coinstream.errors import BadPayload
 from coinstream.http import ApiClient
-from coinstream.records import Envelope, Kind, post_key
+from coinstream.records import Envelope, Kind
 from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source, api_probe
 
 SOURCE = "mastodon"
@@ -52,22 +53,17 @@ def parse_statuses(body: Any, fetched_at: datetime) -> list[Envelope]:
             created = datetime.fromisoformat(str(status["created_at"]))
         except (KeyError, ValueError):
             raise BadPayload(f"mastodon timeline: status {status['uri']} has a bad created_at") from None
-        payload = {
-            "post_id": status["uri"],
-            "text": html_text(str(status.get("content") or "")),
-            "author_id": (status.get("account") or {}).get("url"),
-            "lang": status.get("language"),
-            "is_retweet": status.get("reblog") is not None,
-            "is_reply": status.get("in_reply_to_id") is not None,
-        }
         out.append(
-            Envelope(
-                kind=Kind.POST,
-                source=SOURCE,
-                key=post_key(SOURCE, status["uri"]),
-                event_time=created,
-                fetched_at=fetched_at,
-                payload=payload,
+            records.post(
+                SOURCE,
+                status["uri"],
+                created,
+                fetched_at,
+                text=html_text(str(status.get("content") or "")),
+                author_id=(status.get("account") or {}).get("url"),
+                lang=status.get("language"),
+                is_retweet=status.get("reblog") is not None,
+                is_reply=status.get("in_reply_to_id") is not None,
             )
         )
     return out

@@ -13,8 +13,9 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from coinstream import records
 from coinstream.config import Settings
-from coinstream.records import Envelope, Kind, candle_key, post_key
+from coinstream.records import Envelope, Kind
 from coinstream.timeutil import epoch_minute, minute_start
 from producer.sources.base import MinuteCursor, RunOptions, Source
 
@@ -70,24 +71,21 @@ def candles(sim: Simulation, first: int, last: int, fetched_at: datetime) -> lis
         at = minute_start(m)
         price = 131_000_000 + round(400_000 * math.sin(m / 180))
         volume = sim.volume(m)
-        payload = {
-            "market": sim.market,
-            "open": str(price),
-            "high": str(price + 25_000),
-            "low": str(price - 25_000),
-            "close": str(price + 5_000),
-            "volume": f"{volume:.8f}",
-            "quote_volume": f"{volume * price:.4f}",
-            "simulated": True,
-        }
         out.append(
-            Envelope(
-                kind=Kind.CANDLE,
-                source=SOURCE_CANDLES,
-                key=candle_key(SOURCE_CANDLES, sim.market, at),
-                event_time=at,
-                fetched_at=fetched_at,
-                payload=payload,
+            records.candle(
+                SOURCE_CANDLES,
+                sim.market,
+                at,
+                fetched_at,
+                {
+                    "open": str(price),
+                    "high": str(price + 25_000),
+                    "low": str(price - 25_000),
+                    "close": str(price + 5_000),
+                    "volume": f"{volume:.8f}",
+                    "quote_volume": f"{volume * price:.4f}",
+                },
+                simulated=True,
             )
         )
     return out
@@ -101,21 +99,16 @@ def posts(sim: Simulation, first: int, last: int, fetched_at: datetime) -> list[
         for i in range(sim.post_count(m)):
             post_id = f"{m}-{i}"
             at = minute_start(m) + timedelta(seconds=rng.randint(0, 59))
-            payload = {
-                "post_id": post_id,
-                "text": rng.choice(_TEXTS),
-                "author_id": str(rng.randint(1, 10_000)),
-                "lang": "en",
-                "simulated": True,
-            }
             out.append(
-                Envelope(
-                    kind=Kind.POST,
-                    source=SOURCE_POSTS,
-                    key=post_key(SOURCE_POSTS, post_id),
-                    event_time=at,
-                    fetched_at=fetched_at,
-                    payload=payload,
+                records.post(
+                    SOURCE_POSTS,
+                    post_id,
+                    at,
+                    fetched_at,
+                    text=rng.choice(_TEXTS),
+                    author_id=str(rng.randint(1, 10_000)),
+                    lang="en",
+                    simulated=True,
                 )
             )
     return out

@@ -12,9 +12,10 @@ import requests
 import tweepy
 from pydantic import Field, SecretStr
 
+from coinstream import records
 from coinstream.config import Settings
 from coinstream.errors import BadPayload, FatalError, TransientError
-from coinstream.records import Envelope, Kind, count_key, post_key
+from coinstream.records import Envelope, Kind
 from coinstream.timeutil import epoch_minute, minute_start
 from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source
 
@@ -48,22 +49,17 @@ def parse_recent_search(body: Any, fetched_at: datetime) -> list[Envelope]:
         except ValueError:
             raise BadPayload(f"x recent search: post {post['id']} created_at={created!r} is not ISO 8601") from None
         referenced = {r.get("type") for r in post.get("referenced_tweets") or [] if isinstance(r, dict)}
-        payload = {
-            "post_id": post["id"],
-            "text": str(post.get("text", "")),
-            "author_id": post.get("author_id"),
-            "lang": post.get("lang"),
-            "is_retweet": "retweeted" in referenced,
-            "is_reply": "replied_to" in referenced,
-        }
         out.append(
-            Envelope(
-                kind=Kind.POST,
-                source=SOURCE,
-                key=post_key(SOURCE, post["id"]),
-                event_time=created_at,
-                fetched_at=fetched_at,
-                payload=payload,
+            records.post(
+                SOURCE,
+                post["id"],
+                created_at,
+                fetched_at,
+                text=str(post.get("text", "")),
+                author_id=post.get("author_id"),
+                lang=post.get("lang"),
+                is_retweet="retweeted" in referenced,
+                is_reply="replied_to" in referenced,
             )
         )
     return out
@@ -166,16 +162,7 @@ def parse_counts(body: Any, query: str, fetched_at: datetime) -> list[Envelope]:
             raise BadPayload(f"x counts: a bucket is not start/end/tweet_count: {bucket!r}"[:200]) from None
         if end > fetched_at:
             continue  # the running minute: not a fact yet
-        out.append(
-            Envelope(
-                kind=Kind.POST_COUNT,
-                source=SOURCE,
-                key=count_key(SOURCE, start),
-                event_time=start,
-                fetched_at=fetched_at,
-                payload={"query": query, "count": count},
-            )
-        )
+        out.append(records.post_count(SOURCE, start, count, query, fetched_at))
     return out
 
 

@@ -50,10 +50,10 @@ def jetstream(events: list[dict[str, object]], close_after: int | None = None) -
 def test_only_new_posts_about_bitcoin_are_kept_and_the_cursor_moves_on() -> None:
     with jetstream(EVENTS) as (url, paths):
         heard = JetstreamListener(url, seconds=1.5).listen(None, NOW)
-    texts = [p.payload["text"] for p in heard.posts]
+    texts = [p.payload.text for p in heard.posts]
     assert texts == ["Bitcoin is at a new high today", "stacking #sats", "비트코인 오늘", "btc chart looks wild"]
     assert heard.posts[0].key == "bluesky:at://did:plc:user1/app.bsky.feed.post/3lrkey1"
-    assert heard.posts[2].payload["is_reply"] is True and heard.posts[2].payload["lang"] == "ko"
+    assert heard.posts[2].payload.is_reply is True and heard.posts[2].payload.lang == "ko"
     assert heard.cursor == EVENTS[-1]["time_us"] and heard.events == len(EVENTS)
     assert "wantedCollections=app.bsky.feed.post" in paths[0]
 
@@ -61,7 +61,7 @@ def test_only_new_posts_about_bitcoin_are_kept_and_the_cursor_moves_on() -> None
 def test_a_run_resumes_from_its_cursor() -> None:
     with jetstream(EVENTS) as (url, paths):
         heard = JetstreamListener(url, seconds=1.0).listen(int(EVENTS[3]["time_us"]), NOW)  # type: ignore[call-overload]
-    assert [p.payload["text"] for p in heard.posts] == ["비트코인 오늘", "btc chart looks wild"]
+    assert [p.payload.text for p in heard.posts] == ["비트코인 오늘", "btc chart looks wild"]
     assert f"cursor={EVENTS[3]['time_us']}" in paths[0]
 
 

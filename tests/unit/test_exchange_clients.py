@@ -95,7 +95,7 @@ def test_upbit_minutes_without_trades_have_no_candle_and_numbers_stay_exact() ->
     minutes = [c.event_time.minute for c in candles]
     assert 7 not in minutes and 8 not in minutes and len(candles) == 27  # 30 - 2 missing - the open one
     newest_closed = next(c for c in body if c["candle_date_time_utc"] == "2026-11-27T12:28:00")
-    assert Decimal(candles[-1].payload["volume"]) == Decimal(str(newest_closed["candle_acc_trade_volume"]))
+    assert Decimal(candles[-1].payload.volume) == Decimal(str(newest_closed["candle_acc_trade_volume"]))
     assert server.requests[0][1] == {"market": "KRW-BTC", "count": "200"}
 
 

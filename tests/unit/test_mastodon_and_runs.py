@@ -28,8 +28,8 @@ def test_mastodon_posts_keyed_by_uri_with_text_and_flags() -> None:
         posts, newest = MastodonTag(ApiClient(server.url, sleep=lambda s: None)).fetch(None, NOW)
     assert len(posts) == 5 and newest == max((s["id"] for s in body), key=int)
     assert posts[0].key.startswith("mastodon:https://mastodon.example/users/alice0/")
-    assert posts[0].payload["text"] == "Watching #bitcoin today 0"
-    assert [p.payload["is_reply"] for p in posts] == [False, False, True, False, False]
+    assert posts[0].payload.text == "Watching #bitcoin today 0"
+    assert [p.payload.is_reply for p in posts] == [False, False, True, False, False]
 
 
 def test_mastodon_asks_only_for_newer_posts_on_the_next_run() -> None:

@@ -150,10 +150,16 @@ def test_duplicates_by_natural_key_are_dropped_across_batches_and_a_later_candle
     refetched = post.model_copy(update={"fetched_at": post.fetched_at.replace(hour=20)})
     candle = make_candle(5, volume="1.0")
     corrected = candle.model_copy(
-        update={"fetched_at": candle.fetched_at.replace(hour=14), "payload": {**candle.payload, "volume": "2.5"}}
+        update={
+            "fetched_at": candle.fetched_at.replace(hour=14),
+            "payload": candle.payload.model_copy(update={"volume": "2.5"}),
+        }
     )
     stale = candle.model_copy(
-        update={"fetched_at": candle.fetched_at.replace(hour=9), "payload": {**candle.payload, "volume": "0.1"}}
+        update={
+            "fetched_at": candle.fetched_at.replace(hour=9),
+            "payload": candle.payload.model_copy(update={"volume": "0.1"}),
+        }
     )
     processor = make_processor(aws)
     drive(

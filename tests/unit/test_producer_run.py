@@ -96,9 +96,9 @@ def test_simulated_records_say_so_and_plant_volume_after_posts() -> None:
     first, last = 29_000_000, 29_000_000 + 600
     posts = simulated.posts(sim, first, last, NOW)
     candles = simulated.candles(sim, first, last, NOW)
-    assert all(p.payload["simulated"] for p in posts + candles) and len(candles) == 601
+    assert all(p.payload.simulated for p in posts + candles) and len(candles) == 601
     counts = [sim.post_count(m) for m in range(first, last + 1)]
-    volumes = [float(c.payload["volume"]) for c in candles]
+    volumes = [float(c.payload.volume) for c in candles]
 
     def corr(lag: int) -> float:
         a, b = counts[: len(counts) - lag], volumes[lag:]

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from coinstream import records
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
-from coinstream.records import Envelope, Kind, post_key
+from coinstream.records import Envelope, Kind
 from producer.run import Code, produce
 from producer.sources import registry
 from producer.sources.base import Cursor, Probe, RunOptions, Source
@@ -28,14 +29,7 @@ class PageCursor(Cursor):
 
 
 def _post(n: int) -> Envelope:
-    return Envelope(
-        kind=Kind.POST,
-        source="throwaway",
-        key=post_key("throwaway", str(n)),
-        event_time=NOW,
-        fetched_at=NOW,
-        payload={"text": f"bitcoin {n}", "author_id": None, "lang": "en", "is_retweet": False, "is_reply": False},
-    )
+    return records.post("throwaway", str(n), NOW, NOW, text=f"bitcoin {n}", lang="en")
 
 
 class Throwaway(Source[PageCursor]):

@@ -28,8 +28,8 @@ def test_coinone_candles_come_out_sorted_exact_and_keyed_by_their_own_minute() -
     times = [c.event_time for c in candles]
     assert times == sorted(times) and times[0] == datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     first_raw = next(c for c in body["chart"] if c["timestamp"] == int(times[0].timestamp() * 1000))
-    assert Decimal(candles[0].payload["volume"]) == Decimal(first_raw["target_volume"])
-    assert candles[0].payload["close"] == first_raw["close"]
+    assert Decimal(candles[0].payload.volume) == Decimal(first_raw["target_volume"])
+    assert candles[0].payload.close == first_raw["close"]
     assert candles[0].key == "coinone:KRW-BTC:2026-11-27T12:00Z"
     assert all(c.fetched_at == fetched for c in candles)
 
@@ -58,9 +58,9 @@ def test_coinone_keeps_big_numbers_exact() -> None:
         ],
     }
     (candle,) = parse_chart(body, "KRW-BTC", datetime(2026, 12, 1, tzinfo=UTC))
-    assert candle.payload["open"] == "131500000.123456789"
-    assert candle.payload["quote_volume"] == "98765432109876543.21"
-    assert candle.payload["volume"] == "0.00000001"
+    assert candle.payload.open == "131500000.123456789"
+    assert candle.payload.quote_volume == "98765432109876543.21"
+    assert candle.payload.volume == "0.00000001"
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_x_recent_search_pages_become_posts() -> None:
     posts = parse_recent_search(page, fetched)
     assert len(posts) == len(page["data"]) == 22
     first = page["data"][0]
-    assert posts[0].key == f"x:{first['id']}" and posts[0].payload["text"] == first["text"]
+    assert posts[0].key == f"x:{first['id']}" and posts[0].payload.text == first["text"]
     assert posts[0].event_time == datetime.fromisoformat(first["created_at"])
     assert parse_recent_search({"meta": {"result_count": 0}}, fetched) == []
 
