@@ -11,6 +11,14 @@ class TransientError(CoinstreamError):
     """Worth retrying: throttling, a 5xx, a connection refused, a partial batch failure."""
 
 
+class RetryAfter(TransientError):
+    """A transient answer (429, 5xx) that may say how long to wait before asking again: the retry waits that long."""
+
+    def __init__(self, message: str, wait: float | None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
 class FatalError(CoinstreamError):
     """Stop and say why: bad configuration, a missing tool, a port already taken."""
 

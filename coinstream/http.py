@@ -11,20 +11,12 @@ from typing import Any
 
 import httpx
 
-from coinstream.errors import BadPayload, FatalError, TransientError
+from coinstream.errors import BadPayload, FatalError, RetryAfter, TransientError
 from coinstream.retry import retrying
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "coinstream/0.1 (+https://github.com/coinstream)"
-
-
-class RetryAfter(TransientError):
-    """A transient answer (429, 5xx) that may say how long to wait before asking again."""
-
-    def __init__(self, message: str, wait: float | None) -> None:
-        super().__init__(message)
-        self.wait = wait
 
 
 def wait_hint(response: httpx.Response, now: Callable[[], float] = time.time) -> float | None:
@@ -83,14 +75,7 @@ class ApiClient:
                     response = self.http.get(path, params=params)
                 except httpx.TransportError as exc:
                     raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
-                try:
-                    classify_response(response, what)
-                except RetryAfter as exc:
-                    hint = exc.wait
-                    if hint:  # the server said how long: honour it (bounded), then let tenacity retry
-                        logger.warning("%s: server asks to wait %.0f s", what, hint)
-                        self._sleep(min(hint, self.max_wait))
-                    raise
+                classify_response(response, what)  # a RetryAfter's wait replaces the backoff (retry.py)
                 try:
                     return json.loads(response.content, parse_float=Decimal)
                 except ValueError:

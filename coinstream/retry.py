@@ -1,4 +1,5 @@
-"""The one retry policy: exponential backoff with jitter, bounded attempts, a log line before each sleep."""
+"""The one retry policy: exponential backoff with jitter (or the server's own wait), bounded attempts, a log
+line before each sleep. Every loop in coinstream that waits and tries again goes through `retrying`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from coinstream.errors import TransientError
+from coinstream.errors import RetryAfter, TransientError
 
 
 def retrying(
@@ -27,10 +28,18 @@ def retrying(
         wait = state.next_action.sleep if state.next_action else 0.0
         logger.warning("%s; retrying in %.1fs (attempt %d of %d)", exc, wait, state.attempt_number, max_attempts)
 
+    backoff = wait_exponential_jitter(multiplier=initial, max=max_wait)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryAfter) and exc.wait is not None:
+            return min(exc.wait, max_wait)  # the server said how long (Retry-After, x-rate-limit-reset)
+        return float(backoff(state))
+
     extra: dict[str, Any] = {"sleep": sleep} if sleep else {}
     return Retrying(
         stop=stop_after_attempt(max_attempts),
-        wait=wait_exponential_jitter(multiplier=initial, max=max_wait),
+        wait=wait,
         retry=retry_if_exception_type(TransientError),
         before_sleep=before_sleep,
         reraise=reraise,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from coinstream.aws import classify
+from coinstream.retry import retrying
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -83,13 +86,13 @@ def shard_records(kinesis: KinesisClient, stream: str, shard_id: str, limit: int
         raise classify(exc, f"reading shard {shard_id} of {stream}") from None
     out: list[StoredRecord] = []
     while iterator and len(out) < limit:
-        try:
-            response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ProvisionedThroughputExceededException":
-                time.sleep(0.5)  # 5 reads/s per shard, shared with the running workers
-                continue
-            raise classify(exc, f"reading shard {shard_id} of {stream}") from None
+        # 5 reads/s per shard, shared with the running workers: a throttled read waits and tries again
+        for attempt in retrying(logger, max_attempts=20, initial=0.5, max_wait=5.0):
+            with attempt:
+                try:
+                    response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                except Exception as exc:
+                    raise classify(exc, f"reading shard {shard_id} of {stream}") from None
         out.extend(
             StoredRecord(int(r["SequenceNumber"]), r["Data"], r["ApproximateArrivalTimestamp"])
             for r in response["Records"]

@@ -6,7 +6,6 @@ Nothing here writes to stdout: stdout belongs to the daemon's protocol.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -15,6 +14,7 @@ from amazon_kclpy.v3 import processor
 
 from coinstream.errors import SkippableError, TransientError
 from coinstream.records import Envelope, Kind
+from coinstream.retry import retrying
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
 from consumer.enrich import enrich
@@ -92,24 +92,33 @@ class RecordProcessor(processor.RecordProcessorBase):
         if self._uncheckpointed is None and not at_end:
             return
         seq, sub = self._uncheckpointed or (None, None)
-        for attempt in range(1, _CHECKPOINT_RETRIES + 1):
+
+        def once() -> None:
             try:
                 if at_end:
                     checkpointer.checkpoint()
                 else:
                     checkpointer.checkpoint(seq, sub)
-                self.checkpoints += 1
-                self._uncheckpointed = None
-                return
             except CheckpointError as exc:
-                if exc.value == "ShutdownException":
-                    logger.info("shard %s: lease lost while checkpointing; another worker continues", self.shard_id)
-                    return
-                if exc.value == "ThrottlingException" and attempt < _CHECKPOINT_RETRIES:
-                    time.sleep(min(2**attempt * 0.1, 5))
-                    continue
+                if exc.value == "ThrottlingException":
+                    raise TransientError(f"shard {self.shard_id}: checkpoint throttled") from None
+                raise
+
+        try:
+            for attempt in retrying(logger, max_attempts=_CHECKPOINT_RETRIES, initial=0.1, max_wait=5.0):
+                with attempt:
+                    once()
+        except CheckpointError as exc:
+            if exc.value == "ShutdownException":
+                logger.info("shard %s: lease lost while checkpointing; another worker continues", self.shard_id)
+            else:
                 logger.error("shard %s: checkpoint at %s failed: %s", self.shard_id, seq, exc.value)
-                return
+            return
+        except TransientError as exc:
+            logger.error("shard %s: checkpoint at %s failed: %s", self.shard_id, seq, exc)
+            return
+        self.checkpoints += 1
+        self._uncheckpointed = None
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         # The new owner re-reads from our last checkpoint, so queued rows would only be duplicates.

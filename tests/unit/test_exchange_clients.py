@@ -81,6 +81,19 @@ def test_429_is_retried_after_the_time_the_server_asks() -> None:
     assert 7.0 in waits and len(server.requests) == 2
 
 
+def test_the_server_wait_replaces_the_backoff_and_is_bounded() -> None:
+    waits: list[float] = []
+    with api_server() as server:
+        server.on(
+            CHART,
+            Reply({}, 429, {"Retry-After": "7"}),
+            Reply({}, 503, {"Retry-After": "600"}),
+            Reply(payload("coinone/chart_KRW_BTC_1m.json")),
+        )
+        CoinoneCandles("KRW-BTC", ApiClient(server.url, sleep=waits.append, max_wait=30)).fetch(None, NOW)
+    assert waits == [7.0, 30.0]  # what the server asked (capped at max_wait), never a backoff on top of it
+
+
 def test_empty_chart_is_nothing_new() -> None:
     with api_server() as server:
         server.on(CHART, Reply({"result": "success", "error_code": "0", "is_last": True, "chart": []}))
