@@ -17,7 +17,7 @@ from botocore.exceptions import (
 )
 
 from coinstream.config import Settings
-from coinstream.errors import CoinstreamError, FatalError, TransientError
+from coinstream.errors import CoinstreamError, FatalError, RefusedError, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -83,6 +83,11 @@ _TRANSIENT_CODES = {
 }
 
 
+# Error codes that are about the request's content, not the service or the destination: the same
+# content will be refused again, so the records in it are dead-lettered with the service's message.
+_REFUSED_CODES = {"InvalidArgumentException", "ValidationException", "SerializationException"}
+
+
 def classify(exc: Exception, what: str) -> CoinstreamError:
     """Map a botocore exception to transient (retry) or fatal (stop, say why): the one place that does."""
     if isinstance(exc, CoinstreamError):
@@ -97,6 +102,8 @@ def classify(exc: Exception, what: str) -> CoinstreamError:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in _TRANSIENT_CODES or status >= 500:
             return TransientError(f"{what}: {code or status}: {message}")
+        if code in _REFUSED_CODES:
+            return RefusedError(f"{what}: {code}: {message}")
         if code == "ResourceNotFoundException":
             return FatalError(
                 f"{what}: {message or 'not found'}; check the names in pipeline.toml and run `coinstream local up`"

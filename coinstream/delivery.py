@@ -18,6 +18,7 @@ from coinstream.errors import FatalError
 
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _JSONPATHS = re.compile(r"FORMAT\s+AS\s+JSON\s+'s3://[^/']+/([^']+)'", re.IGNORECASE)
+_MAXERROR = re.compile(r"\bMAXERROR\s+(?:AS\s+)?(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class DeliveryStream:
     error_prefix: str
     jsonpaths_key: str
     definition: dict[str, Any]
+    #: COPY's MAXERROR: rows one COPY may reject before the whole COPY fails (Redshift's default is 0)
+    max_errors: int = 0
 
     @property
     def jsonpaths_file(self) -> str:
@@ -68,6 +71,7 @@ def _load(kind: str, path: Path, values: dict[str, str]) -> DeliveryStream:
             error_prefix=s3.get("ErrorOutputPrefix", ""),
             jsonpaths_key=match.group(1),
             definition=definition,
+            max_errors=int(m.group(1)) if (m := _MAXERROR.search(copy.get("CopyOptions", ""))) else 0,
         )
     except json.JSONDecodeError as exc:
         raise FatalError(f"{path}: not valid JSON ({exc})") from None

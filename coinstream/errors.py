@@ -29,3 +29,7 @@ class SkippableError(CoinstreamError):
 
 class BadPayload(SkippableError):
     """An API answer that is not what the API documents; the run logs it and fetches nothing from it."""
+
+
+class RefusedError(SkippableError):
+    """A service refused this content for good (too large, invalid): the records in it are dead-lettered."""

@@ -7,7 +7,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_never,
+    wait_exponential_jitter,
+)
 
 from coinstream.errors import RetryAfter, TransientError
 
@@ -15,18 +22,23 @@ from coinstream.errors import RetryAfter, TransientError
 def retrying(
     logger: logging.Logger,
     *,
-    max_attempts: int,
+    max_attempts: int | None,
     initial: float = 0.2,
     max_wait: float = 10.0,
     sleep: Callable[[float], None] | None = None,
     reraise: bool = True,
 ) -> Retrying:
-    """A tenacity Retrying that retries TransientError only and says why before it sleeps."""
+    """A tenacity Retrying that retries TransientError only and says why before it sleeps.
+
+    `max_attempts=None` retries until it works: for a caller that must not move on (a KCL record
+    processor whose shard waits for Firehose to come back).
+    """
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        logger.warning("%s; retrying in %.1fs (attempt %d of %d)", exc, wait, state.attempt_number, max_attempts)
+        of = "" if max_attempts is None else f" of {max_attempts}"
+        logger.warning("%s; retrying in %.1fs (attempt %d%s)", exc, wait, state.attempt_number, of)
 
     backoff = wait_exponential_jitter(multiplier=initial, max=max_wait)
 
@@ -38,7 +50,7 @@ def retrying(
 
     extra: dict[str, Any] = {"sleep": sleep} if sleep else {}
     return Retrying(
-        stop=stop_after_attempt(max_attempts),
+        stop=stop_never if max_attempts is None else stop_after_attempt(max_attempts),
         wait=wait,
         retry=retry_if_exception_type(TransientError),
         before_sleep=before_sleep,

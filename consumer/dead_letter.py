@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,15 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A stream record as it arrived, kept beside its row so it can be dead-lettered if the row is refused."""
+
+    sequence_number: str
+    partition_key: str
+    data: bytes
 
 
 class DeadLetterSink:
@@ -44,6 +54,10 @@ class DeadLetterSink:
             "data_base64": base64.b64encode(data).decode(),
         }
         self._lines.append(json.dumps(entry).encode() + b"\n")
+
+    def add_origin(self, shard_id: str, origin: Origin, reason: str) -> None:
+        """Queue the record a refused row came from."""
+        self.add(shard_id, origin.sequence_number, origin.partition_key, origin.data, reason)
 
     def flush(self) -> int:
         """Write the queued records to S3; raises TransientError if S3 keeps refusing."""

@@ -1,16 +1,22 @@
-"""Firehose sink: packs rows into PutRecordBatch calls and resends only the entries that failed."""
+"""Firehose sink: packs rows into ~5 KB records, sends them in PutRecordBatch calls, resends only failed entries.
+
+Every row travels with the stream record it came from (its `Origin`), so a row Firehose refuses for
+good (too large, invalid) is handed back with the service's reason and that record is dead-lettered,
+while the rest of the batch is delivered.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from coinstream.aws import classify
 from coinstream.batch import group, resend_failures
-from coinstream.errors import TransientError
+from coinstream.errors import RefusedError, TransientError
 from coinstream.records import Kind
+from consumer.dead_letter import Origin
 
 if TYPE_CHECKING:
     from mypy_boto3_firehose import FirehoseClient
@@ -23,19 +29,28 @@ MAX_BYTES_PER_RECORD = 1000 * 1024
 #: Firehose bills ingestion in 5 KB units: pack newline-joined rows up to just under one unit.
 DEFAULT_TARGET_RECORD_BYTES = 5000
 
+T = TypeVar("T")
+
+
+def pack_with(rows: Sequence[tuple[bytes, T]], target: int) -> Iterator[tuple[bytes, list[T]]]:
+    """Join newline-terminated rows into records of about `target` bytes, in order, each with what its rows carry."""
+    chunk: list[bytes] = []
+    tags: list[T] = []
+    size = 0
+    for row, tag in rows:
+        if chunk and size + len(row) > target:
+            yield b"".join(chunk), tags
+            chunk, tags, size = [], [], 0
+        chunk.append(row)
+        tags.append(tag)
+        size += len(row)
+    if chunk:
+        yield b"".join(chunk), tags
+
 
 def pack(rows: list[bytes], target: int = DEFAULT_TARGET_RECORD_BYTES) -> Iterator[bytes]:
     """Join newline-terminated rows into Firehose records of about `target` bytes (a longer row goes alone)."""
-    chunk: list[bytes] = []
-    size = 0
-    for row in rows:
-        if chunk and size + len(row) > target:
-            yield b"".join(chunk)
-            chunk, size = [], 0
-        chunk.append(row)
-        size += len(row)
-    if chunk:
-        yield b"".join(chunk)
+    return (record for record, _ in pack_with([(row, None) for row in rows], target))
 
 
 def calls(records: list[bytes]) -> Iterator[list[bytes]]:
@@ -44,7 +59,7 @@ def calls(records: list[bytes]) -> Iterator[list[bytes]]:
 
 
 class FirehoseSink:
-    """Rows in (`add`), delivered rows out (`flush`): returns only when Firehose accepted every row."""
+    """Rows in (`add`), delivered rows out (`flush`). Rows leave the queue only once Firehose took them."""
 
     def __init__(
         self,
@@ -62,32 +77,66 @@ class FirehoseSink:
         self.max_attempts = max_attempts
         self.max_wait = max_wait
         self._sleep = sleep
-        self._rows: dict[Kind, list[bytes]] = {}
+        self._rows: dict[Kind, list[tuple[bytes, Origin]]] = {}
         self.delivered_rows = 0
         self.delivered_records = 0
 
-    def add(self, kind: Kind, row: dict[str, Any]) -> None:
-        """Queue one row for the delivery stream of its kind."""
+    def add(self, kind: Kind, row: dict[str, Any], origin: Origin) -> None:
+        """Queue one row for the delivery stream of its kind; a row Firehose could never take is refused now."""
         line = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-        self._rows.setdefault(kind, []).append(line)
+        if len(line) > MAX_BYTES_PER_RECORD:
+            raise RefusedError(f"its row is {len(line):,} bytes, over Firehose's 1,000 KiB record limit")
+        self._rows.setdefault(kind, []).append((line, origin))
 
     def pending_rows(self) -> int:
         """Rows added but not yet delivered."""
         return sum(len(v) for v in self._rows.values())
 
-    def flush(self) -> int:
-        """Deliver every queued row; raise TransientError if Firehose still refuses after the retries."""
-        delivered = 0
+    def flush(self) -> list[tuple[Origin, str]]:
+        """Deliver every queued row. Returns the rows Firehose refused for good (with why); raises
+        TransientError while Firehose is unreachable (the undelivered rows stay queued, nothing twice)."""
+        refused: list[tuple[Origin, str]] = []
         for kind in list(self._rows):
-            rows = self._rows[kind]
-            stream = self.streams_by_kind[kind]
-            for batch in calls(list(pack(rows, self.target_record_bytes))):
-                self._put(stream, batch)
-                self.delivered_records += len(batch)
-            delivered += len(rows)
+            queue = self._rows[kind]
+            stream = self.streams_by_kind.get(kind)
+            if stream is None:
+                refused.extend((origin, f"no delivery stream for record kind {kind.value!r}") for _, origin in queue)
+                del self._rows[kind]
+                continue
+            packed = list(pack_with(queue, self.target_record_bytes))
+            for call in group(
+                packed, lambda p: len(p[0]), max_count=MAX_RECORDS_PER_CALL, max_bytes=MAX_BYTES_PER_CALL
+            ):
+                try:
+                    self._put(stream, [record for record, _ in call])
+                except RefusedError:
+                    refused.extend(self._isolate(stream, call))
+                rows = sum(len(origins) for _, origins in call)
+                del queue[:rows]  # pack and group keep the order: this call carried the queue's first rows
+                self.delivered_rows += rows
+                self.delivered_records += len(call)
             del self._rows[kind]
-        self.delivered_rows += delivered
-        return delivered
+        self.delivered_rows -= len(refused)
+        return refused
+
+    def _isolate(self, stream: str, call: list[tuple[bytes, list[Origin]]]) -> list[tuple[Origin, str]]:
+        """A call was refused: send its records one by one, then a refused record's rows one by one."""
+        refused: list[tuple[Origin, str]] = []
+        for record, origins in call:
+            try:
+                self._put(stream, [record])
+                continue
+            except RefusedError as exc:
+                if len(origins) == 1:
+                    refused.append((origins[0], str(exc)))
+                    continue
+            for line in record.splitlines(keepends=True):
+                origin = origins.pop(0)
+                try:
+                    self._put(stream, [line])
+                except RefusedError as exc:
+                    refused.append((origin, str(exc)))
+        return refused
 
     def _put(self, stream: str, batch: list[bytes]) -> None:
         def send(pending: Sequence[bytes]) -> list[str | None]:

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from coinstream.aws import classify
+from coinstream.errors import RefusedError
 from coinstream.live_table import minute_pk
 from coinstream.records import Kind
 from coinstream.retry import retrying
+from consumer.dead_letter import Origin
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -36,40 +38,49 @@ class LiveMetricsSink:
         self.dynamodb = dynamodb
         self.ttl_days = ttl_days
         self.max_attempts = max_attempts
-        self._posts: dict[tuple[str, str], list[str]] = defaultdict(list)
-        self._candles: list[dict[str, Any]] = []
+        self._posts: dict[tuple[str, str], list[tuple[str, Origin | None]]] = defaultdict(list)
+        self._candles: list[tuple[dict[str, Any], Origin | None]] = []
+        self.written = 0
 
-    def add(self, kind: Kind, row: dict[str, Any]) -> None:
-        """Queue one enriched row."""
+    def add(self, kind: Kind, row: dict[str, Any], origin: Origin | None = None) -> None:
+        """Queue one enriched row (with the stream record it came from, to dead-letter it if it is refused)."""
         if kind == Kind.POST:
-            self._posts[(row["minute_utc"], row["source"])].append(row["record_key"])
+            self._posts[(row["minute_utc"], row["source"])].append((row["record_key"], origin))
         elif kind == Kind.CANDLE:
-            self._candles.append(row)
+            self._candles.append((row, origin))
 
     def pending_rows(self) -> int:
         """Rows added but not yet written."""
         return sum(len(v) for v in self._posts.values()) + len(self._candles)
 
-    def flush(self) -> int:
-        """Write everything queued; raises TransientError if DynamoDB keeps refusing."""
-        written = 0
+    def flush(self) -> list[tuple[Origin, str]]:
+        """Write everything queued; returns the rows DynamoDB refused for good (with why); raises
+        TransientError if DynamoDB keeps failing (what was not written stays queued)."""
+        refused: list[tuple[Origin | None, str]] = []
         expires = str(int((datetime.now(UTC) + timedelta(days=self.ttl_days)).timestamp()))
         for (minute_utc, source), keys in list(self._posts.items()):
-            for start in range(0, len(keys), _KEYS_PER_TRANSACTION):
-                chunk = keys[start : start + _KEYS_PER_TRANSACTION]
-                for attempt in retrying(logger, max_attempts=self.max_attempts):
-                    with attempt:
-                        self._count_posts(minute_pk(minute_utc), source, chunk, expires)
-                written += len(chunk)
+            while keys:
+                chunk = keys[:_KEYS_PER_TRANSACTION]
+                try:
+                    for attempt in retrying(logger, max_attempts=self.max_attempts):
+                        with attempt:
+                            self._count_posts(minute_pk(minute_utc), source, [k for k, _ in chunk], expires)
+                    self.written += len(chunk)
+                except RefusedError as exc:
+                    refused.extend((origin, str(exc)) for _, origin in chunk)
+                del keys[: len(chunk)]
             del self._posts[(minute_utc, source)]
         while self._candles:
-            row = self._candles[0]
-            for attempt in retrying(logger, max_attempts=self.max_attempts):
-                with attempt:
-                    self._set_candle(row, expires)
+            row, origin = self._candles[0]
+            try:
+                for attempt in retrying(logger, max_attempts=self.max_attempts):
+                    with attempt:
+                        self._set_candle(row, expires)
+                self.written += 1
+            except RefusedError as exc:
+                refused.append((origin, str(exc)))
             self._candles.pop(0)
-            written += 1
-        return written
+        return [(origin, reason) for origin, reason in refused if origin is not None]
 
     def _count_posts(self, pk: str, source: str, keys: list[str], expires: str) -> None:
         pending = list(keys)

@@ -6,6 +6,7 @@ Nothing here writes to stdout: stdout belongs to the daemon's protocol.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -15,7 +16,7 @@ from amazon_kclpy.v3 import processor
 from coinstream.errors import SkippableError, TransientError
 from coinstream.records import Envelope, Kind
 from coinstream.retry import retrying
-from consumer.dead_letter import DeadLetterSink
+from consumer.dead_letter import DeadLetterSink, Origin
 from consumer.dedupe import Deduper
 from consumer.enrich import enrich
 
@@ -27,9 +28,9 @@ _CHECKPOINT_RETRIES = 5
 class Sink(Protocol):
     """Where a consumer application sends its rows: Firehose (warehouse app) or live metrics (live app)."""
 
-    def add(self, kind: Kind, row: dict[str, Any]) -> None: ...
+    def add(self, kind: Kind, row: dict[str, Any], origin: Origin) -> None: ...
 
-    def flush(self) -> int: ...
+    def flush(self) -> list[tuple[Origin, str]]: ...
 
     def pending_rows(self) -> int: ...
 
@@ -37,15 +38,29 @@ class Sink(Protocol):
 class RecordProcessor(processor.RecordProcessorBase):
     """Processes one shard: parse, drop exact duplicates, deliver, then checkpoint what was delivered.
 
-    The checkpoint never passes a record whose row Firehose has not accepted: when delivery fails
-    after its retries, the rows stay queued, no checkpoint is taken, and the next call (KCL calls
-    even with no new records) tries again first.
+    Every record ends in exactly one place: a delivered row, a dropped duplicate, or a dead letter
+    with its reason and original bytes. Any failure with one record dead-letters that record and the
+    batch goes on. While Firehose (or S3 for dead letters) is unreachable, `process_records` waits
+    with backoff and does not return, so the daemon waits too and memory stays bounded by one batch;
+    the checkpoint never passes a record that is not delivered or dead-lettered. A failure the
+    processor cannot recover from (a missing delivery stream, no permission) ends the process with a
+    non-zero status, so the daemon restarts it instead of acknowledging work that was not done.
     """
 
-    def __init__(self, sink: Sink, dead_letters: DeadLetterSink, deduper: Deduper | None = None) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        dead_letters: DeadLetterSink,
+        deduper: Deduper | None = None,
+        *,
+        max_delivery_attempts: int | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         self.sink = sink
         self.dead_letters = dead_letters
         self.deduper = deduper or Deduper()
+        self.max_delivery_attempts = max_delivery_attempts
+        self._sleep = sleep
         self.shard_id = "?"
         self._uncheckpointed: tuple[str, int] | None = None
         self.seen = 0
@@ -59,26 +74,36 @@ class RecordProcessor(processor.RecordProcessorBase):
         now = datetime.now(UTC)
         for record in process_records_input.records:
             self.seen += 1
-            data = record.binary_data
-            try:
-                envelope = Envelope.from_bytes(data)
-                if self.deduper.admit(envelope):
-                    self.sink.add(envelope.kind, enrich(envelope, now))
-            except SkippableError as exc:
-                self.dead_letters.add(self.shard_id, record.sequence_number, record.partition_key, data, str(exc))
-            except KeyError as exc:
-                reason = f"no delivery stream for record kind {exc.args[0]!r}"
-                self.dead_letters.add(self.shard_id, record.sequence_number, record.partition_key, data, reason)
+            self._handle(Origin(record.sequence_number, record.partition_key, record.binary_data), now)
             self._uncheckpointed = (record.sequence_number, record.sub_sequence_number)
         if self._deliver():
             self._checkpoint(process_records_input.checkpointer)
 
-    def _deliver(self) -> bool:
+    def _handle(self, origin: Origin, now: datetime) -> None:
+        """One record to a queued row, a dropped duplicate or a dead letter; never raises."""
         try:
-            self.dead_letters.flush()
-            self.sink.flush()
+            envelope = Envelope.from_bytes(origin.data)
+            row = enrich(envelope, now)
+            if self.deduper.admit(envelope):
+                self.sink.add(envelope.kind, row, origin)
+        except SkippableError as exc:
+            self.dead_letters.add_origin(self.shard_id, origin, str(exc))
+        except Exception as exc:  # a surprise with one record costs that record, never the rest of the shard
+            logger.exception("shard %s: record %s could not be processed", self.shard_id, origin.sequence_number)
+            self.dead_letters.add_origin(self.shard_id, origin, f"could not be processed: {type(exc).__name__}: {exc}")
+
+    def _deliver(self) -> bool:
+        """Deliver every queued row and dead letter, waiting out transient failures; True when all are safe."""
+        try:
+            for attempt in retrying(
+                logger, max_attempts=self.max_delivery_attempts, initial=0.5, max_wait=30.0, sleep=self._sleep
+            ):
+                with attempt:
+                    for origin, reason in self.sink.flush():
+                        self.dead_letters.add_origin(self.shard_id, origin, f"refused by the delivery stream: {reason}")
+                    self.dead_letters.flush()
             return True
-        except TransientError as exc:
+        except TransientError as exc:  # only with a bound on the attempts (tests): hold the rows, no checkpoint
             logger.error(
                 "shard %s: delivery failed, holding %d rows and not checkpointing: %s",
                 self.shard_id,
@@ -86,6 +111,15 @@ class RecordProcessor(processor.RecordProcessorBase):
                 exc,
             )
             return False
+        except Exception:
+            logger.critical(
+                "shard %s: cannot deliver and cannot recover; exiting so the daemon restarts this processor "
+                "(%d rows not delivered, no checkpoint taken)",
+                self.shard_id,
+                self.sink.pending_rows(),
+                exc_info=True,
+            )
+            raise SystemExit(1) from None
 
     def _checkpoint(self, checkpointer: Any, at_end: bool = False) -> None:
         """Checkpoint at the last record handed to us (at_end: a bare checkpoint, as KCL asks at shard end)."""

@@ -123,6 +123,8 @@ class LoadReport:
     objects_skipped: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    #: objects whose COPY failed whole (more rejected rows than MAXERROR): left unloaded, retried next time
+    objects_failed: int = 0
 
 
 class Warehouse:
@@ -192,7 +194,16 @@ class Warehouse:
                     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
                 except Exception as exc:
                     raise classify(exc, f"reading s3://{bucket}/{key}") from None
-                rows, errors = self._copy(key, stream.table, columns, paths, body, etag)
+                rows, errors = self._copy(key, stream.table, columns, paths, body, etag, stream.max_errors)
+                if rows < 0:  # as Firehose does once its retries end: the object goes under the error prefix
+                    report.objects_failed += 1
+                    report.errors += errors
+                    parked = stream.error_prefix + key.removeprefix(stream.prefix)
+                    try:
+                        s3.copy_object(Bucket=bucket, Key=parked, CopySource={"Bucket": bucket, "Key": key})
+                    except Exception as exc:
+                        raise classify(exc, f"parking s3://{bucket}/{key} under {stream.error_prefix}") from None
+                    continue
                 report.objects_loaded += 1
                 report.rows[stream.table] += rows
                 report.errors += errors
@@ -207,8 +218,17 @@ class Warehouse:
         return [(str(n), str(t), bool(nullable)) for n, t, nullable in rows]
 
     def _copy(
-        self, key: str, table: str, columns: list[str], paths: list[list[str | int]], body: bytes, etag: str
+        self,
+        key: str,
+        table: str,
+        columns: list[str],
+        paths: list[list[str | int]],
+        body: bytes,
+        etag: str,
+        max_errors: int,
     ) -> tuple[int, int]:
+        """COPY one object as Redshift does: up to `max_errors` rejected rows go to stl_load_errors and the rest
+        load; past that the whole COPY fails, nothing of the object loads, and (-1, errors) is returned."""
         staged, errors = [], []
         for number, line in enumerate(body.splitlines(), start=1):
             if not line.strip():
@@ -248,6 +268,16 @@ class Warehouse:
                 errors.append(
                     (key, line_number, table, "a value does not fit its column's type or NOT NULL", raw[:1024])
                 )
+            if len(errors) > max_errors:
+                failed = f"COPY failed: {len(errors)} rows rejected, over MAXERROR {max_errors}; nothing of it loaded"
+                errors.append((key, 0, table, failed, ""))
+                self.db.executemany("INSERT INTO stl_load_errors VALUES (?, ?, ?, ?, ?, now())", errors)
+                # recorded with -1 rows: a failed COPY is not retried by later loads (Firehose parks it too)
+                self.db.execute("INSERT INTO coinstream_loaded_objects VALUES (?, ?, ?, -1, now())", [key, table, etag])
+                self.db.execute("DROP TABLE coinstream_stage")
+                self.db.execute("COMMIT")
+                logger.error("%s: %s (see stl_load_errors)", key, failed)
+                return -1, len(errors) - 1
             self.db.execute(
                 f"INSERT INTO {table} ({column_list}) SELECT {casts} FROM coinstream_stage "  # noqa: S608
                 f"WHERE NOT ({bad_checks}) ORDER BY line"

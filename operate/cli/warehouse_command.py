@@ -106,4 +106,10 @@ def load() -> None:
     out.print(
         f"loaded {report.objects_loaded} objects ({rows}); {report.objects_skipped} already loaded; "
         f"{report.errors} rows rejected"
+        + (
+            f"; {report.objects_failed} objects failed whole (over MAXERROR: see stl_load_errors; "
+            "parked under the stream's error prefix, as Firehose does)"
+            if report.objects_failed
+            else ""
+        )
     )

@@ -32,7 +32,7 @@ def test_posts_are_counted_once_per_minute_and_source_even_when_replayed(dynamod
     sink = LiveMetricsSink(TABLE, dynamodb)
     for p in posts[100:]:  # overlaps the first pass by 20 posts
         sink.add("post", enrich(p, FETCHED))
-    assert sink.flush() == 51 and sink.pending_rows() == 0
+    assert sink.flush() == [] and sink.written == 51 and sink.pending_rows() == 0
     minutes = read_minutes(dynamodb, TABLE)
     assert [m["minute"] for m in minutes] == ["2026-11-27T12:00Z", "2026-11-27T12:01Z"]
     assert minutes[0]["posts"] == {"x": 75, "bluesky": 1} and minutes[1]["posts"] == {"x": 75}

@@ -9,41 +9,18 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 from amazon_kclpy import kcl
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
 from consumer.firehose_sink import FirehoseSink, pack
 from consumer.processor import RecordProcessor
 from tests.conftest import make_candle, make_post
-
-BUCKET = "landing"
-STREAMS = {"candle": "fh-candles", "post": "fh-posts"}
-
-
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        firehose = boto3.client("firehose", region_name="us-east-1")
-        for kind, name in STREAMS.items():
-            firehose.create_delivery_stream(
-                DeliveryStreamName=name,
-                ExtendedS3DestinationConfiguration={
-                    "RoleARN": "arn:aws:iam::000000000000:role/x",
-                    "BucketARN": f"arn:aws:s3:::{BUCKET}",
-                    "Prefix": f"firehose/{kind}/",
-                },
-            )
-        yield {"s3": s3, "firehose": firehose}
+from tests.unit.conftest import BUCKET, STREAMS
 
 
 def kcl_record(data: bytes, seq: int, key: str = "pk") -> dict[str, Any]:
@@ -121,10 +98,10 @@ def landed_rows(s3: Any, prefix: str) -> list[dict[str, Any]]:
     return rows
 
 
-def make_processor(aws: dict[str, Any], firehose: Any = None) -> RecordProcessor:
+def make_processor(aws: dict[str, Any], firehose: Any = None, sleep: Any = None) -> RecordProcessor:
     sink = FirehoseSink(STREAMS, firehose or aws["firehose"], sleep=lambda _: None, max_attempts=2)
     dead = DeadLetterSink(BUCKET, "dead-letter/", "warehouse", aws["s3"])
-    return RecordProcessor(sink, dead, Deduper(capacity=1000))
+    return RecordProcessor(sink, dead, Deduper(capacity=1000), sleep=sleep or (lambda _: None))
 
 
 def test_rows_are_delivered_by_kind_and_then_checkpointed(aws: dict[str, Any]) -> None:
@@ -191,22 +168,23 @@ def test_poison_records_are_dead_lettered_with_reason_and_the_shard_moves_on(aws
     assert {x["sequence_number"] for x in letters} == {"101", "103", "104"}
 
 
-def test_no_checkpoint_until_firehose_accepts_then_the_held_rows_go_first(aws: dict[str, Any]) -> None:
+def test_while_firehose_is_down_the_call_waits_and_checkpoints_only_after_delivery(aws: dict[str, Any]) -> None:
     firehose = boto3.client("firehose", region_name="us-east-1")
     posts = [make_post(str(i)) for i in range(3)]
+    waits: list[float] = []
     with Stubber(firehose) as stub:
-        for _ in range(2):  # both attempts of the first flush are throttled
+        for _ in range(6):  # three flushes of two attempts each are refused: the processor keeps waiting
             stub.add_client_error("put_record_batch", "ServiceUnavailableException", "busy", 503)
         stub.add_response("put_record_batch", {"FailedPutCount": 0, "RequestResponses": [{"RecordId": "a"}]})
-        out = drive(make_processor(aws, firehose), [[p.to_bytes() for p in posts], []])
+        out = drive(make_processor(aws, firehose, sleep=waits.append), [[p.to_bytes() for p in posts], []])
         stub.assert_no_pending_responses()
     checkpoints = [m for m in out if m["action"] == "checkpoint"]
-    # the first batch was not checkpointed; the empty second call delivered the held rows and checkpointed
-    # then the shutdown's final bare checkpoint
+    # the batch's call did not return before Firehose took its rows; then it checkpointed, once
     assert [c["sequenceNumber"] for c in checkpoints] == ["103", None]
+    assert len(waits) == 3  # the processor's own waits between flushes (the sink's inner waits are not counted)
     statuses = [m["responseFor"] for m in out if m["action"] == "status"]
     assert statuses == ["initialize", "processRecords", "processRecords", "shutdownRequested"]
-    assert out.index(checkpoints[0]) > out.index({"action": "status", "responseFor": "processRecords"})
+    assert out.index(checkpoints[0]) < out.index({"action": "status", "responseFor": "processRecords"})
 
 
 def test_checkpoint_throttling_is_retried(aws: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -122,3 +123,21 @@ def test_ddl_that_is_not_redshift_fails_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "001.sql").write_text("CREATE TABLE t (a INT;")
     with pytest.raises(FatalError, match="001.sql: not valid Redshift SQL"):
         Warehouse(tmp_path / "w.duckdb", tmp_path).apply_ddl()
+
+
+def test_an_object_with_more_bad_rows_than_maxerror_fails_whole_and_is_parked(s3: Any, warehouse: Warehouse) -> None:
+    posts = next(s for s in streams() if s.table == "raw_posts")
+    assert posts.max_errors == 1000  # the rule the Firehose COPY options set, shared with this loader
+    strict = dataclasses.replace(posts, max_errors=1)
+    good = [json.dumps(to_row(make_post(str(i)), FETCHED)).encode() + b"\n" for i in range(3)]
+    put_rows(s3, "firehose/posts/one-bad", [good[0], b"{not json\n"])
+    put_rows(s3, "firehose/posts/two-bad", [good[1], b"{not json\n", b"[]\n", good[2]])
+    report = warehouse.load(s3, BUCKET, [strict], REPO_ROOT / "s3")
+    assert (report.objects_loaded, report.objects_failed, report.rows["raw_posts"]) == (1, 1, 1)
+    assert warehouse.db.execute("SELECT post_id FROM raw_posts").fetchall() == [("0",)]
+    failed = warehouse.db.execute("SELECT err_reason FROM stl_load_errors WHERE line_number = 0").fetchall()
+    assert failed == [("COPY failed: 2 rows rejected, over MAXERROR 1; nothing of it loaded",)]
+    parked = s3.list_objects_v2(Bucket=BUCKET, Prefix=posts.error_prefix)["Contents"]
+    assert [o["Key"] for o in parked] == [posts.error_prefix + "two-bad"]
+    again = warehouse.load(s3, BUCKET, [strict], REPO_ROOT / "s3")
+    assert again.objects_failed == 0 and again.objects_skipped == 2  # Firehose does not retry a parked batch either
