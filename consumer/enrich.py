@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -12,6 +13,10 @@ from coinstream.text import matched_terms
 from coinstream.timeutil import kst, minute, ts
 
 _SCALE = Decimal(1).scaleb(-DECIMAL_SCALE)
+#: Column widths of raw_posts (bytes, as Redshift counts VARCHAR): a row never holds more.
+TEXT_BYTES = 65535
+HASHTAGS_BYTES = 4096
+CASHTAGS_BYTES = 1024
 _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9})\b")
 
@@ -50,7 +55,9 @@ def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
             "minute_kst": kst(at),
             "post_count": p.count,
         }
-    text = p.text
+    text, cut_text = fit_text(p.text, TEXT_BYTES)
+    hashtags, cut_tags = fit_list(sorted({h.lower() for h in _HASHTAG.findall(text)}), HASHTAGS_BYTES)
+    cashtags, cut_cash = fit_list(sorted({c.upper() for c in _CASHTAG.findall(text)}), CASHTAGS_BYTES)
     return {
         **common,
         "source": envelope.source,
@@ -61,12 +68,33 @@ def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
         "author_id": p.author_id,
         "lang": p.lang or None,
         "text": text,
-        "hashtags": sorted({h.lower() for h in _HASHTAG.findall(text)}),
-        "cashtags": sorted({c.upper() for c in _CASHTAG.findall(text)}),
+        "hashtags": hashtags,
+        "cashtags": cashtags,
         "matched_terms": matched_terms(text),
         "is_retweet": p.is_retweet,
         "is_reply": p.is_reply,
+        "truncated": cut_text or cut_tags or cut_cash,
     }
+
+
+def fit_text(text: str, max_bytes: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_bytes` of UTF-8 at a character boundary, and whether it was cut."""
+    data = text.encode()
+    if len(data) <= max_bytes:
+        return text, False
+    return data[:max_bytes].decode(errors="ignore"), True
+
+
+def fit_list(items: list[str], max_bytes: int) -> tuple[list[str], bool]:
+    """The first items whose JSON array (as COPY stores it in a VARCHAR) fits `max_bytes`, and whether any were left."""
+    kept: list[str] = []
+    size = 2  # []
+    for item in items:
+        size += len(json.dumps(item, ensure_ascii=False).encode()) + (1 if kept else 0)
+        if size > max_bytes:
+            return kept, True
+        kept.append(item)
+    return kept, False
 
 
 def decimal_column(text: str) -> str:

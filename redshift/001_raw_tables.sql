@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS raw_posts (
     is_reply       BOOLEAN,
     simulated      BOOLEAN,
     fetched_at     TIMESTAMP      NOT NULL,
-    processed_at   TIMESTAMP      NOT NULL
+    processed_at   TIMESTAMP      NOT NULL,
+    -- the text or a tag list was cut to fit its column (added last: ALTER TABLE ... ADD COLUMN upgrades)
+    truncated      BOOLEAN
 )
 DISTSTYLE EVEN
 COMPOUND SORTKEY (minute_utc, source);

@@ -150,14 +150,31 @@ class Warehouse:
         self.db.execute(_LEDGER)
         for sql_file in sorted(self.redshift_dir.glob("*.sql")):
             for statement in redshift_statements(sql_file):
+                name = None
                 if isinstance(statement, exp.Create) and statement.kind == "TABLE":
                     schema = statement.this
                     name = schema.this.name if isinstance(schema, exp.Schema) else schema.name
                     self._columns[name] = [c.name for c in statement.find_all(exp.ColumnDef)]
                 try:
                     self.db.execute(to_duckdb(statement))
+                    if name is not None:
+                        self._add_new_columns(name, statement)
                 except duckdb.Error as exc:
                     raise FatalError(f"{sql_file}: does not run on the local warehouse: {exc}") from None
+
+    def _add_new_columns(self, table: str, create: exp.Expr) -> None:
+        """A warehouse file made by an older version gets the columns added since (always appended last, as
+        Redshift's ALTER TABLE ADD COLUMN does), so COPY's column order still matches the jsonpaths."""
+        have = {
+            r[0]
+            for r in self.db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        }
+        for column in create.find_all(exp.ColumnDef):
+            if column.name not in have:
+                kind = column.args["kind"].sql(dialect="duckdb")
+                self.db.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {kind}')
 
     def columns(self, table: str) -> list[str]:
         """Column names of a table, in DDL (and so COPY) order."""

@@ -111,7 +111,7 @@ def test_minute_metrics_counts_posts_once_and_zero_fills(tmp_path: Path) -> None
         row = enrich(post, now)
         for _ in range(copies):  # the same post delivered twice counts once
             wh.db.execute(
-                f"INSERT INTO raw_posts VALUES ({', '.join('?' for _ in range(17))})",
+                f"INSERT INTO raw_posts VALUES ({', '.join('?' for _ in range(18))})",
                 [
                     json.dumps(v) if isinstance(v, list) else v
                     for v in (
@@ -134,6 +134,7 @@ def test_minute_metrics_counts_posts_once_and_zero_fills(tmp_path: Path) -> None
                             "simulated",
                             "fetched_at",
                             "processed_at",
+                            "truncated",
                         )
                     )
                 ],

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from coinstream.text import matched_terms
@@ -47,3 +48,19 @@ def test_candle_row_keeps_numbers_exact_and_shows_kst() -> None:
 def test_btc_matches_only_as_a_word() -> None:
     assert matched_terms("BTC to the moon") == ["btc"]
     assert matched_terms("wbtcx is not it") == []
+
+
+def test_a_huge_post_fits_its_columns_and_says_it_was_cut() -> None:
+    from coinstream import records
+    from consumer.enrich import CASHTAGS_BYTES, HASHTAGS_BYTES, TEXT_BYTES
+    from consumer.firehose_sink import MAX_BYTES_PER_RECORD
+
+    text = " ".join(f"#비트코인{i} $BTC{i % 999}" for i in range(20_000))  # ~496 KB of tags, as the issue found
+    post = records.post("x", "1", FETCHED, FETCHED, text=text)
+    row = enrich(post, FETCHED)
+    encoded = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode()
+    assert row["truncated"] is True and len(encoded) < MAX_BYTES_PER_RECORD
+    assert len(row["text"].encode()) <= TEXT_BYTES and text.startswith(row["text"])
+    assert len(json.dumps(row["hashtags"], ensure_ascii=False, separators=(",", ":")).encode()) <= HASHTAGS_BYTES
+    assert len(json.dumps(row["cashtags"], ensure_ascii=False, separators=(",", ":")).encode()) <= CASHTAGS_BYTES
+    assert enrich(records.post("x", "2", FETCHED, FETCHED, text="#bitcoin up"), FETCHED)["truncated"] is False

@@ -105,7 +105,7 @@ def test_jsonpaths_count_must_match_the_table(tmp_path: Path, s3: Any, warehouse
     doc = json.loads((s3_dir / "posts_jsonpaths.json").read_text())
     doc["jsonpaths"].pop()
     (s3_dir / "posts_jsonpaths.json").write_text(json.dumps(doc))
-    with pytest.raises(FatalError, match="16 jsonpaths for 17 columns of raw_posts"):
+    with pytest.raises(FatalError, match="17 jsonpaths for 18 columns of raw_posts"):
         warehouse.load(s3, BUCKET, streams(), s3_dir)
 
 
@@ -141,3 +141,23 @@ def test_an_object_with_more_bad_rows_than_maxerror_fails_whole_and_is_parked(s3
     assert [o["Key"] for o in parked] == [posts.error_prefix + "two-bad"]
     again = warehouse.load(s3, BUCKET, [strict], REPO_ROOT / "s3")
     assert again.objects_failed == 0 and again.objects_skipped == 2  # Firehose does not retry a parked batch either
+
+
+def test_a_warehouse_from_before_a_new_column_gets_it_appended(tmp_path: Path, s3: Any) -> None:
+    import duckdb
+
+    old = tmp_path / "old.duckdb"
+    wh = Warehouse(old, REPO_ROOT / "redshift")
+    wh.apply_ddl()
+    wh.close()
+    db = duckdb.connect(str(old))
+    db.execute("ALTER TABLE raw_posts DROP COLUMN truncated")  # as a warehouse made before the column existed
+    db.close()
+    wh = Warehouse(old, REPO_ROOT / "redshift")
+    try:
+        wh.apply_ddl()
+        put_rows(s3, "firehose/posts/a", [to_row(make_post("1"), FETCHED)])
+        assert wh.load(s3, BUCKET, streams(), REPO_ROOT / "s3").rows["raw_posts"] == 1
+        assert wh.db.execute("SELECT post_id, truncated FROM raw_posts").fetchall() == [("1", False)]
+    finally:
+        wh.close()
