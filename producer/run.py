@@ -44,6 +44,8 @@ class Outcome:
     spooled: int = 0
     drained: int = 0
     refused: int = 0
+    #: malformed items the source skipped (each logged with its reason)
+    skipped: int = 0
     message: str = ""
 
 
@@ -73,7 +75,7 @@ def produce(
             state = state_file.load()
             cursor = fetcher.cursor_type.model_validate(state) if state else None
             envelopes, moved = fetcher.fetch(cursor, now or datetime.now(UTC))
-            out = Outcome(Code.SENT, fetched=len(envelopes), drained=drained.sent)
+            out = Outcome(Code.SENT, fetched=len(envelopes), drained=drained.sent, skipped=len(fetcher.skips.reasons))
             if envelopes:
                 result = writer.put(envelopes)
                 spool.refuse(result.refused)
@@ -89,6 +91,11 @@ def produce(
                 out.code = Code.PARTIAL
                 out.message = f"{waiting} records wait in the spool {spool.folder} for the next run"
                 logger.warning("%s: %s", name, out.message)
+            elif drained.quarantined:
+                out.code = Code.PARTIAL
+                out.message = (
+                    f"{drained.quarantined} unreadable spool lines quarantined in {spool.folder / 'quarantine'}"
+                )
             elif not envelopes and not drained.sent:
                 out.code = Code.NOTHING
                 out.message = "nothing new to send"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ class DrainResult:
     sent: int = 0
     left: int = 0
     files_done: int = 0
+    #: spool lines that could not be read back: kept with the reason under quarantine/, never resent
+    quarantined: int = 0
 
 
 class Spool:
@@ -67,13 +68,12 @@ class Spool:
         """Send spooled records, oldest file first; stop at the first file the stream does not take whole."""
         result = DrainResult()
         for file in self.files():
-            try:
-                envelopes = [Envelope.from_bytes(line) for line in file.read_bytes().splitlines() if line.strip()]
-            except Exception as exc:
-                bad = file.with_suffix(".unreadable")
-                os.replace(file, bad)
-                logger.error("spool file %s cannot be read (%s); moved aside to %s", file, exc, bad)
-                continue
+            envelopes, bad = self._read(file)
+            if bad:
+                self.quarantine(file.name, bad)
+                result.quarantined += len(bad)
+                # the good lines stay in the file until the stream took them, the bad ones are gone from it
+                write_atomically(file, b"".join(e.to_bytes() + b"\n" for e in envelopes))
             put = writer.put(envelopes)
             result.sent += put.sent
             self.refuse(put.refused)
@@ -84,6 +84,32 @@ class Spool:
             result.files_done += 1
         result.left = self.pending()
         return result
+
+    @staticmethod
+    def _read(file: Path) -> tuple[list[Envelope], list[tuple[bytes, str]]]:
+        """The envelopes of a spool file, and each line that is not one (with why)."""
+        good: list[Envelope] = []
+        bad: list[tuple[bytes, str]] = []
+        for line in file.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            try:
+                good.append(Envelope.from_bytes(line))
+            except Exception as exc:  # a damaged line (disk, a hand edit) costs that line only
+                bad.append((line, str(exc)))
+        return good, bad
+
+    def quarantine(self, source: str, lines: list[tuple[bytes, str]]) -> None:
+        """Keep unreadable spool lines, each with its reason, under quarantine/ (never resent)."""
+        folder = self.folder / "quarantine"
+        folder.mkdir(parents=True, exist_ok=True)
+        body = b"".join(
+            json.dumps({"reason": why, "spool_file": source, "line": line.decode(errors="replace")}).encode() + b"\n"
+            for line, why in lines
+        )
+        target = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.jsonl"
+        write_atomically(target, body)
+        logger.error("%d unreadable spool lines of %s quarantined in %s with the reason", len(lines), source, target)
 
     def refuse(self, refused: list[tuple[Envelope, str]]) -> None:
         """Keep records the stream can never take (over 1 MiB) in `refused/`, each with its reason."""

@@ -22,6 +22,7 @@ def _produce(kind: Kind, source: str, from_dir: Path | None, market: str, backfi
     out.print(
         f"{kind.value}s ({source}): {o.fetched} fetched, {o.sent} sent to {pipeline.stream_name}, "
         f"{o.drained} sent from the spool, {o.spooled} spooled, {o.refused} refused"
+        + (f", {o.skipped} malformed items skipped (see the log)" if o.skipped else "")
         + (f"; {o.message}" if o.message else "")
     )
     raise typer.Exit(int(o.code))

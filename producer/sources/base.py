@@ -8,8 +8,9 @@ shows up in the CLI's help, in `coinstream doctor` and in the offline replayer b
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,10 +20,12 @@ from pydantic import BaseModel, ConfigDict
 
 from coinstream import records
 from coinstream.config import Settings
-from coinstream.errors import BadPayload, SkippableError
+from coinstream.errors import BadPayload, CoinstreamError, SkippableError
 from coinstream.http import ApiClient
 from coinstream.records import Envelope, Kind
 from coinstream.timeutil import epoch_minute, minute_start
+
+logger = logging.getLogger(__name__)
 
 
 class Cursor(BaseModel):
@@ -39,6 +42,41 @@ class MinuteCursor(Cursor):
     """The last closed minute already emitted (epoch minutes)."""
 
     last_minute: int
+
+
+#: Told the reason each time a malformed item is skipped (a `Skips`, or anything that logs).
+OnSkip = Callable[[str], None]
+
+
+class Skips:
+    """The malformed items one run skipped: a log line each, counted in the run's summary; the run goes on."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def __call__(self, reason: str) -> None:
+        logger.warning("skipped a malformed item: %s", reason)
+        self.reasons.append(reason)
+
+
+def parse_items(
+    items: Iterable[Any], build: Callable[[Any], Envelope | None], what: str, on_skip: OnSkip | None
+) -> list[Envelope]:
+    """Build an envelope from each item; an item that cannot be built is skipped with its reason, never the page."""
+    skip = on_skip or Skips()
+    out: list[Envelope] = []
+    for item in items:
+        try:
+            envelope = build(item)
+        except CoinstreamError as exc:
+            skip(str(exc))
+            continue
+        except Exception as exc:  # a shape nobody foresaw costs that item, not the run
+            skip(f"{what}: {type(exc).__name__}: {exc}"[:300])
+            continue
+        if envelope is not None:
+            out.append(envelope)
+    return out
 
 
 @dataclass(frozen=True)
@@ -94,6 +132,14 @@ class Source(ABC, Generic[C]):
         """What `coinstream doctor` checks for this source (nothing by default)."""
         return []
 
+    @property
+    def skips(self) -> Skips:
+        """Malformed items skipped by this source's fetches (the runner reports them)."""
+        found = self.__dict__.get("_skips")
+        if found is None:
+            found = self.__dict__["_skips"] = Skips()
+        return found
+
 
 def api_probe(what: str, base_url: str, path: str, params: dict[str, Any], fix: str) -> Probe:
     """A doctor probe that asks one API once, without retries."""
@@ -113,8 +159,8 @@ class CandleFetcher(ABC):
         """A client for one market (QUOTE-TARGET) over `api`."""
 
     @abstractmethod
-    def fetch(self, since: datetime | None, now: datetime) -> list[Envelope]:
-        """Closed candles after `since` (one page when None), oldest first."""
+    def fetch(self, since: datetime | None, now: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
+        """Closed candles after `since` (one page when None), oldest first; malformed candles go to `on_skip`."""
 
 
 class ExchangeSource(Source[MinuteCursor]):
@@ -150,7 +196,7 @@ class ExchangeSource(Source[MinuteCursor]):
     def fetch(self, cursor: MinuteCursor | None, now: datetime) -> tuple[list[Envelope], MinuteCursor | None]:
         """Candles of the minutes closed since the cursor's minute."""
         since = minute_start(cursor.last_minute) if cursor else None
-        found = self.candles.fetch(since, now)
+        found = self.candles.fetch(since, now, self.skips)
         if not found:
             return [], cursor
         return found, MinuteCursor(last_minute=epoch_minute(found[-1].event_time))

@@ -20,10 +20,10 @@ from websockets.sync.client import connect
 
 from coinstream import records
 from coinstream.config import Settings
-from coinstream.errors import TransientError
+from coinstream.errors import BadPayload, CoinstreamError, TransientError
 from coinstream.records import Envelope, Kind
 from coinstream.text import matched_terms
-from producer.sources.base import Cursor, RecordedParser, RunOptions, Source
+from producer.sources.base import Cursor, OnSkip, RecordedParser, RunOptions, Source, parse_items
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,19 @@ COLLECTION = "app.bsky.feed.post"
 
 
 def post_from_event(event: Any, fetched_at: datetime) -> Envelope | None:
-    """The envelope of one Jetstream event if it is a new post about bitcoin; None for anything else."""
+    """The envelope of one Jetstream event if it is a new post about bitcoin; None for anything else.
+
+    A malformed event (anyone can publish one to the network) raises BadPayload, never anything else.
+    """
+    try:
+        return _post_from_event(event, fetched_at)
+    except CoinstreamError:
+        raise
+    except Exception as exc:
+        raise BadPayload(f"bluesky event: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _post_from_event(event: Any, fetched_at: datetime) -> Envelope | None:
     if not isinstance(event, dict) or event.get("kind") != "commit":
         return None
     commit = event.get("commit") or {}
@@ -87,7 +99,7 @@ class JetstreamListener:
         self.seconds = seconds
         self.max_posts = max_posts
 
-    def listen(self, cursor: int | None, now: datetime) -> ListenResult:
+    def listen(self, cursor: int | None, now: datetime, on_skip: OnSkip | None = None) -> ListenResult:
         """Read events from `cursor` (or live) within the bounds; a dropped connection ends the run early."""
         query = {"wantedCollections": COLLECTION, **({"cursor": str(cursor)} if cursor else {})}
         posts: list[Envelope] = []
@@ -108,9 +120,13 @@ class JetstreamListener:
                     except ValueError:
                         continue
                     events += 1
-                    if isinstance(event, dict) and isinstance(event.get("time_us"), int):
-                        cursor = event["time_us"]
-                    post = post_from_event(event, now)
+                    if isinstance(event, dict) and type(event.get("time_us")) is int:
+                        cursor = event["time_us"]  # moves past a bad event too: it is never read again
+                    try:
+                        post = post_from_event(event, now)
+                    except CoinstreamError as exc:
+                        (on_skip or logger.warning)(str(exc))
+                        continue
                     if post is not None:
                         posts.append(post)
         except (OSError, WebSocketException) as exc:
@@ -127,8 +143,7 @@ class JetstreamCursor(Cursor):
 
 
 def _recorded_events(body: Any, options: RunOptions, now: datetime) -> list[Envelope]:
-    events = body if isinstance(body, list) else [body]
-    return [post for post in (post_from_event(e, now) for e in events) if post is not None]
+    return parse_items(body if isinstance(body, list) else [body], lambda e: post_from_event(e, now), "bluesky", None)
 
 
 class Bluesky(Source[JetstreamCursor]):
@@ -154,5 +169,5 @@ class Bluesky(Source[JetstreamCursor]):
 
     def fetch(self, cursor: JetstreamCursor | None, now: datetime) -> tuple[list[Envelope], JetstreamCursor | None]:
         """Posts heard since the cursor (or live on the first run)."""
-        heard = self.listener.listen(cursor.cursor if cursor else None, now)
+        heard = self.listener.listen(cursor.cursor if cursor else None, now, self.skips)
         return heard.posts, JetstreamCursor(cursor=heard.cursor) if heard.cursor else cursor

@@ -13,8 +13,10 @@ from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
     ExchangeSource,
+    OnSkip,
     RecordedParser,
     closed_candle,
+    parse_items,
 )
 
 SOURCE = "coinone"
@@ -40,7 +42,7 @@ def _decimal(value: Any, field: str) -> str:
     return format(number, "f")  # plain notation: COPY into DECIMAL takes no exponent
 
 
-def parse_chart(body: Any, market: str, fetched_at: datetime) -> list[Envelope]:
+def parse_chart(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
     """Candle envelopes for the closed minutes of one chart answer, oldest first.
 
     The newest candle is still open while its minute runs: only minutes that ended at or before
@@ -53,17 +55,17 @@ def parse_chart(body: Any, market: str, fetched_at: datetime) -> list[Envelope]:
     chart = body.get("chart")
     if not isinstance(chart, list):
         raise BadPayload("coinone chart: 'chart' is missing or not a list")
-    by_minute: dict[datetime, Envelope] = {}
-    for candle in chart:
+
+    def build(candle: Any) -> Envelope | None:
         if not isinstance(candle, dict):
             raise BadPayload("coinone chart: a candle is not an object")
         try:
             minute = datetime.fromtimestamp(int(candle["timestamp"]) / 1000, tz=UTC)
-        except (KeyError, TypeError, ValueError):
-            raise BadPayload(f"coinone chart: bad timestamp {candle.get('timestamp')!r}") from None
-        candle_env = closed_candle(SOURCE, market, minute, candle, _PRICE_FIELDS, _decimal, fetched_at, "coinone chart")
-        if candle_env is not None:
-            by_minute[minute] = candle_env
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
+            raise BadPayload(f"coinone chart: bad timestamp {str(candle.get('timestamp'))[:40]!r}") from None
+        return closed_candle(SOURCE, market, minute, candle, _PRICE_FIELDS, _decimal, fetched_at, "coinone chart")
+
+    by_minute = {e.event_time: e for e in parse_items(chart, build, "coinone chart", on_skip)}
     return [by_minute[m] for m in sorted(by_minute)]
 
 
@@ -79,21 +81,21 @@ class CoinoneCandles(CandleFetcher):
         self.api = api or ApiClient(BASE_URL)
         self.max_pages = max_pages
 
-    def fetch(self, since: datetime | None, now: datetime) -> list[Envelope]:
+    def fetch(self, since: datetime | None, now: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
         """Candles of the closed minutes after `since` (all of one page when None), oldest first."""
         found: dict[str, Envelope] = {}
         params: dict[str, Any] = {"interval": "1m"}
         for _ in range(self.max_pages):
             body = self.api.get_json(self.path, params, f"coinone chart {self.market}")
-            candles = parse_chart(body, self.market, now)
+            candles = parse_chart(body, self.market, now, on_skip)
             for candle in candles:
                 if since is None or candle.event_time > since:
                     found[candle.key] = candle
-            stamps = [int(c["timestamp"]) for c in body.get("chart", [])]
             reached = since is None or not candles or candles[0].event_time <= since
-            if reached or body.get("is_last") or not stamps:
+            if reached or body.get("is_last") is True:
                 break
-            params = {"interval": "1m", "timestamp": min(stamps) - 1}  # the page before this one
+            oldest_ms = int(candles[0].event_time.timestamp() * 1000)
+            params = {"interval": "1m", "timestamp": oldest_ms - 1}  # the page before this one
         return sorted(found.values(), key=lambda e: e.event_time)
 
 

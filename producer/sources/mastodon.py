@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from html.parser import HTMLParser
@@ -11,12 +12,13 @@ from pydantic import Field
 
 from coinstream import records
 from coinstream.config import Settings
-from coinstream.errors import BadPayload
+from coinstream.errors import BadPayload, CoinstreamError
 from coinstream.http import ApiClient
 from coinstream.records import Envelope, Kind
-from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source, api_probe
+from producer.sources.base import Cursor, OnSkip, Probe, RecordedParser, RunOptions, Source, api_probe, parse_items
 
 SOURCE = "mastodon"
+logger = logging.getLogger(__name__)
 
 
 class _Text(HTMLParser):
@@ -39,34 +41,41 @@ def html_text(html: str) -> str:
     return "".join(parser.parts).strip()
 
 
-def parse_statuses(body: Any, fetched_at: datetime) -> list[Envelope]:
+def parse_statuses(body: Any, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
     """Post envelopes for one page of a tag timeline. The key is the status URI, the same on every instance."""
     if isinstance(body, dict) and "error" in body:
-        raise BadPayload(f"mastodon timeline: error {body['error']!r}")
+        raise BadPayload(f"mastodon timeline: error {str(body['error'])[:200]!r}")
     if not isinstance(body, list):
         raise BadPayload(f"mastodon timeline: expected a JSON list, got {type(body).__name__}")
-    out = []
-    for status in body:
+
+    def build(status: Any) -> Envelope:
         if not isinstance(status, dict) or not isinstance(status.get("uri"), str):
             raise BadPayload("mastodon timeline: a status has no 'uri'")
         try:
             created = datetime.fromisoformat(str(status["created_at"]))
         except (KeyError, ValueError):
-            raise BadPayload(f"mastodon timeline: status {status['uri']} has a bad created_at") from None
-        out.append(
-            records.post(
-                SOURCE,
-                status["uri"],
-                created,
-                fetched_at,
-                text=html_text(str(status.get("content") or "")),
-                author_id=(status.get("account") or {}).get("url"),
-                lang=status.get("language"),
-                is_retweet=status.get("reblog") is not None,
-                is_reply=status.get("in_reply_to_id") is not None,
-            )
+            raise BadPayload(f"mastodon timeline: status {status['uri'][:200]} has a bad created_at") from None
+        account = status.get("account")
+        author = account.get("url") if isinstance(account, dict) else None
+        return records.post(
+            SOURCE,
+            status["uri"],
+            created,
+            fetched_at,
+            text=html_text(str(status.get("content") or "")),
+            author_id=author if isinstance(author, str) else None,
+            lang=status.get("language"),
+            is_retweet=status.get("reblog") is not None,
+            is_reply=status.get("in_reply_to_id") is not None,
         )
-    return out
+
+    return parse_items(body, build, "mastodon timeline", on_skip)
+
+
+def newest_id(ids: list[str]) -> str:
+    """The newest of some status ids. Mastodon's are decimal strings, Akkoma's and Pleroma's fixed-length
+    base62 flake ids: ordering by (length, text) is right for both."""
+    return max(ids, key=lambda i: (len(i), i))
 
 
 class MastodonTag:
@@ -77,20 +86,22 @@ class MastodonTag:
         self.tag = tag
         self.max_pages = max_pages
 
-    def fetch(self, min_id: str | None, now: datetime) -> tuple[list[Envelope], str | None]:
+    def fetch(
+        self, min_id: str | None, now: datetime, on_skip: OnSkip | None = None
+    ) -> tuple[list[Envelope], str | None]:
         """(posts newer than `min_id`, the newest id seen): pass that id to the next run."""
         found: dict[str, Envelope] = {}
         newest = min_id
         for _ in range(self.max_pages):
             params: dict[str, Any] = {"limit": 40, **({"min_id": newest} if newest else {})}
             body = self.api.get_json(f"/api/v1/timelines/tag/{self.tag}", params, f"mastodon #{self.tag}")
-            posts = parse_statuses(body, now)
-            if not posts:
+            posts = parse_statuses(body, now, on_skip)
+            ids = [s["id"] for s in body if isinstance(s, dict) and isinstance(s.get("id"), str | int)]
+            if not ids:
                 break
             for post in posts:
                 found[post.key] = post
-            ids = [str(s["id"]) for s in body]
-            newest = max(ids, key=int)
+            newest = newest_id([str(i) for i in ids] + ([newest] if newest else []))
             if min_id is None or len(body) < 40:
                 break  # first run: one page; otherwise stop once caught up
         return sorted(found.values(), key=lambda e: e.event_time), newest
@@ -130,11 +141,19 @@ class Mastodon(Source[InstanceCursors]):
         """New statuses of every instance since its own newest id."""
         cursors = dict(cursor.min_id) if cursor else {}
         posts: list[Envelope] = []
+        failures: list[CoinstreamError] = []
         for instance in self.instances:
-            found, newest = MastodonTag(ApiClient(instance)).fetch(cursors.get(instance), now)
+            try:
+                found, newest = MastodonTag(ApiClient(instance)).fetch(cursors.get(instance), now, self.skips)
+            except CoinstreamError as exc:  # each instance fails alone; its cursor stays for the next run
+                logger.error("mastodon %s: %s; the other instances go on", instance, exc)
+                failures.append(exc)
+                continue
             posts.extend(found)
             if newest:
                 cursors[instance] = newest
+        if failures and len(failures) == len(self.instances):
+            raise failures[0]
         return posts, InstanceCursors(min_id=cursors)
 
     @classmethod

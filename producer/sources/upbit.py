@@ -16,8 +16,10 @@ from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
     ExchangeSource,
+    OnSkip,
     RecordedParser,
     closed_candle,
+    parse_items,
 )
 
 SOURCE = "upbit"
@@ -39,25 +41,26 @@ def _number(value: Any, field: str) -> str:
     return format(Decimal(value), "f")
 
 
-def parse_candles(body: Any, market: str, fetched_at: datetime) -> list[Envelope]:
+def parse_candles(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
     """Envelopes for the closed minutes of one answer, oldest first."""
     if isinstance(body, dict) and "error" in body:
-        raise BadPayload(f"upbit candles: error {body['error'].get('name')!r}: {body['error'].get('message')!r}")
+        error = body["error"] if isinstance(body["error"], dict) else {"message": body["error"]}
+        raise BadPayload(f"upbit candles: error {error.get('name')!r}: {str(error.get('message'))[:200]!r}")
     if not isinstance(body, list):
         raise BadPayload(f"upbit candles: expected a JSON list, got {type(body).__name__}")
-    out: dict[datetime, Envelope] = {}
-    for candle in body:
+
+    def build(candle: Any) -> Envelope | None:
         if not isinstance(candle, dict):
             raise BadPayload("upbit candles: a candle is not an object")
         try:
             minute = datetime.fromisoformat(str(candle["candle_date_time_utc"])).replace(tzinfo=UTC)
         except (KeyError, ValueError):
             raise BadPayload(
-                f"upbit candles: bad candle_date_time_utc {candle.get('candle_date_time_utc')!r}"
+                f"upbit candles: bad candle_date_time_utc {str(candle.get('candle_date_time_utc'))[:40]!r}"
             ) from None
-        candle_env = closed_candle(SOURCE, market, minute, candle, _FIELDS, _number, fetched_at, "upbit candles")
-        if candle_env is not None:
-            out[minute] = candle_env
+        return closed_candle(SOURCE, market, minute, candle, _FIELDS, _number, fetched_at, "upbit candles")
+
+    out = {e.event_time: e for e in parse_items(body, build, "upbit candles", on_skip)}
     return [out[m] for m in sorted(out)]
 
 
@@ -69,19 +72,19 @@ class UpbitCandles(CandleFetcher):
         self.api = api or ApiClient(BASE_URL)
         self.max_pages = max_pages
 
-    def fetch(self, since: datetime | None, now: datetime) -> list[Envelope]:
+    def fetch(self, since: datetime | None, now: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
         """Candles after `since` (one page when None), oldest first."""
         found: dict[str, Envelope] = {}
         params: dict[str, Any] = {"market": self.market, "count": 200}
         for _ in range(self.max_pages):
             body = self.api.get_json("/v1/candles/minutes/1", params, f"upbit candles {self.market}")
-            candles = parse_candles(body, self.market, now)
+            candles = parse_candles(body, self.market, now, on_skip)
             for candle in candles:
                 if since is None or candle.event_time > since:
                     found[candle.key] = candle
-            if since is None or not body or (candles and candles[0].event_time <= since):
+            if since is None or not candles or candles[0].event_time <= since:
                 break
-            oldest = min(str(c["candle_date_time_utc"]) for c in body)
+            oldest = candles[0].event_time.strftime("%Y-%m-%dT%H:%M:%S")
             params = {"market": self.market, "count": 200, "to": oldest + "Z"}
         return sorted(found.values(), key=lambda e: e.event_time)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -14,10 +15,11 @@ from pydantic import Field, SecretStr
 
 from coinstream import records
 from coinstream.config import Settings
-from coinstream.errors import BadPayload, FatalError, TransientError
+from coinstream.errors import BadPayload, CoinstreamError, FatalError, TransientError
 from coinstream.records import Envelope, Kind
+from coinstream.retry import retrying
 from coinstream.timeutil import epoch_minute, minute_start
-from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source
+from producer.sources.base import Cursor, OnSkip, Probe, RecordedParser, RunOptions, Source, parse_items
 
 SOURCE = "x"
 logger = logging.getLogger(__name__)
@@ -27,42 +29,79 @@ logger = logging.getLogger(__name__)
 logging.getLogger("tweepy.client").setLevel(logging.INFO)
 
 
-def parse_recent_search(body: Any, fetched_at: datetime) -> list[Envelope]:
+def parse_recent_search(body: Any, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
     """Post envelopes for one page of `GET /2/tweets/search/recent` (tweet.fields incl. created_at)."""
     if not isinstance(body, dict):
         raise BadPayload(f"x recent search: expected a JSON object, got {type(body).__name__}")
     if "errors" in body and "data" not in body:
-        first = body["errors"][0] if body["errors"] else {}
-        raise BadPayload(f"x recent search: error {first.get('title') or first.get('message')!r}")
+        errors = body["errors"] if isinstance(body["errors"], list) else []
+        first = errors[0] if errors and isinstance(errors[0], dict) else {}
+        raise BadPayload(f"x recent search: error {str(first.get('title') or first.get('message'))[:200]!r}")
     data = body.get("data", [])  # an empty result has no "data" at all
     if not isinstance(data, list):
         raise BadPayload("x recent search: 'data' is not a list")
-    out = []
-    for post in data:
-        if not isinstance(post, dict) or not isinstance(post.get("id"), str):
-            raise BadPayload("x recent search: a post has no string 'id'")
+
+    def build(post: Any) -> Envelope:
+        if not isinstance(post, dict) or not _is_id(post.get("id")):
+            raise BadPayload("x recent search: a post has no numeric string 'id'")
         created = post.get("created_at")
         if not isinstance(created, str):
             raise BadPayload(f"x recent search: post {post['id']} has no created_at (ask for tweet.fields=created_at)")
         try:
             created_at = datetime.fromisoformat(created)
         except ValueError:
-            raise BadPayload(f"x recent search: post {post['id']} created_at={created!r} is not ISO 8601") from None
-        referenced = {r.get("type") for r in post.get("referenced_tweets") or [] if isinstance(r, dict)}
-        out.append(
-            records.post(
-                SOURCE,
-                post["id"],
-                created_at,
-                fetched_at,
-                text=str(post.get("text", "")),
-                author_id=post.get("author_id"),
-                lang=post.get("lang"),
-                is_retweet="retweeted" in referenced,
-                is_reply="replied_to" in referenced,
-            )
+            raise BadPayload(
+                f"x recent search: post {post['id']} created_at={created[:40]!r} is not ISO 8601"
+            ) from None
+        refs = post.get("referenced_tweets") or []
+        referenced = {r.get("type") for r in refs if isinstance(r, dict)} if isinstance(refs, list) else set()
+        text = post.get("text", "")
+        return records.post(
+            SOURCE,
+            post["id"],
+            created_at,
+            fetched_at,
+            text=text if isinstance(text, str) else "",
+            author_id=post.get("author_id"),
+            lang=post.get("lang"),
+            is_retweet="retweeted" in referenced,
+            is_reply="replied_to" in referenced,
         )
-    return out
+
+    return parse_items(data, build, "x recent search", on_skip)
+
+
+def _is_id(value: Any) -> bool:
+    """X ids are decimal strings (64-bit); since_id must be one, or every later request is refused."""
+    return isinstance(value, str) and value.isascii() and value.isdigit() and 0 < len(value) <= 20
+
+
+class RateLimited(CoinstreamError):
+    """X answered 429: no more requests until `until` (epoch seconds, when the header said so)."""
+
+    def __init__(self, message: str, until: int | None) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+def _check_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Every X answer that is not a success becomes one of our errors before tweepy reads it (tweepy itself
+    fails on some error bodies, such as a list, with a traceback)."""
+    status = response.status_code
+    if status < 400:
+        return
+    what = "x counts" if "/counts/" in response.url else "x recent search"
+    if status == 429:
+        reset = response.headers.get("x-rate-limit-reset", "")
+        until = int(reset) if reset.isascii() and reset.isdigit() else None
+        raise RateLimited(f"{what}: rate limited (HTTP 429) until {until or '?'}", until)
+    if status == 401:
+        raise FatalError(f"{what}: HTTP 401, the bearer token is not valid (COINSTREAM_X_BEARER_TOKEN)")
+    if status == 402:
+        raise FatalError(f"{what}: HTTP 402, the X account has no credit left for this request")
+    if status >= 500:
+        raise TransientError(f"{what}: HTTP {status} from X")
+    raise FatalError(f"{what}: HTTP {status}: {response.text[:200]!r}")
 
 
 @dataclass
@@ -79,31 +118,53 @@ class SearchResult:
 class XRecentSearch:
     """Recent search through tweepy's Client, reading each post once (since_id) within a read budget."""
 
-    def __init__(self, bearer_token: SecretStr, query: str, client: tweepy.Client | None = None) -> None:
+    def __init__(
+        self,
+        bearer_token: SecretStr,
+        query: str,
+        client: tweepy.Client | None = None,
+        *,
+        max_attempts: int = 3,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         self.query = query
         # return_type=dict: the raw API answer, parsed by the same function as recorded answers
         self.client = client or tweepy.Client(
             bearer_token=bearer_token.get_secret_value(), return_type=dict, wait_on_rate_limit=False
         )
+        self.client.session.hooks["response"].append(_check_response)
+        self.max_attempts = max_attempts
+        self._sleep = sleep
 
-    def counts(self, since: datetime, now: datetime) -> list[Envelope]:
+    def _call(self, what: str, request: Callable[[], Any]) -> Any:
+        """One API call; a 5xx or a dropped connection is retried a few times within the run."""
+        for attempt in retrying(logger, max_attempts=self.max_attempts, initial=1.0, max_wait=10.0, sleep=self._sleep):
+            with attempt:
+                try:
+                    return request()
+                except requests.RequestException as exc:
+                    raise TransientError(f"{what}: {type(exc).__name__}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def counts(self, since: datetime, now: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
         """Posts per closed minute from `since` on: one counts request per run (each request is billed)."""
+        start = since.strftime("%Y-%m-%dT%H:%M:%SZ")
         try:
-            body = self.client.get_recent_tweets_count(
-                self.query, granularity="minute", start_time=since.strftime("%Y-%m-%dT%H:%M:%SZ")
+            body = self._call(
+                "x counts",
+                lambda: self.client.get_recent_tweets_count(self.query, granularity="minute", start_time=start),
             )
-        except tweepy.TooManyRequests:
+        except RateLimited:
             logger.warning("x counts: rate limited (HTTP 429); the next run asks again")
             return []
-        except tweepy.HTTPException as exc:
-            raise FatalError(f"x counts: {exc}") from None
-        except requests.RequestException as exc:
-            raise TransientError(f"x counts: {type(exc).__name__}") from None
-        return [c for c in parse_counts(body, self.query, now) if c.event_time >= since]
+        return [c for c in parse_counts(body, self.query, now, on_skip) if c.event_time >= since]
 
-    def fetch(self, since_id: str | None, budget: int, now: datetime) -> SearchResult:
+    def fetch(self, since_id: str | None, budget: int, now: datetime, on_skip: OnSkip | None = None) -> SearchResult:
         """Pages of up to 100 posts newer than `since_id`, until none is left or `budget` posts were read."""
         posts: list[Envelope] = []
+        if since_id is not None and not _is_id(since_id):
+            logger.warning("x: ignoring a since_id that is not an X id (%r); reading the last 7 days' newest", since_id)
+            since_id = None
         newest = since_id
         read = 0
         token: str | None = None
@@ -117,30 +178,23 @@ class XRecentSearch:
             if token:
                 params["next_token"] = token
             try:
-                body = self.client.search_recent_tweets(self.query, **params)
-            except tweepy.TooManyRequests as exc:
-                reset = exc.response.headers.get("x-rate-limit-reset") if exc.response is not None else None
-                until = int(reset) if reset and str(reset).isdigit() else None
-                return SearchResult(posts, newest, read, f"rate limited (HTTP 429) until {until or '?'}", until)
-            except tweepy.TwitterServerError as exc:
-                raise TransientError(
-                    f"x recent search: HTTP {exc.response.status_code if exc.response else '5xx'}"
-                ) from None
-            except tweepy.Unauthorized:
-                raise FatalError(
-                    "x recent search: HTTP 401, the bearer token is not valid (COINSTREAM_X_BEARER_TOKEN)"
-                ) from None
-            except tweepy.HTTPException as exc:
-                raise FatalError(f"x recent search: {exc}") from None
-            except requests.RequestException as exc:
-                raise TransientError(f"x recent search: {type(exc).__name__}") from None
-            page = parse_recent_search(body, now)
+                body = self._call(
+                    "x recent search", functools.partial(self.client.search_recent_tweets, self.query, **params)
+                )
+            except RateLimited as exc:
+                return SearchResult(posts, newest, read, str(exc).removeprefix("x recent search: "), exc.until)
+            page = parse_recent_search(body, now, on_skip)
             posts.extend(page)
-            read += len(page)
-            meta = body.get("meta", {}) if isinstance(body, dict) else {}
-            if meta.get("newest_id") and (newest is None or int(meta["newest_id"]) > int(newest)):
-                newest = str(meta["newest_id"])
-            token = meta.get("next_token")
+            data = body.get("data")
+            read += len(data) if isinstance(data, list) else 0  # X bills every post it returned, parsed or not
+            meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+            newest_id = meta.get("newest_id")
+            if _is_id(newest_id) and (newest is None or int(str(newest_id)) > int(newest)):
+                assert isinstance(newest_id, str)
+                newest = newest_id
+            elif newest_id is not None and not _is_id(newest_id):
+                (on_skip or logger.warning)(f"x recent search: meta.newest_id {str(newest_id)[:40]!r} is not an X id")
+            token = meta.get("next_token") if isinstance(meta.get("next_token"), str) else None
             if not token:
                 return SearchResult(posts, newest, read)
         # Stopped by the budget with pages left: keep since_id where it was only if nothing was read,
@@ -148,22 +202,23 @@ class XRecentSearch:
         return SearchResult(posts, newest, read, f"read budget of {budget} posts reached")
 
 
-def parse_counts(body: Any, query: str, fetched_at: datetime) -> list[Envelope]:
+def parse_counts(body: Any, query: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
     """Per-minute count envelopes of `GET /2/tweets/counts/recent` (granularity=minute), closed minutes only."""
     if not isinstance(body, dict) or not isinstance(body.get("data", []), list):
         raise BadPayload("x counts: expected an object with a 'data' list")
-    out = []
-    for bucket in body.get("data", []):
+
+    def build(bucket: Any) -> Envelope | None:
         try:
             start = datetime.fromisoformat(str(bucket["start"]))
             end = datetime.fromisoformat(str(bucket["end"]))
-            count = int(bucket["tweet_count"])
+            count = bucket["tweet_count"]
         except (KeyError, TypeError, ValueError):
             raise BadPayload(f"x counts: a bucket is not start/end/tweet_count: {bucket!r}"[:200]) from None
-        if end > fetched_at:
-            continue  # the running minute: not a fact yet
-        out.append(records.post_count(SOURCE, start, count, query, fetched_at))
-    return out
+        if end.tzinfo is None or end > fetched_at:
+            return None  # the running minute is not a fact yet (and a time without a zone never is)
+        return records.post_count(SOURCE, start, count, query, fetched_at)
+
+    return parse_items(body.get("data", []), build, "x counts", on_skip)
 
 
 class XCursor(Cursor):
@@ -216,8 +271,8 @@ class X(Source[XCursor]):
         search = XRecentSearch(self.settings.x_token(), self.settings.x_query)
         counted = cursor.counted_minute
         since = minute_start(counted + 1) if counted is not None else now - timedelta(minutes=60)
-        counts = search.counts(since, now)
-        result = search.fetch(cursor.since_id, budget, now)
+        counts = search.counts(since, now, self.skips)
+        result = search.fetch(cursor.since_id, budget, now, self.skips)
         if result.stopped_by:
             logger.warning("x: stopped after reading %d posts: %s", result.read, result.stopped_by)
         moved = XCursor(

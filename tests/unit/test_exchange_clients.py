@@ -11,6 +11,7 @@ import pytest
 
 from coinstream.errors import BadPayload, FatalError, TransientError
 from coinstream.http import ApiClient
+from producer.sources.base import Skips
 from producer.sources.coinone import CoinoneCandles
 from producer.sources.upbit import UpbitCandles
 from tests.conftest import payload
@@ -56,11 +57,6 @@ def test_coinone_backfills_missed_minutes_by_paging_back_with_timestamp() -> Non
             "error_code='4'",
         ),
         (Reply(raw=b'{"result": "success", "chart": [{"timest'), BadPayload, "not JSON"),
-        (
-            Reply({"result": "success", "chart": [{"timestamp": 1764244800000, "open": [1]}]}),
-            BadPayload,
-            "not a number|has no",
-        ),
         (Reply({"error": "busy"}, 503), TransientError, "HTTP 503"),
         (Reply({}, 418), FatalError, "banned"),
     ],
@@ -121,7 +117,9 @@ def test_upbit_pages_back_with_to_and_refuses_wrong_types() -> None:
     assert len(candles) == 26 and server.requests[1][1]["to"] == body[9]["candle_date_time_utc"] + "Z"
     broken = copy.deepcopy(body)
     broken[0]["trade_price"] = "lots"
+    skips = Skips()
     with api_server() as server:
         server.on(UPBIT, Reply(broken))
-        with pytest.raises(BadPayload, match="trade_price='lots' is not a number"):
-            UpbitCandles("KRW-BTC", api(server.url)).fetch(None, datetime(2026, 11, 28, tzinfo=UTC))
+        kept = UpbitCandles("KRW-BTC", api(server.url)).fetch(None, datetime(2026, 11, 28, tzinfo=UTC), skips)
+    assert len(kept) == len(body) - 1  # the malformed candle is skipped, the others kept
+    assert len(skips.reasons) == 1 and "trade_price='lots' is not a number" in skips.reasons[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from datetime import UTC, datetime
@@ -107,3 +108,22 @@ def test_simulated_records_say_so_and_plant_volume_after_posts() -> None:
     best = max(range(0, 15), key=corr)
     assert best == 5 and corr(5) > 0.8 and corr(5) > corr(0) + 0.1
     assert simulated.posts(sim, first, first, NOW) == simulated.posts(sim, first, first, NOW)  # deterministic
+
+
+def test_an_unreadable_spool_line_is_quarantined_alone_and_the_rest_is_sent(
+    stack: tuple[Settings, Pipeline, Any],
+) -> None:
+    settings, pipeline, kinesis = stack
+    spool = Spool(settings.state_dir / "producer" / "spool" / "post-offline")
+    posts = [make_post(str(i)) for i in range(3)]
+    file = spool.write(posts)
+    assert file is not None
+    lines = file.read_bytes().splitlines()
+    file.write_bytes(lines[0] + b"\n" + b'{"v": 1, "kind": "post", "trunc\n' + b"\n".join(lines[1:]) + b"\n")
+    outcome = produce(Kind.POST, "offline", settings, pipeline, from_dir=PAYLOADS, now=NOW)
+    assert outcome.code is Code.PARTIAL and "1 unreadable spool lines quarantined" in outcome.message
+    assert outcome.drained == 3 and spool.pending() == 0
+    (kept,) = (spool.folder / "quarantine").glob("*.jsonl")
+    entry = json.loads(kept.read_text())
+    assert entry["line"] == '{"v": 1, "kind": "post", "trunc' and "not a coinstream v1 envelope" in entry["reason"]
+    assert stream_count(kinesis, pipeline.stream_name) == 3 + outcome.sent

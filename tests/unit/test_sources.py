@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from coinstream.errors import FatalError
 from coinstream.records import Kind
+from producer.sources.base import Skips
 from producer.sources.coinone import BadPayload, parse_chart
 from producer.sources.offline import replay
 from producer.sources.x_search import parse_recent_search
@@ -68,31 +70,41 @@ def test_coinone_keeps_big_numbers_exact() -> None:
     [
         ({"result": "error", "error_code": "107"}, "error_code='107'"),
         ({"result": "success", "chart": "nope"}, "not a list"),
-        ({"result": "success", "chart": [{"timestamp": "soon"}]}, "bad timestamp"),
-        (
-            {
-                "result": "success",
-                "chart": [
-                    {
-                        "timestamp": 1764244800000,
-                        "open": "abc",
-                        "high": "1",
-                        "low": "1",
-                        "close": "1",
-                        "target_volume": "1",
-                        "quote_volume": "1",
-                    }
-                ],
-            },
-            "not a number",
-        ),
-        ({"result": "success", "chart": [{"timestamp": 1764244800000, "open": "1"}]}, "has no 'high'"),
         ([1, 2], "expected a JSON object"),
     ],
 )
 def test_coinone_bad_answers_say_what_is_wrong(body: object, match: str) -> None:
     with pytest.raises(BadPayload, match=match):
         parse_chart(body, "KRW-BTC", datetime(2026, 12, 1, tzinfo=UTC))
+
+
+GOOD_CANDLE = {
+    "timestamp": 1764244860000,
+    "open": "1",
+    "high": "1",
+    "low": "1",
+    "close": "1",
+    "target_volume": "1",
+    "quote_volume": "1",
+}
+
+
+@pytest.mark.parametrize(
+    ("candle", "match"),
+    [
+        ({"timestamp": "soon"}, "bad timestamp"),
+        ({**GOOD_CANDLE, "timestamp": 1764244800000, "open": "abc"}, "not a number"),
+        ({"timestamp": 1764244800000, "open": "1"}, "has no 'high'"),
+        ({**GOOD_CANDLE, "timestamp": 1764244800000, "target_volume": "-2"}, "at least zero"),
+        ("a string", "not an object"),
+    ],
+)
+def test_a_malformed_coinone_candle_is_skipped_with_its_reason_and_the_rest_kept(candle: object, match: str) -> None:
+    skips = Skips()
+    body = {"result": "success", "chart": [candle, GOOD_CANDLE]}
+    (kept,) = parse_chart(body, "KRW-BTC", datetime(2026, 12, 1, tzinfo=UTC), skips)
+    assert kept.event_time == datetime(2025, 11, 27, 12, 1, tzinfo=UTC)
+    assert len(skips.reasons) == 1 and re.search(match, skips.reasons[0])
 
 
 def test_x_recent_search_pages_become_posts() -> None:
