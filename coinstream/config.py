@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     x_bearer_token: SecretStr | None = None
     x_bearer_token_file: Path | None = None
     x_query: str = "(bitcoin OR #bitcoin) -is:retweet"
+    #: X API base URL (a proxy, or a loopback server in tests; the real API by default).
+    x_url: str = "https://api.twitter.com"
     x_posts_per_run: int = Field(default=100, ge=10)
     x_posts_per_day: int = Field(default=3000, ge=10)
     #: How many natural keys each record processor remembers to drop duplicates (bounded memory).

@@ -110,24 +110,54 @@ def is_checkpointed(sequence_number: int, checkpoint: str | None) -> bool:
     return bool(checkpoint and checkpoint.isdigit() and sequence_number <= int(checkpoint))
 
 
-def list_shard_ids(kinesis: KinesisClient, stream: str) -> list[str]:
-    """Ids of the stream's shards."""
+@dataclass(frozen=True)
+class Shard:
+    """A shard of the stream, open or closed by a split or merge (a closed one keeps its records for the retention)."""
+
+    shard_id: str
+    parents: tuple[str, ...]
+    closed: bool
+
+
+def list_shards(kinesis: KinesisClient, stream: str) -> list[Shard]:
+    """Every shard of the stream the API still lists, parents of a reshard included."""
     try:
-        return [s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]]
+        pages = kinesis.get_paginator("list_shards").paginate(StreamName=stream)
+        found = [s for page in pages for s in page["Shards"]]
     except Exception as exc:
         raise classify(exc, f"listing the shards of {stream}") from None
+    return [
+        Shard(
+            s["ShardId"],
+            tuple(p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")) if p),
+            "EndingSequenceNumber" in s["SequenceNumberRange"],
+        )
+        for s in found
+    ]
+
+
+def list_shard_ids(kinesis: KinesisClient, stream: str) -> list[str]:
+    """Ids of the stream's shards."""
+    return [s.shard_id for s in list_shards(kinesis, stream)]
 
 
 def progress(kinesis: KinesisClient, dynamodb: DynamoDBClient, stream: str, lease_table: str) -> list[ShardProgress]:
     """Per shard: records held and records checkpointed by the app owning `lease_table`."""
     by_shard = {lease.shard_id: lease for lease in leases(dynamodb, lease_table)}
+    shards = list_shards(kinesis, stream)
     out = []
-    for shard_id in list_shard_ids(kinesis, stream):
-        held = shard_records(kinesis, stream, shard_id)
-        lease = by_shard.get(shard_id)
+    for shard in shards:
+        held = shard_records(kinesis, stream, shard.shard_id)
+        lease = by_shard.get(shard.shard_id)
         checkpoint, owner = (lease.checkpoint, lease.owner) if lease else (None, None)
+        if (
+            lease is None
+            and shard.closed
+            and any(shard.shard_id in s.parents and s.shard_id in by_shard for s in shards)
+        ):
+            checkpoint = "SHARD_END"  # KCL removes a finished parent's lease once its children have begun
         done = sum(1 for r in held if is_checkpointed(r.sequence_number, checkpoint))
-        out.append(ShardProgress(shard_id, checkpoint, owner, len(held), done))
+        out.append(ShardProgress(shard.shard_id, checkpoint, owner, len(held), done))
     return out
 
 

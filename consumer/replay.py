@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from coinstream.aws import classify
 from coinstream.errors import FatalError
-from consumer.checkpoints import Lease, leases, shard_records
+from consumer.checkpoints import Lease, leases, list_shards, shard_records
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -47,12 +47,16 @@ def live_owners(dynamodb: DynamoDBClient, table: str, watch_seconds: float) -> s
 
 
 def plan(kinesis: KinesisClient, stream: str, current: list[Lease], since: datetime | None) -> list[Reset]:
-    """New checkpoints: TRIM_HORIZON, or the last record that arrived before `since` (reading the shard)."""
+    """New checkpoints: TRIM_HORIZON, or the last record that arrived before `since` (reading the shard).
+
+    A parent shard closed by a split or merge (checkpoint SHARD_END) holds its own records, which its
+    children do not have: it is reset like any other shard when it has records to read again.
+    """
     out = []
     for lease in current:
-        if lease.checkpoint == "SHARD_END":
-            continue  # a closed parent shard: its children carry the data on
         records = shard_records(kinesis, stream, lease.shard_id)
+        if lease.checkpoint == "SHARD_END" and since is not None and not any(r.arrived_at >= since for r in records):
+            continue  # a finished parent with nothing at or after `since`: nothing to read again
         new = TRIM_HORIZON
         if since is not None:
             before = [r for r in records if r.arrived_at < since]
@@ -60,6 +64,8 @@ def plan(kinesis: KinesisClient, stream: str, current: list[Lease], since: datet
                 new = str(before[-1].sequence_number)
         start = 0 if new == TRIM_HORIZON else int(new)
         old = int(lease.checkpoint) if lease.checkpoint and lease.checkpoint.isdigit() else None
+        if lease.checkpoint == "SHARD_END":
+            old = records[-1].sequence_number if records else None
         again = sum(1 for r in records if r.sequence_number > start and (old is None or r.sequence_number <= old))
         out.append(Reset(lease.shard_id, lease.checkpoint, new, again))
     return out
@@ -102,3 +108,35 @@ def execute(dynamodb: DynamoDBClient, table: str, resets: list[Reset], *, force:
             "or pass --force (they drop their leases and take them again from the new checkpoints)"
         )
     return apply(dynamodb, table, resets)
+
+
+def leaseless_parents(kinesis: KinesisClient, stream: str, current: list[Lease], since: datetime | None) -> list[str]:
+    """Closed shards with records to read again whose lease KCL already removed: a replay cannot reset them."""
+    leased = {lease.shard_id for lease in current}
+    out = []
+    for shard in list_shards(kinesis, stream):
+        if shard.closed and shard.shard_id not in leased:
+            records = shard_records(kinesis, stream, shard.shard_id)
+            if records and (since is None or any(r.arrived_at >= since for r in records)):
+                out.append(shard.shard_id)
+    return out
+
+
+def start_over(dynamodb: DynamoDBClient, table: str, *, watch_seconds: float) -> list[str]:
+    """Delete an application's KCL tables so its next worker reads every shard from TRIM_HORIZON (closed parents of
+    a reshard included, which a checkpoint reset cannot reach once KCL removed their leases). Refused while any
+    worker of the application is alive."""
+    live = live_owners(dynamodb, table, watch_seconds)
+    if live:
+        raise FatalError(f"workers {', '.join(sorted(live))} hold live leases in {table}; stop them before --fresh")
+    deleted = []
+    for name in (table, f"{table}-CoordinatorState", f"{table}-WorkerMetricStats"):
+        try:
+            dynamodb.delete_table(TableName=name)
+            dynamodb.get_waiter("table_not_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        except dynamodb.exceptions.ResourceNotFoundException:
+            continue
+        except Exception as exc:
+            raise classify(exc, f"deleting {name}") from None
+        deleted.append(name)
+    return deleted

@@ -15,7 +15,7 @@ WHERE copy_rank = 1;
 -- Posts: one row per source and post id.
 CREATE OR REPLACE VIEW posts AS
 SELECT record_key, source, post_id, created_at, created_at_kst, minute_utc, author_id, lang, text,
-       hashtags, cashtags, matched_terms, is_retweet, is_reply, simulated, fetched_at
+       hashtags, cashtags, matched_terms, is_retweet, is_reply, simulated, fetched_at, truncated
 FROM (
     SELECT r.*,
            ROW_NUMBER() OVER (PARTITION BY record_key ORDER BY fetched_at DESC, processed_at DESC) AS copy_rank

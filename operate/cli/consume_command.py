@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from coinstream.errors import FatalError
 from operate.cli.common import context, err, friendly, out
 
 app = typer.Typer()
@@ -50,18 +51,37 @@ def replay(
     from_: Annotated[str, typer.Option("--from", help="trim-horizon, or a UTC time like 2026-11-28T12:00:00Z.")],
     force: Annotated[bool, typer.Option(help="Reset even while workers hold live leases (they re-take them).")] = False,
     watch_seconds: Annotated[float, typer.Option(help="How long to watch leases for live renewals.")] = 8.0,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            help="Start the app over from TRIM_HORIZON on every shard by deleting its KCL tables (reaches the "
+            "parents of a reshard whose leases KCL already removed). Workers must be stopped."
+        ),
+    ] = False,
 ) -> None:
     """Reset one consumer application's checkpoints so its next `consume` reads again from there."""
     from coinstream.aws import client
     from coinstream.timeutil import parse_from
     from consumer import replay as rp
+    from consumer.checkpoints import leases
     from consumer.daemon import application_name
 
     settings, pipeline = context()
     since = parse_from(from_)
     table = application_name(app_name)
     dynamodb = client("dynamodb", settings)
-    resets = rp.prepare(dynamodb, client("kinesis", settings), pipeline.stream_name, table, since)
+    kinesis = client("kinesis", settings)
+    if fresh:
+        if since is not None:
+            raise FatalError("--fresh reads every shard from TRIM_HORIZON: use --from trim-horizon with it")
+        with err.status("checking for live workers..."):
+            deleted = rp.start_over(dynamodb, table, watch_seconds=watch_seconds)
+        out.print(
+            f"deleted {', '.join(deleted) or 'nothing (no tables yet)'}; "
+            f"the next `coinstream consume --app {app_name}` reads every shard from TRIM_HORIZON"
+        )
+        return
+    resets = rp.prepare(dynamodb, kinesis, pipeline.stream_name, table, since)
     if resets is None:
         out.print(
             f"{app_name}: no checkpoints yet (lease table {table} is empty or missing); "
@@ -72,6 +92,13 @@ def replay(
     out.print(f"replay {app_name!r} from {where}; other applications are not touched:")
     for r in resets:
         out.print(f"  {r.shard_id}: checkpoint {r.old} -> {r.new} ({r.records_to_read_again} records to read again)")
+    missing = rp.leaseless_parents(kinesis, pipeline.stream_name, leases(dynamodb, table), since)
+    for shard_id in missing:
+        err.print(
+            f"[yellow]warning:[/] {shard_id} is a closed parent shard whose lease KCL already removed: its records "
+            f"are not read again; `coinstream replay --app {app_name} --from trim-horizon --fresh` starts over instead",
+            highlight=False,
+        )
     with err.status("checking for live workers..."):
         count = rp.execute(dynamodb, table, resets, force=force, watch_seconds=watch_seconds)
     out.print(f"reset {count} shards of {app_name!r}; the next `coinstream consume --app {app_name}` reads again")

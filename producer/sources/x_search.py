@@ -115,6 +115,21 @@ class SearchResult:
     rate_limited_until: int | None = None
 
 
+X_API = "https://api.twitter.com"
+
+
+class _Rebase(requests.adapters.HTTPAdapter):
+    """Sends tweepy's requests (its host is fixed) to another base URL: a proxy, or a loopback server in tests."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url.rstrip("/")
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        request.url = self.base_url + str(request.url).removeprefix(X_API)
+        return super().send(request, **kwargs)
+
+
 class XRecentSearch:
     """Recent search through tweepy's Client, reading each post once (since_id) within a read budget."""
 
@@ -124,6 +139,7 @@ class XRecentSearch:
         query: str,
         client: tweepy.Client | None = None,
         *,
+        base_url: str = X_API,
         max_attempts: int = 3,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -133,6 +149,8 @@ class XRecentSearch:
             bearer_token=bearer_token.get_secret_value(), return_type=dict, wait_on_rate_limit=False
         )
         self.client.session.hooks["response"].append(_check_response)
+        if base_url.rstrip("/") != X_API:
+            self.client.session.mount(X_API + "/", _Rebase(base_url))
         self.max_attempts = max_attempts
         self._sleep = sleep
 
@@ -268,7 +286,7 @@ class X(Source[XCursor]):
                 self.settings.x_posts_per_day,
             )
             return [], None
-        search = XRecentSearch(self.settings.x_token(), self.settings.x_query)
+        search = XRecentSearch(self.settings.x_token(), self.settings.x_query, base_url=self.settings.x_url)
         counted = cursor.counted_minute
         since = minute_start(counted + 1) if counted is not None else now - timedelta(minutes=60)
         counts = search.counts(since, now, self.skips)

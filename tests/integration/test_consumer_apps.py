@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,45 +17,12 @@ import duckdb
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
 from consumer.checkpoints import leases
-from consumer.runner import app_progress
 from producer.kinesis_writer import KinesisWriter
 from tests.conftest import make_candle, make_post
+from tests.kcl import caught_up, wait_for, worker
 from tests.stack import coinstream, running_stack
 
 POISON = [b"not json at all", b'{"v": 1, "kind": "candle"}']
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 360, every: float = 2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def caught_up(settings: Settings, pipeline: Pipeline, app: str) -> Callable[[], bool]:
-    return lambda: all(s.behind == 0 for s in app_progress(settings, pipeline, app))
-
-
-@contextmanager
-def worker(env: dict[str, str], app: str, worker_id: str, logs: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`coinstream consume` as a long-running service, in the background; always stopped afterwards."""
-    logs.mkdir(parents=True, exist_ok=True)
-    with (logs / f"{app}-{worker_id}.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "operate", "consume", "--app", app, "--worker-id", worker_id],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def put(settings: Settings, pipeline: Pipeline, envelopes: list, raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
@@ -174,3 +137,50 @@ def test_two_applications_read_independently_and_replay_from_a_time(tmp_path: Pa
         counts = view_counts(settings)
         assert counts["raw_posts"] == (60, 50)  # 40 + 10 late, the late 10 read twice
         assert counts["posts"] == (50, 50) and counts["candles"] == (30, 30)
+
+
+def split_first_shard(settings: Settings, pipeline: Pipeline) -> str:
+    """Split shard 0 in two (kinesis-mock supports SplitShard); the parent's id."""
+    kinesis = client("kinesis", settings)
+    parent = kinesis.list_shards(StreamName=pipeline.stream_name)["Shards"][0]
+    lo, hi = (int(parent["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
+    kinesis.split_shard(
+        StreamName=pipeline.stream_name, ShardToSplit=parent["ShardId"], NewStartingHashKey=str((lo + hi) // 2)
+    )
+    wait_for(
+        "the split",
+        lambda: (
+            kinesis.describe_stream_summary(StreamName=pipeline.stream_name)["StreamDescriptionSummary"]["StreamStatus"]
+            == "ACTIVE"
+        ),
+        timeout=60,
+        every=0.5,
+    )
+    return str(parent["ShardId"])
+
+
+def test_a_replay_after_a_split_reads_the_parent_shards_again(tmp_path: Path) -> None:
+    # Resharded while the app runs, as on AWS. (kinesis-mock ignores ListShards' ShardFilter, which KCL uses
+    # only for an app whose lease table is empty: locally a brand-new app cannot start on a resharded stream.)
+    with running_stack(tmp_path / "state") as (settings, pipeline, env):
+        put(settings, pipeline, [make_post(f"before-{i}", minute=i % 30) for i in range(40)])
+        first = coinstream(env, "consume", "--until-caught-up", "--timeout", "480")
+        assert first.returncode == 0, first.stderr
+        parent = split_first_shard(settings, pipeline)
+        put(settings, pipeline, [make_post(f"after-{i}", minute=i % 30) for i in range(40)])
+        second = coinstream(env, "consume", "--until-caught-up", "--timeout", "480")
+        assert second.returncode == 0, second.stderr  # caught up on the closed parent and its children
+        assert "80 records checkpointed on 4 shards" in second.stdout
+
+        replayed = coinstream(env, "replay", "--app", "warehouse", "--from", "trim-horizon", "--watch-seconds", "4")
+        assert replayed.returncode == 0, replayed.stderr
+        parent_line = next(line for line in replayed.stdout.splitlines() if line.strip().startswith(parent))
+        assert "SHARD_END -> TRIM_HORIZON" in parent_line and "(0 records" not in parent_line, replayed.stdout
+        assert "warning" not in replayed.stderr
+        again = coinstream(env, "consume", "--until-caught-up", "--timeout", "480")
+        assert again.returncode == 0, again.stderr
+
+        assert coinstream(env, "load").returncode == 0
+        counts = view_counts(settings)
+        assert counts["raw_posts"] == (160, 80)  # every record read twice, the parent's included
+        assert counts["posts"] == (80, 80)

@@ -2,49 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from websockets.sync.server import ServerConnection, serve
 
 from coinstream.errors import TransientError
 from producer.sources.bluesky import JetstreamListener
 from tests.conftest import payload
+from tests.jetstream_server import jetstream
 
 NOW = datetime(2026, 11, 27, 12, 30, tzinfo=UTC)
 EVENTS = payload("bluesky/jetstream_events.json")
-
-
-@contextmanager
-def jetstream(events: list[dict[str, object]], close_after: int | None = None) -> Iterator[tuple[str, list[str]]]:
-    paths: list[str] = []
-
-    def handler(ws: ServerConnection) -> None:
-        paths.append(ws.request.path if ws.request else "")
-        query = parse_qs(urlsplit(paths[-1]).query)
-        cursor = int(query["cursor"][0]) if "cursor" in query else 0
-        sent = 0
-        for event in events:
-            if int(event["time_us"]) > cursor:  # type: ignore[call-overload]
-                ws.send(json.dumps(event))
-                sent += 1
-                if close_after and sent >= close_after:
-                    return
-        ws.recv()  # then idle, like a quiet firehose, until the client leaves
-
-    with serve(handler, "127.0.0.1", 0) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        host, port = server.socket.getsockname()[:2]
-        try:
-            yield f"ws://{host}:{port}/subscribe", paths
-        finally:
-            server.shutdown()
 
 
 def test_only_new_posts_about_bitcoin_are_kept_and_the_cursor_moves_on() -> None:
