@@ -152,15 +152,45 @@ def api_probe(what: str, base_url: str, path: str, params: dict[str, Any], fix: 
 
 
 class CandleFetcher(ABC):
-    """An exchange's candle client: closed candles of one market after a minute."""
+    """An exchange's candle client: closed candles of one market after a minute, paging back over downtime.
+
+    A subclass says where a page is (`page`: the request for the page before a given oldest candle, or the
+    newest page) and how to read one (`parse`); the paging lives here once.
+    """
+
+    market: str
+    api: ApiClient
+    max_pages: int = 10
 
     @abstractmethod
     def __init__(self, market: str, api: ApiClient | None = None) -> None:
         """A client for one market (QUOTE-TARGET) over `api`."""
 
     @abstractmethod
+    def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
+        """(path, query, what) of the page of candles before `before` (the newest page when None)."""
+
+    @abstractmethod
+    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
+        """The closed candles of one answer, oldest first."""
+
+    def is_last_page(self, body: Any) -> bool:
+        """Whether the API says there is nothing older (by default it never does: paging stops at `since`)."""
+        return False
+
     def fetch(self, since: datetime | None, now: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
         """Closed candles after `since` (one page when None), oldest first; malformed candles go to `on_skip`."""
+        found: dict[str, Envelope] = {}
+        before: datetime | None = None
+        for _ in range(self.max_pages):
+            path, params, what = self.page(before)
+            body = self.api.get_json(path, params, what)
+            candles = self.parse(body, now, on_skip)
+            found.update((c.key, c) for c in candles if since is None or c.event_time > since)
+            if since is None or not candles or candles[0].event_time <= since or self.is_last_page(body):
+                break
+            before = candles[0].event_time
+        return sorted(found.values(), key=lambda e: e.event_time)
 
 
 class ExchangeSource(Source[MinuteCursor]):

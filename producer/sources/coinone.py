@@ -81,22 +81,20 @@ class CoinoneCandles(CandleFetcher):
         self.api = api or ApiClient(BASE_URL)
         self.max_pages = max_pages
 
-    def fetch(self, since: datetime | None, now: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
-        """Candles of the closed minutes after `since` (all of one page when None), oldest first."""
-        found: dict[str, Envelope] = {}
+    def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
+        """The chart ending just before `before` (Coinone pages back with `timestamp`, ms)."""
         params: dict[str, Any] = {"interval": "1m"}
-        for _ in range(self.max_pages):
-            body = self.api.get_json(self.path, params, f"coinone chart {self.market}")
-            candles = parse_chart(body, self.market, now, on_skip)
-            for candle in candles:
-                if since is None or candle.event_time > since:
-                    found[candle.key] = candle
-            reached = since is None or not candles or candles[0].event_time <= since
-            if reached or body.get("is_last") is True:
-                break
-            oldest_ms = int(candles[0].event_time.timestamp() * 1000)
-            params = {"interval": "1m", "timestamp": oldest_ms - 1}  # the page before this one
-        return sorted(found.values(), key=lambda e: e.event_time)
+        if before is not None:
+            params["timestamp"] = int(before.timestamp() * 1000) - 1
+        return self.path, params, f"coinone chart {self.market}"
+
+    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
+        """The closed candles of one chart answer."""
+        return parse_chart(body, self.market, now, on_skip)
+
+    def is_last_page(self, body: Any) -> bool:
+        """Coinone says `is_last` when nothing older exists."""
+        return isinstance(body, dict) and body.get("is_last") is True
 
 
 class Coinone(ExchangeSource):

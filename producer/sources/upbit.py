@@ -72,21 +72,16 @@ class UpbitCandles(CandleFetcher):
         self.api = api or ApiClient(BASE_URL)
         self.max_pages = max_pages
 
-    def fetch(self, since: datetime | None, now: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
-        """Candles after `since` (one page when None), oldest first."""
-        found: dict[str, Envelope] = {}
+    def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
+        """Up to 200 candles ending before `before` (Upbit pages back with `to`)."""
         params: dict[str, Any] = {"market": self.market, "count": 200}
-        for _ in range(self.max_pages):
-            body = self.api.get_json("/v1/candles/minutes/1", params, f"upbit candles {self.market}")
-            candles = parse_candles(body, self.market, now, on_skip)
-            for candle in candles:
-                if since is None or candle.event_time > since:
-                    found[candle.key] = candle
-            if since is None or not candles or candles[0].event_time <= since:
-                break
-            oldest = candles[0].event_time.strftime("%Y-%m-%dT%H:%M:%S")
-            params = {"market": self.market, "count": 200, "to": oldest + "Z"}
-        return sorted(found.values(), key=lambda e: e.event_time)
+        if before is not None:
+            params["to"] = before.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return "/v1/candles/minutes/1", params, f"upbit candles {self.market}"
+
+    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
+        """The closed candles of one answer."""
+        return parse_candles(body, self.market, now, on_skip)
 
 
 class Upbit(ExchangeSource):
