@@ -41,6 +41,11 @@ def moto_proc(settings: Settings) -> Managed:
     return Managed("moto", settings.state_dir)
 
 
+def moto_command(settings: Settings) -> list[str]:
+    """moto server serving one request at a time, as DynamoDB's atomic writes need (operate/moto_server.py)."""
+    return [sys.executable, "-m", "operate.moto_server", "-H", settings.host, "-p", str(settings.moto_port)]
+
+
 def _check_node() -> str:
     node = shutil.which("node")
     if not node:
@@ -103,10 +108,7 @@ def up(settings: Settings, pipeline: Pipeline) -> list[str]:
             km.start([node, str(KINESIS_MOCK / "main.js")], env)
             started.append(km)
         if moto.pid() is None:
-            moto.start(
-                [sys.executable, "-m", "moto.server", "-H", settings.host, "-p", str(settings.moto_port)],
-                child_env(settings),
-            )
+            moto.start(moto_command(settings), child_env(settings))
             started.append(moto)
         kinesis = client("kinesis", settings)
         _wait("kinesis-mock", lambda: _stream_active(kinesis, pipeline.stream_name), km)
