@@ -7,6 +7,7 @@ one declaration of the stream, bucket and delivery streams that both the local s
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,14 @@ class Settings(BaseSettings):
     #: API base URLs (a local server in tests; the real APIs by default).
     coinone_url: str = "https://api.coinone.co.kr"
     upbit_url: str = "https://api.upbit.com"
+    #: Markets each exchange's candle producer fetches (QUOTE-TARGET, comma separated); `--market` overrides.
+    coinone_markets: str = "KRW-BTC"
+    upbit_markets: str = "KRW-BTC"
+    #: A candle's minute counts as closed this many seconds after it ends (exchanges publish late trades late).
+    candle_grace_seconds: float = Field(default=10.0, ge=0, le=59)
+    #: Each candle run reads this many closed minutes again; a candle that changed since is sent again
+    #: (and replaces the earlier copy), an unchanged one is not.
+    candle_reread_minutes: int = Field(default=3, ge=0, le=60)
     #: Mastodon instances whose #bitcoin timeline the posts producer reads, comma separated.
     mastodon_instances: str = "https://mastodon.social"
     #: Bluesky Jetstream: where to listen and how long one run listens.
@@ -59,6 +68,14 @@ class Settings(BaseSettings):
     x_posts_per_day: int = Field(default=3000, ge=10)
     #: How many natural keys each record processor remembers to drop duplicates (bounded memory).
     dedupe_capacity: int = Field(default=300_000, ge=1)
+
+    def markets(self, source: str) -> list[str]:
+        """The markets configured for a source (COINSTREAM_<SOURCE>_MARKETS; KRW-BTC where none is)."""
+        raw = getattr(self, f"{source}_markets", "KRW-BTC")
+        found = [m.strip() for m in str(raw).split(",") if m.strip()]
+        for market in found:
+            check_market(market, f"COINSTREAM_{source.upper()}_MARKETS")
+        return found or ["KRW-BTC"]
 
     def x_token(self) -> SecretStr:
         """The X bearer token from COINSTREAM_X_BEARER_TOKEN or the file COINSTREAM_X_BEARER_TOKEN_FILE names."""
@@ -89,6 +106,16 @@ class Settings(BaseSettings):
             return None
         port = self.kinesis_port if service == "kinesis" else self.moto_port
         return f"http://{self.host}:{port}"
+
+
+_MARKET = re.compile(r"^[A-Z0-9]{2,10}-[A-Z0-9]{2,15}$")
+
+
+def check_market(market: str, where: str = "--market") -> str:
+    """A market as QUOTE-TARGET (KRW-BTC); anything else is one FatalError line naming where it came from."""
+    if not _MARKET.match(market):
+        raise FatalError(f"{where}: {market!r} is not a market; write QUOTE-TARGET in capitals, e.g. KRW-BTC")
+    return market
 
 
 def load_settings() -> Settings:

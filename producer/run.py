@@ -49,6 +49,25 @@ class Outcome:
     message: str = ""
 
 
+def run_name(kind: Kind, source: str, market: str) -> str:
+    """The name of a producer's state, lock and spool: per market for candles."""
+    return f"{kind.value}-{source}-{market}" if kind is Kind.CANDLE else f"{kind.value}-{source}"
+
+
+def _adopt_unmarketed_state(folder: Path, kind: Kind, source: str, market: str) -> None:
+    """Versions before per-market names kept one KRW-BTC candle state per source: take it over, once."""
+    if kind is not Kind.CANDLE or market != "KRW-BTC":
+        return
+    old, new = f"{kind.value}-{source}", run_name(kind, source, market)
+    for before, after in (
+        (folder / f"{old}.state.json", folder / f"{new}.state.json"),
+        (folder / "spool" / old, folder / "spool" / new),
+    ):
+        if before.exists() and not after.exists():
+            before.rename(after)
+            logger.info("%s: took over %s from an earlier version", new, before)
+
+
 def produce(
     kind: Kind,
     source: str,
@@ -60,12 +79,23 @@ def produce(
     backfill_minutes: int = 60,
     now: datetime | None = None,
 ) -> Outcome:
-    """One cron-safe run of one producer: lock, drain the spool, fetch, put, commit the cursor."""
-    name = f"{kind.value}-{source}"
-    fetcher = registry.build(
-        source, settings, RunOptions(kind, market=market, backfill_minutes=backfill_minutes, from_dir=from_dir)
+    """One cron-safe run of one producer: lock, drain the spool, fetch, put, commit the cursor.
+
+    Candle producers keep their state, lock and spool per market, so markets never share a position
+    and runs of two markets never wait for each other.
+    """
+    options = RunOptions(
+        kind,
+        market=market,
+        backfill_minutes=backfill_minutes,
+        from_dir=from_dir,
+        grace_seconds=settings.candle_grace_seconds,
+        reread_minutes=settings.candle_reread_minutes,
     )
+    fetcher = registry.build(source, settings, options)
     folder = settings.state_dir / "producer"
+    name = run_name(kind, source, market)
+    _adopt_unmarketed_state(folder, kind, source, market)
     spool = Spool(folder / "spool" / name)
     state_file = StateFile(folder / f"{name}.state.json")
     try:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 class Reply:
     """One scripted answer."""
 
+    #: the JSON body, or a function of the request's query that returns it
     body: Any = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
@@ -51,7 +52,8 @@ def api_server() -> Iterator[Recorded]:
             parts = urlsplit(self.path)
             recorded.requests.append((parts.path, dict(parse_qsl(parts.query))))
             reply = recorded.next(parts.path)
-            data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+            body = reply.body(dict(parse_qsl(parts.query))) if callable(reply.body) else reply.body
+            data = reply.raw if reply.raw is not None else json.dumps(body).encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

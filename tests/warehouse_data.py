@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from moto import mock_aws
 from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
+from coinstream.records import Envelope
 from coinstream.timeutil import epoch_minute
 from consumer.enrich import enrich
 from producer.sources import simulated
@@ -20,19 +22,26 @@ from warehouse.loader import Warehouse
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
 
-def simulated_warehouse(path: Path, sim: simulated.Simulation, minutes: int) -> None:
-    """Simulated candles and posts, enriched and loaded exactly as the pipeline loads them."""
-    last = epoch_minute(NOW) - 1
-    first = last - minutes + 1
+def warehouse_of(path: Path, envelopes: Iterable[Envelope], now: datetime = NOW) -> None:
+    """A warehouse holding `envelopes`, enriched, delivered to S3 and loaded exactly as the pipeline does."""
     pipeline = Pipeline.load(REPO_ROOT / "pipeline.toml")
     streams = load_delivery_streams(pipeline)
+    rows: dict[str, list[str]] = {}
+    for e in envelopes:
+        rows.setdefault(e.kind.value, []).append(json.dumps(enrich(e, now)))
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=pipeline.bucket)
-        for kind, make in (("candle", simulated.candles), ("post", simulated.posts)):
-            rows = [json.dumps(enrich(e, NOW)) for e in make(sim, first, last, NOW)]
-            s3.put_object(Bucket=pipeline.bucket, Key=f"{streams[kind].prefix}sim", Body="\n".join(rows).encode())
+        for kind, lines in rows.items():
+            s3.put_object(Bucket=pipeline.bucket, Key=f"{streams[kind].prefix}rows", Body="\n".join(lines).encode())
         wh = Warehouse(path, REPO_ROOT / "redshift")
         wh.apply_ddl()
         wh.load(s3, pipeline.bucket, streams.values(), REPO_ROOT / "s3")
         wh.close()
+
+
+def simulated_warehouse(path: Path, sim: simulated.Simulation, minutes: int) -> None:
+    """Simulated candles and posts for the `minutes` minutes before NOW."""
+    last = epoch_minute(NOW) - 1
+    first = last - minutes + 1
+    warehouse_of(path, [*simulated.candles(sim, first, last, NOW), *simulated.posts(sim, first, last, NOW)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,17 +20,29 @@ def analyze(
     from_: Annotated[str | None, typer.Option("--from", help="UTC start, e.g. 2026-11-28T00:00:00Z.")] = None,
     to: Annotated[str | None, typer.Option("--to", help="UTC end (exclusive).")] = None,
     window: Annotated[int, typer.Option(help="Rolling correlation window, minutes.", min=10)] = 60,
-    market: Annotated[str | None, typer.Option(help="Only this market's candles.")] = None,
-    html: Annotated[Path | None, typer.Option(help="Also write the charts as one self-contained HTML file.")] = None,
+    exchange: Annotated[str | None, typer.Option(help="Only this exchange's series (default: every one).")] = None,
+    market: Annotated[str | None, typer.Option(help="Only this market's series (default: every one).")] = None,
+    posts: Annotated[
+        str,
+        typer.Option(
+            help="Which posts: auto (simulated ones for the simulated exchange, else x+bluesky+mastodon), "
+            "real, x, bluesky, mastodon or simulated."
+        ),
+    ] = "auto",
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the first series' charts as one self-contained HTML file.")
+    ] = None,
 ) -> None:
-    """How strongly, and with what lag, posts per minute move with BTC volume per minute."""
+    """How strongly, and with what lag, posts per minute move with volume per minute, per exchange and market."""
     import duckdb
 
     from coinstream.timeutil import parse_from
+    from warehouse.analysis import POSTS, all_series, pick_series, series, sources_counted
     from warehouse.analysis import analyze as run_analysis
-    from warehouse.analysis import series
     from warehouse.loader import open_warehouse
 
+    if posts != "auto" and posts not in POSTS:
+        raise FatalError(f"--posts {posts!r} is not a choice: use auto, {', '.join(POSTS)}")
     settings, pipeline = context()
     start = parse_from(from_) if from_ else None
     end = parse_from(to) if to else None
@@ -40,38 +52,52 @@ def analyze(
         pass  # creates the views a warehouse from an older version may lack
     db = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        minutes, posts, volume = series(db, start, end, market)
+        chosen = pick_series(all_series(db), exchange, market)
+        results = []
+        for one in chosen:
+            minutes, counts, volume = series(db, one, start, end, posts)
+            results.append((one, sources_counted(db, one, posts), run_analysis(minutes, counts, volume, window=window)))
         if html is not None:
             from warehouse.dashboard.data import chart_data
             from warehouse.dashboard.server import standalone_html
 
-            html.write_text(standalone_html({**chart_data(db, "all", window), "stack": {}}))
-            out.print(f"charts written to {html}")
+            first = chosen[0]
+            page = chart_data(db, "all", window, exchange=first.exchange, market=first.market)
+            html.write_text(standalone_html({**page, "stack": {}}))
+            out.print(f"charts of {first.name} written to {html}")
     finally:
         db.close()
-    result = run_analysis(minutes, posts, volume, window=window)
-    table = Table("measure", "value", title=f"posts/minute vs BTC volume/minute ({result.minutes} minutes used)")
-    if result.enough:
-        table.add_row("from / to (UTC)", f"{result.first:%Y-%m-%d %H:%M} / {result.last:%Y-%m-%d %H:%M}")
-        table.add_row("Pearson r, levels", f"{result.pearson_levels:+.3f}")
-        table.add_row("Spearman rho, levels", f"{result.spearman_levels:+.3f}")
-        table.add_row("Pearson r, first differences", f"{result.pearson_diffs:+.3f}")
-        table.add_row("Spearman rho, first differences", f"{result.spearman_diffs:+.3f}")
-        table.add_row("strongest lag (+: posts lead)", f"{result.best_lag:+d} min, r = {result.best_lag_r:+.3f}")
-        table.add_row(
-            f"Granger posts -> volume (order {result.granger_order})", f"p = {result.granger_posts_to_volume_p:.3g}"
-        )
-        table.add_row(
-            f"Granger volume -> posts (order {result.granger_order})", f"p = {result.granger_volume_to_posts_p:.3g}"
-        )
-        if result.rolling:
-            table.add_row(
-                f"rolling r over {window} min (min / median / max)",
-                f"{min(result.rolling):+.2f} / {sorted(result.rolling)[len(result.rolling) // 2]:+.2f} / "
-                f"{max(result.rolling):+.2f}",
-            )
-        out.print(table)
-    out.print(result.verdict)
+    out.print(_report(results, window))
+    for one, _, result in results:
+        out.print(f"{one.name}: {result.verdict}")
+
+
+def _report(results: list[tuple[Any, list[str], Any]], window: int) -> Table:
+    """One column per series, side by side."""
+    table = Table("measure", *(one.name for one, _, _ in results), title="posts/minute vs volume/minute")
+    table.add_row("posts counted", *(", ".join(sources) or "none collected" for _, sources, _ in results))
+    table.add_row("minutes used", *(str(r.minutes) for _, _, r in results))
+    figures = [
+        ("from / to (UTC)", lambda r: f"{r.first:%Y-%m-%d %H:%M} / {r.last:%Y-%m-%d %H:%M}"),
+        ("Pearson r, levels", lambda r: f"{r.pearson_levels:+.3f}"),
+        ("Spearman rho, levels", lambda r: f"{r.spearman_levels:+.3f}"),
+        ("Pearson r, first differences", lambda r: f"{r.pearson_diffs:+.3f}"),
+        ("Spearman rho, first differences", lambda r: f"{r.spearman_diffs:+.3f}"),
+        ("strongest lag (+: posts lead)", lambda r: f"{r.best_lag:+d} min, r = {r.best_lag_r:+.3f}"),
+        ("Granger posts -> volume", lambda r: f"p = {r.granger_posts_to_volume_p:.3g} (order {r.granger_order})"),
+        ("Granger volume -> posts", lambda r: f"p = {r.granger_volume_to_posts_p:.3g} (order {r.granger_order})"),
+        (
+            f"rolling r over {window} min (min / median / max)",
+            lambda r: (
+                f"{min(r.rolling):+.2f} / {sorted(r.rolling)[len(r.rolling) // 2]:+.2f} / {max(r.rolling):+.2f}"
+                if r.rolling
+                else "-"
+            ),
+        ),
+    ]
+    for name, show in figures:
+        table.add_row(name, *(show(r) if r.enough else "-" for _, _, r in results))
+    return table
 
 
 @app.command()

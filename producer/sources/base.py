@@ -8,6 +8,7 @@ shows up in the CLI's help, in `coinstream doctor` and in the offline replayer b
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +43,18 @@ class MinuteCursor(Cursor):
     """The last closed minute already emitted (epoch minutes)."""
 
     last_minute: int
+
+
+class CandleCursor(MinuteCursor):
+    """An exchange's position: the last minute emitted, and a fingerprint of each candle sent in the
+    minutes still read again (epoch minute -> fingerprint), so an unchanged re-read is not sent twice."""
+
+    sent: dict[int, str] = {}
+
+
+def fingerprint(envelope: Envelope) -> str:
+    """What a candle says (its figures), not when it was fetched: equal for an unchanged re-read."""
+    return hashlib.blake2b(envelope.payload.model_dump_json().encode(), digest_size=8).hexdigest()
 
 
 #: Told the reason each time a malformed item is skipped (a `Skips`, or anything that logs).
@@ -87,6 +100,10 @@ class RunOptions:
     market: str = "KRW-BTC"
     backfill_minutes: int = 60
     from_dir: Path | None = None
+    #: exchanges: seconds after a minute's end before its candle counts as closed
+    grace_seconds: float = 10.0
+    #: exchanges: closed minutes each run reads again (a changed candle is sent again)
+    reread_minutes: int = 3
 
 
 @dataclass(frozen=True)
@@ -193,14 +210,14 @@ class CandleFetcher(ABC):
         return sorted(found.values(), key=lambda e: e.event_time)
 
 
-class ExchangeSource(Source[MinuteCursor]):
+class ExchangeSource(Source[CandleCursor]):
     """An exchange's 1-minute candles of one market, resumed after the last minute emitted.
 
     A subclass names its candle client, the setting that holds its base URL, and the request doctor makes.
     """
 
     kinds = frozenset({Kind.CANDLE})
-    cursor_type = MinuteCursor
+    cursor_type = CandleCursor
     #: the exchange's candle client, built for (market, api)
     client: ClassVar[type[CandleFetcher]]
     #: the Settings field with the API's base URL (COINSTREAM_<FIELD> in the environment)
@@ -208,13 +225,19 @@ class ExchangeSource(Source[MinuteCursor]):
     #: what `coinstream doctor` asks: a path and its query
     probe_request: ClassVar[tuple[str, Mapping[str, Any]]]
 
-    def __init__(self, candles: CandleFetcher) -> None:
+    def __init__(self, candles: CandleFetcher, *, grace_seconds: float = 10.0, reread_minutes: int = 3) -> None:
         self.candles = candles
+        self.grace = timedelta(seconds=grace_seconds)
+        self.reread = reread_minutes
 
     @classmethod
     def build(cls, settings: Settings, options: RunOptions) -> Self:
         """Candles of `options.market` from the exchange's configured base URL."""
-        return cls(cls.client(options.market, ApiClient(getattr(settings, cls.url_setting))))
+        return cls(
+            cls.client(options.market, ApiClient(getattr(settings, cls.url_setting))),
+            grace_seconds=options.grace_seconds,
+            reread_minutes=options.reread_minutes,
+        )
 
     @classmethod
     def probes(cls, settings: Settings) -> list[Probe]:
@@ -223,13 +246,29 @@ class ExchangeSource(Source[MinuteCursor]):
         fix = f"check the network or COINSTREAM_{cls.url_setting.upper()}"
         return [api_probe(f"source {cls.name}", getattr(settings, cls.url_setting), path, dict(params), fix)]
 
-    def fetch(self, cursor: MinuteCursor | None, now: datetime) -> tuple[list[Envelope], MinuteCursor | None]:
-        """Candles of the minutes closed since the cursor's minute."""
-        since = minute_start(cursor.last_minute) if cursor else None
-        found = self.candles.fetch(since, now, self.skips)
-        if not found:
+    def fetch(self, cursor: CandleCursor | None, now: datetime) -> tuple[list[Envelope], CandleCursor | None]:
+        """Candles of the minutes closed (plus the grace) since the cursor's minute, and of the last
+        `reread` minutes again where their candle changed (or first appeared) since it was sent."""
+        since = minute_start(cursor.last_minute - self.reread) if cursor else None
+        closed = [
+            c
+            for c in self.candles.fetch(since, now, self.skips)
+            if c.event_time + timedelta(minutes=1) + self.grace <= now
+        ]
+        sent = dict(cursor.sent) if cursor else {}
+        fresh = []
+        for candle in closed:
+            minute, print_ = epoch_minute(candle.event_time), fingerprint(candle)
+            if sent.get(minute) != print_:
+                fresh.append(candle)
+                sent[minute] = print_
+        last = max(
+            [epoch_minute(c.event_time) for c in closed] + ([cursor.last_minute] if cursor else []), default=None
+        )
+        if last is None:
             return [], cursor
-        return found, MinuteCursor(last_minute=epoch_minute(found[-1].event_time))
+        kept = {m: f for m, f in sent.items() if m > last - self.reread}  # what later runs read again
+        return fresh, CandleCursor(last_minute=last, sent=kept)
 
 
 def closed_candle(

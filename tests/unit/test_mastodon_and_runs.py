@@ -55,7 +55,7 @@ def test_exchange_runs_carry_the_last_minute_and_backfill_after_downtime(
     chart = payload("coinone/chart_KRW_BTC_1m.json")
     ordered = sorted(chart["chart"], key=lambda c: c["timestamp"])
     with api_server() as server:
-        settings = Settings(state_dir=tmp_path, coinone_url=server.url)
+        settings = Settings(state_dir=tmp_path, coinone_url=server.url, candle_reread_minutes=0)
         server.on("/public/v2/chart/KRW/BTC", Reply({**chart, "chart": ordered[:10]}))
         first = produce(Kind.CANDLE, "coinone", settings, pipeline, from_dir=PAYLOADS, now=NOW)
         assert first.code is Code.SENT and first.sent == 10

@@ -61,7 +61,13 @@ class Handler(SimpleHTTPRequestHandler):
             self._json({"error": "the warehouse is busy (a load is running); the page retries"}, 503)
             return
         try:
-            data = chart_data(db, range_name, window)
+            data = chart_data(
+                db,
+                range_name,
+                window,
+                exchange=query.get("exchange", [None])[0] or None,
+                market=query.get("market", [None])[0] or None,
+            )
         finally:
             db.close()
         data["stack"] = self.stack_panel()

@@ -69,9 +69,10 @@ function drawPrice(data) {
   const svg = document.getElementById("chart-price"), f = frame(svg);
   const y = scale(data.high.concat(data.low), f.top, f.bottom);
   const x = (i) => f.left + (i / Math.max(data.high.length - 1, 1)) * (f.right - f.left);
-  const top = data.high.map((v, i) => x(i).toFixed(1) + "," + y.at(v).toFixed(1));
-  const bottom = data.low.map((v, i) => x(i).toFixed(1) + "," + y.at(v).toFixed(1)).reverse();
-  el("polygon", { points: top.concat(bottom).join(" "), class: "band", "data-series": "high-low", "data-points": data.high.length }, svg);
+  const traded = data.high.map((v, i) => i).filter((i) => data.high[i] !== null);  // no band where nobody traded
+  const top = traded.map((i) => x(i).toFixed(1) + "," + y.at(data.high[i]).toFixed(1));
+  const bottom = traded.map((i) => x(i).toFixed(1) + "," + y.at(data.low[i]).toFixed(1)).reverse();
+  el("polygon", { points: top.concat(bottom).join(" "), class: "band", "data-series": "high-low", "data-points": traded.length }, svg);
   line(svg, f, data.close, y, "close", "close");
   axisLabels(svg, f, y, "left"); timeLabels(svg, f, data.minutes);
 }
@@ -117,17 +118,31 @@ function drawFreshness(data) {
   add("live app, newest minute", stack.live_newest, "fresh-live");
 }
 
+function fillSeries(data) {
+  const select = document.getElementById("series"), chosen = data.selected || {};
+  const want = (chosen.exchange || "") + "|" + (chosen.market || "");
+  select.innerHTML = "";
+  for (const s of data.series || []) {
+    const o = document.createElement("option");
+    o.value = s.exchange + "|" + s.market; o.textContent = s.exchange + " " + s.market;
+    o.selected = o.value === want; select.appendChild(o);
+  }
+}
+
 async function refresh() {
   const range = document.getElementById("range").value, win = document.getElementById("window").value;
+  const [exchange, market] = (document.getElementById("series").value || "|").split("|");
   const body = document.body;
   body.setAttribute("data-ready", "false");
   try {
     let data = window.COINSTREAM_DATA;  // set in a saved report (`coinstream analyze --html`): no server
     if (!data) {
-      const res = await fetch(`/api/data?range=${range}&window=${win}`, { cache: "no-store" });
+      const q = new URLSearchParams({ range, window: win, exchange, market });
+      const res = await fetch(`/api/data?${q}`, { cache: "no-store" });
       data = await res.json();
       if (!res.ok) throw new Error(data.error || res.statusText);
     }
+    fillSeries(data);
     document.getElementById("empty").hidden = !data.empty;
     document.getElementById("charts").hidden = !!data.empty && !Object.keys((data.freshness || {}).posts || {}).length;
     if (!data.empty) { drawActivity(data); drawPrice(data); drawRolling(data); drawCross(data); }
@@ -140,6 +155,7 @@ async function refresh() {
 }
 
 document.getElementById("range").addEventListener("change", refresh);
+document.getElementById("series").addEventListener("change", refresh);
 document.getElementById("window").addEventListener("change", refresh);
 if (!window.COINSTREAM_DATA) setInterval(refresh, 60000);
 refresh();

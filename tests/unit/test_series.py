@@ -1,0 +1,116 @@
+"""One series per exchange and market, every minute present: what the views, `analyze` and the dashboard read."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from coinstream import records
+from producer.sources import simulated
+from tests.warehouse_data import NOW, warehouse_of
+from warehouse.analysis import all_series, analyze, series
+from warehouse.dashboard.data import chart_data
+
+T0 = datetime(2026, 11, 28, 9, tzinfo=UTC)
+
+
+def candle(exchange: str, minute: int, volume: str, market: str = "KRW-BTC") -> records.Envelope:
+    figures = {"open": "100", "high": "110", "low": "90", "close": "105", "volume": volume, "quote_volume": "1"}
+    return records.candle(exchange, market, T0 + timedelta(minutes=minute), NOW, figures)
+
+
+def post(post_id: str, minute: int, source: str = "x") -> records.Envelope:
+    return records.post(source, post_id, T0 + timedelta(minutes=minute, seconds=7), NOW, text="bitcoin")
+
+
+def run(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COINSTREAM_WAREHOUSE_FILE": str(env_file), "COINSTREAM_STATE_DIR": str(env_file.parent)}
+    return subprocess.run(
+        [sys.executable, "-m", "operate", *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_a_relation_planted_on_one_exchange_is_found_there_only_and_both_are_reported(tmp_path: Path) -> None:
+    sim = simulated.Simulation(lag_minutes=5, strength=0.8)
+    first = int(T0.timestamp() // 60)
+    rng = random.Random(7)
+    envelopes = []
+    for i in range(240):
+        m = first + i
+        envelopes += [post(f"{m}-{k}", i) for k in range(sim.post_count(m))]
+        envelopes.append(candle("coinone", i, f"{sim.volume(m):.8f}"))
+        if rng.random() > 0.1:  # Upbit: no relation, and no candle in about one minute in ten (no trades)
+            envelopes.append(candle("upbit", i, f"{rng.uniform(0.5, 5):.8f}"))
+    envelopes.append(candle("upbit", 239, "1.0"))
+    warehouse_of(tmp_path / "w.duckdb", envelopes)
+
+    db = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    found = {s.exchange: s for s in all_series(db)}
+    assert set(found) == {"coinone", "upbit"} and {s.minutes for s in found.values()} == {240}
+    coinone = analyze(*series(db, found["coinone"]))
+    upbit = analyze(*series(db, found["upbit"]))
+    rows, distinct = db.execute(
+        "SELECT count(*), count(DISTINCT (minute_utc, exchange, market)) FROM minute_metrics"
+    ).fetchone()
+    db.close()
+    assert rows == distinct == 480  # one row per minute and series: never the two exchanges in one series
+    assert coinone.minutes == upbit.minutes == 240
+    assert coinone.best_lag == 5 and coinone.best_lag_r > 0.8
+    assert abs(upbit.best_lag_r) < 0.3
+
+    done = run(tmp_path / "w.duckdb", "analyze")
+    assert done.returncode == 0, done.stderr
+    assert "coinone KRW-BTC" in done.stdout and "upbit KRW-BTC" in done.stdout
+    assert "+5 min" in done.stdout.split("strongest lag")[1].splitlines()[0]
+    assert "posts counted" in done.stdout and " x " in done.stdout.split("posts counted")[1].splitlines()[0] + " "
+    one = run(tmp_path / "w.duckdb", "analyze", "--exchange", "upbit")
+    assert one.returncode == 0 and "coinone" not in one.stdout
+    wrong = run(tmp_path / "w.duckdb", "analyze", "--exchange", "bithumb")
+    assert wrong.returncode == 1 and len(wrong.stderr.strip().splitlines()) == 1
+    assert "--exchange coinone --market KRW-BTC" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_no_trade_and_no_post_minutes_are_zero_not_missing(tmp_path: Path) -> None:
+    warehouse_of(
+        tmp_path / "w.duckdb",
+        [candle("upbit", 0, "1.5"), candle("upbit", 1, "2"), candle("upbit", 3, "0.25"), post("a", 0), post("b", 3)],
+    )
+    db = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    got = db.execute(
+        "SELECT strftime(minute_utc, '%H:%M'), traded, volume::VARCHAR, posts_total, posts_x, posts_bluesky "
+        "FROM minute_metrics ORDER BY minute_utc"
+    ).fetchall()
+    assert got == [
+        ("09:00", True, "1.50000000", 1, 1, None),
+        ("09:01", True, "2.00000000", 0, 0, None),  # nobody posted: 0
+        ("09:02", False, "0.00000000", 0, 0, None),  # nobody traded: volume 0, traded false; bluesky never collected
+        ("09:03", True, "0.25000000", 1, 1, None),
+    ]
+    page = chart_data(db, "all")
+    db.close()
+    assert page["volume"] == [1.5, 2.0, 0.0, 0.25] and page["posts"] == {"x": [1, 0, 0, 1]}
+    assert page["traded"] == [True, True, False, True] and page["volume_text"][0] == "1.5"
+    assert page["series"] == [{"exchange": "upbit", "market": "KRW-BTC"}]
+
+
+def test_posts_without_any_candle_still_have_every_minute(tmp_path: Path) -> None:
+    warehouse_of(tmp_path / "w.duckdb", [post("a", 0), post("b", 4), post("c", 4, source="bluesky")])
+    db = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    got = db.execute(
+        "SELECT source, strftime(minute_utc, '%H:%M'), posts FROM minute_posts ORDER BY source, minute_utc"
+    ).fetchall()
+    db.close()
+    assert got == [("bluesky", "09:04", 1)] + [("x", f"09:0{m}", 1 if m in (0, 4) else 0) for m in range(5)]
+
+
+def test_markets_are_series_of_their_own(tmp_path: Path) -> None:
+    warehouse_of(tmp_path / "w.duckdb", [candle("upbit", 0, "1"), candle("upbit", 2, "3", market="KRW-ETH")])
+    db = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    assert [(s.market, s.minutes) for s in all_series(db)] == [("KRW-BTC", 1), ("KRW-ETH", 1)]
+    db.close()
