@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.coinstream-installed
+# The dashboard's chart library, from the npm package into the Python package's static files (not committed).
+CHARTS := warehouse/dashboard/static/vendor/echarts.min.js
 
 .PHONY: setup prereqs browser demo test lint unit integration e2e down clean
 
-setup: prereqs $(STAMP) node_modules/.package-lock.json
+setup: prereqs $(STAMP) node_modules/.package-lock.json $(CHARTS)
 
 prereqs:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)")'
@@ -21,9 +23,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c 'from consumer.daemon import jar_dir; n = len(list(jar_dir().glob("*.jar"))); assert n > 50, f"only {n} KCL jars in {jar_dir()}"; print(f"{n} KCL jars in {jar_dir()}")'
 	touch $(STAMP)
 
-# kinesis-mock (npm kinesis-local), pinned by package-lock.json.
+# kinesis-mock (npm kinesis-local) and Apache ECharts, pinned by package-lock.json.
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
+
+$(CHARTS): node_modules/.package-lock.json
+	mkdir -p $(@D)
+	cp node_modules/echarts/dist/echarts.min.js $@
+	cp node_modules/echarts/LICENSE $(@D)/echarts.LICENSE
 
 # Debian's Chromium for the dashboard's browser test (never a browser that a tool downloads itself).
 browser:

@@ -106,9 +106,10 @@ def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1
     """Serve the dashboard on 127.0.0.1 (offline: no CDN): posts vs volume, price band, correlations, freshness."""
     from coinstream.processes import ensure_port_free
     from operate import local_stack
-    from warehouse.dashboard.server import serve
+    from warehouse.dashboard.server import chart_library, serve
 
     settings, pipeline = context()
+    chart_library()  # missing: one line naming the fix, before anything listens
     ensure_port_free(port, "dashboard", "--port", settings.host)
     server = serve(
         settings.warehouse_path, settings.host, port, stack_panel=lambda: local_stack.stack_panel(settings, pipeline)

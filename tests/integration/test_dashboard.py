@@ -8,14 +8,18 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import sync_playwright
 
+from coinstream import records
 from coinstream.processes import free_port
+from coinstream.timeutil import epoch_minute, minute_start
 from producer.sources import simulated
-from tests.warehouse_data import simulated_warehouse
+from tests.warehouse_data import NOW, simulated_warehouse, warehouse_of
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Skipped where chromium is missing, except in CI (.ci/run sets this), where a skip would hide a gap.
@@ -36,9 +40,31 @@ FLAGS = [
 MINUTES = 180
 
 
+def upbit_volume(minute: int) -> str:
+    """Upbit's (unrelated) volume in an epoch minute, as exact decimal text; no trade in every 7th minute."""
+    return f"{(minute * 7919) % 1000 / 997 + 0.5:.8f}"
+
+
 @pytest.fixture
-def dashboard_url(tmp_path: Path) -> str:
-    simulated_warehouse(tmp_path / "w.duckdb", simulated.Simulation(), minutes=MINUTES)
+def dashboard_url(tmp_path: Path) -> Iterator[str]:
+    sim = simulated.Simulation()
+    last = epoch_minute(NOW) - 1
+    first = last - MINUTES + 1
+    upbit = [
+        records.candle(
+            "upbit",
+            "KRW-BTC",
+            minute_start(m),
+            NOW,
+            {"open": "100", "high": "110", "low": "90", "close": "105", "volume": upbit_volume(m), "quote_volume": "1"},
+        )
+        for m in range(first, last + 1)
+        if m % 7 or m == last
+    ]
+    warehouse_of(
+        tmp_path / "w.duckdb",
+        [*simulated.candles(sim, first, last, NOW), *simulated.posts(sim, first, last, NOW), *upbit],
+    )
     port = free_port()
     env = {**os.environ, "COINSTREAM_WAREHOUSE_FILE": str(tmp_path / "w.duckdb"), "COINSTREAM_STATE_DIR": str(tmp_path)}
     proc = subprocess.Popen(
@@ -60,29 +86,71 @@ def dashboard_url(tmp_path: Path) -> str:
     proc.wait(timeout=10)
 
 
+#: Points drawn per series of a chart, read from the chart library itself ("-" and null are gaps).
+POINTS = """id => Object.fromEntries(echarts.getInstanceByDom(document.getElementById(id)).getOption().series.map(
+    s => [s.name || s.type, s.data.filter(v => v !== null && v !== "-" && !(v && v.value === null)).length]))"""
+
+
+def hover(page: Any, chart_id: str, index: int) -> str:
+    """Move the mouse over minute `index` of a chart, as a user would; the tooltip's text."""
+    x, y = page.evaluate(
+        """([id, i]) => echarts.getInstanceByDom(document.getElementById(id))
+               .convertToPixel({xAxisIndex: 0, yAxisIndex: 0}, [i, 0])""",
+        [chart_id, index],
+    )
+    box = page.locator(f"#{chart_id}").bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + y - 20)
+    tip = page.locator(f"#{chart_id} .tip")
+    tip.wait_for(state="visible", timeout=10_000)
+    return str(tip.inner_text())
+
+
 @needs_chromium
-def test_every_chart_draws_the_known_points_and_freshness_shows_the_newest_times(
+def test_every_chart_draws_the_known_points_and_the_tooltip_shows_exact_values(
     dashboard_url: str, tmp_path: Path
 ) -> None:
+    sim = simulated.Simulation()
+    last = epoch_minute(NOW) - 1
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
         requests_outside: list[str] = []
         page.on("request", lambda r: requests_outside.append(r.url) if not r.url.startswith(dashboard_url) else None)
         page.goto(dashboard_url)
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        assert page.eval_on_selector_all("#series option", "os => os.map(o => o.textContent)") == [
+            "simulated KRW-BTC",
+            "upbit KRW-BTC",
+        ]
         page.select_option("#range", "all")
-        page.wait_for_selector("body[data-ready=true] #chart-cross rect", timeout=30_000)
-        points = lambda series: int(page.get_attribute(f'[data-series="{series}"]', "data-points"))  # noqa: E731
-        assert points("volume") == MINUTES and points("close") == MINUTES and points("high-low") == MINUTES
-        assert points("posts-simulated") == MINUTES  # posts per minute, zero-filled: one point a minute
-        assert points("rolling") == MINUTES - 60 + 1  # a 60-minute window starts at its 60th minute
-        assert page.locator("#chart-cross rect").count() == 61  # lags -30..+30
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        points = lambda chart_id: page.evaluate(POINTS, chart_id)  # noqa: E731
+        assert points("chart-activity") == {"posts simulated": MINUTES, "volume": MINUTES}
+        assert points("chart-price") == {"OHLC": MINUTES}  # one candle a minute
+        assert points("chart-rolling") == {"r over 60 min": MINUTES - 60 + 1}  # a 60-minute window starts at its 60th
+        assert points("chart-cross") == {"bar": 61}  # lags -30..+30
         assert page.get_attribute("#chart-cross", "data-best-lag") == "5"  # the planted lag, marked
-        assert page.locator("#chart-cross rect.best").get_attribute("data-lag") == "5"
-        newest = page.text_content("#fresh-candle-simulated")
-        assert newest == "2026-11-28T11:59:00Z"
+        tip = hover(page, "chart-activity", MINUTES - 1)
+        assert "2026-11-28T11:59:00Z" in tip
+        assert f"{sim.volume(last):.8f}".rstrip("0") in tip  # the decimal as stored, not a rounded float
+        assert page.text_content("#fresh-candle-simulated") == "2026-11-28T11:59:00Z"
         assert page.text_content("#fresh-post-simulated").startswith("2026-11-28T11:59:")
+
+        page.select_option("#series", "upbit|KRW-BTC")  # the other exchange: its own series, nothing mixed
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        assert points("chart-activity") == {"volume": MINUTES}  # simulated posts never meet real candles
+        no_trade = next(i for i in range(MINUTES) if (last - MINUTES + 1 + i) % 7 == 0)
+        assert points("chart-price") == {
+            "OHLC": MINUTES - sum(1 for i in range(MINUTES - 1) if (last - MINUTES + 1 + i) % 7 == 0)
+        }
+        tip = hover(page, "chart-activity", no_trade)
+        assert "no trade this minute" in tip and "0" in tip.split("volume")[1]
+        tip = hover(page, "chart-activity", MINUTES - 1)
+        assert upbit_volume(last).rstrip("0").rstrip(".") in tip
         assert page.is_hidden("#empty") and requests_outside == []  # works offline: nothing beyond localhost
+        page.select_option("#series", "simulated|KRW-BTC")
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        assert "posts simulated" in hover(page, "chart-activity", 120)  # the README's screenshot shows a tooltip
         shot = Path(os.environ.get("COINSTREAM_SCREENSHOT", tmp_path / "dashboard.png"))
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
@@ -140,7 +208,8 @@ def test_analyze_writes_a_self_contained_html_report(tmp_path: Path) -> None:
         fetched: list[str] = []
         page.on("request", lambda r: fetched.append(r.url))
         page.goto(report.as_uri())
-        page.wait_for_selector("body[data-ready=true] #chart-cross rect.best")
-        assert page.get_attribute('[data-series="volume"]', "data-points") == str(MINUTES)
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.get_attribute("#chart-cross", "data-best-lag") == "5"
+        assert page.evaluate(POINTS, "chart-price") == {"OHLC": MINUTES}
         assert fetched == [report.as_uri()]  # one file, nothing else loaded
         browser.close()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -78,4 +79,18 @@ def test_a_producer_run_from_the_wheel_reaches_the_stream(installed: Path, tmp_p
         assert "30 fetched, 30 sent to coinstream-raw" in said
         assert sum(stream_record_count(client("kinesis", settings), pipeline.stream_name).values()) == 30
         # the wheel keeps its state in the user's state folder, never in site-packages
-        assert (installed / ".local" / "state" / "coinstream" / "producer" / "candle-coinone.state.json").is_file()
+        assert (
+            installed / ".local" / "state" / "coinstream" / "producer" / "candle-coinone-KRW-BTC.state.json"
+        ).is_file()
+
+
+def test_the_wheel_carries_the_dashboards_chart_library(installed: Path) -> None:
+    wheel = next((installed / "dist").glob("coinstream-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        assert {
+            "warehouse/dashboard/static/vendor/echarts.min.js",
+            "warehouse/dashboard/static/vendor/echarts.LICENSE",
+        } <= names
+        shipped = archive.read("warehouse/dashboard/static/vendor/echarts.min.js")
+    assert shipped == (REPO_ROOT / "node_modules" / "echarts" / "dist" / "echarts.min.js").read_bytes()  # npm's file

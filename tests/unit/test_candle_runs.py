@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -134,3 +135,20 @@ def test_two_markets_alternately_and_at_once_each_get_all_their_minutes(
         "candle-upbit-KRW-BTC.state.json",
         "candle-upbit-KRW-ETH.state.json",
     ]
+
+
+def test_the_state_of_an_earlier_version_is_taken_over_by_the_krw_btc_market(
+    tmp_path: Path, moto_kinesis: tuple[Pipeline, Any]
+) -> None:
+    pipeline, _ = moto_kinesis
+    folder = tmp_path / "producer"
+    folder.mkdir()
+    last = int((T0 + timedelta(minutes=2)).timestamp() // 60)
+    (folder / "candle-upbit.state.json").write_text(json.dumps({"last_minute": last}))
+    clock = {"now": T0 + timedelta(minutes=5, seconds=30)}
+    with api_server() as server:
+        server.on(PATH, Reply(upbit_answer(clock, {m: "1" for m in range(6)})))
+        settings = Settings(state_dir=tmp_path, upbit_url=server.url, candle_reread_minutes=0)
+        assert produce(Kind.CANDLE, "upbit", settings, pipeline, now=clock["now"]).sent == 2  # 12:03, 12:04
+    assert not (folder / "candle-upbit.state.json").exists()
+    assert json.loads((folder / "candle-upbit-KRW-BTC.state.json").read_text())["last_minute"] == last + 2

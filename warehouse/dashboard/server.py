@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 
+from coinstream.errors import FatalError
 from warehouse.dashboard.data import RANGES, chart_data
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,19 @@ def standalone_html(data: dict[str, Any]) -> str:
     js = (STATIC / "dashboard.js").read_text()
     payload = json.dumps(data).replace("</", "<\\/")
     page = page.replace('<link rel="stylesheet" href="dashboard.css">', f"<style>{css}</style>")
+    page = page.replace('<script src="vendor/echarts.min.js"></script>', f"<script>{chart_library()}</script>")
     return page.replace(
         '<script src="dashboard.js"></script>',
         f"<script>window.COINSTREAM_DATA = {payload};</script>\n<script>{js}</script>",
     )
+
+
+def chart_library() -> str:
+    """Apache ECharts as `make setup` copied it from npm (the wheel carries it); FatalError naming the fix if absent."""
+    try:
+        return (STATIC / "vendor" / "echarts.min.js").read_text().replace("</script", "<\\/script")
+    except FileNotFoundError:
+        raise FatalError(
+            f"the dashboard's chart library is missing from {STATIC / 'vendor'}: run `make setup` "
+            "(it copies node_modules/echarts/dist/echarts.min.js there)"
+        ) from None

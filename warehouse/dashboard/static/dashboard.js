@@ -1,105 +1,94 @@
-// coinstream dashboard: plain SVG, no external library or CDN, so it works offline.
+// coinstream dashboard: Apache ECharts (served by the dashboard itself from vendor/, never a CDN).
 "use strict";
-const NS = "http://www.w3.org/2000/svg";
 const COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf"];
+const charts = {};
 
-function el(name, attrs, parent) {
-  const e = document.createElementNS(NS, name);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
-  if (parent) parent.appendChild(e);
-  return e;
+function chart(id) {
+  if (!charts[id]) charts[id] = echarts.init(document.getElementById(id), null, { renderer: "canvas" });
+  return charts[id];
 }
 
-function frame(svg) {
-  svg.innerHTML = "";
-  const w = svg.clientWidth || 600, h = svg.clientHeight || 240;
-  return { w, h, left: 46, right: w - 46, top: 10, bottom: h - 22 };
-}
-
-function scale(values, lo, hi) {
-  const nums = values.filter((v) => v !== null && !Number.isNaN(v));
-  let min = Math.min(...nums), max = Math.max(...nums);
-  if (!nums.length) { min = 0; max = 1; }
-  if (min === max) { min -= 1; max += 1; }
-  return { min, max, at: (v) => hi - ((v - min) / (max - min)) * (hi - lo) };
-}
-
-function line(svg, f, values, y, cls, series, color) {
-  const x = (i) => f.left + (i / Math.max(values.length - 1, 1)) * (f.right - f.left);
-  let d = "", n = 0, pen = false;
-  values.forEach((v, i) => {
-    if (v === null) { pen = false; return; }
-    d += (pen ? "L" : "M") + x(i).toFixed(1) + "," + y.at(v).toFixed(1);
-    pen = true; n += 1;
-  });
-  const p = el("path", { d, class: cls, "data-series": series, "data-points": n }, svg);
-  if (color) p.setAttribute("style", `fill:none;stroke:${color};stroke-width:1.2`);
-  return p;
-}
-
-function axisLabels(svg, f, y, side) {
-  const x = side === "left" ? 2 : f.right + 4;
-  [y.min, (y.min + y.max) / 2, y.max].forEach((v) => {
-    const t = el("text", { x, y: y.at(v) + 3, class: "tick" }, svg);
-    t.textContent = Math.abs(v) >= 1e6 ? (v / 1e6).toFixed(2) + "M" : Math.abs(v) >= 1000 ? v.toFixed(0) : v.toFixed(2);
-  });
-}
-
-function timeLabels(svg, f, minutes) {
-  if (!minutes.length) return;
-  [0, minutes.length - 1].forEach((i, k) => {
-    const t = el("text", { x: k ? f.right - 90 : f.left, y: f.bottom + 16, class: "tick" }, svg);
-    t.textContent = minutes[i].replace("T", " ").slice(0, 16) + " UTC";
-  });
-}
+const minuteLabel = (m) => m.replace("T", " ").slice(0, 16);
+// zoom with the wheel, pan by dragging; a slider under the time charts shows where you are
+const zoom = [{ type: "inside", xAxisIndex: 0 }, { type: "slider", xAxisIndex: 0, height: 18, bottom: 4 }];
+const grid = { left: 56, right: 64, top: 28, bottom: 56 };
 
 function drawActivity(data) {
-  const svg = document.getElementById("chart-activity"), f = frame(svg);
   const sources = Object.keys(data.posts).sort();
-  const all = sources.flatMap((s) => data.posts[s]);
-  const yl = scale(all.length ? all : [0], f.top, f.bottom), yr = scale(data.volume, f.top, f.bottom);
-  sources.forEach((s, i) => line(svg, f, data.posts[s], yl, "posts", "posts-" + s, COLORS[i % COLORS.length]));
-  line(svg, f, data.volume, yr, "vol", "volume");
-  axisLabels(svg, f, yl, "left"); axisLabels(svg, f, yr, "right"); timeLabels(svg, f, data.minutes);
-  const legend = el("text", { x: f.left + 4, y: f.top + 10, class: "legend" }, svg);
-  legend.textContent = sources.map((s) => "posts " + s).join(" · ") + " · BTC volume (orange)";
+  const series = sources.map((s, i) => ({
+    name: "posts " + s, type: "line", yAxisIndex: 0, data: data.posts[s], showSymbol: false,
+    lineStyle: { width: 1.2 }, color: COLORS[i % COLORS.length],
+  }));
+  series.push({ name: "volume", type: "line", yAxisIndex: 1, data: data.volume, showSymbol: false, color: "#e07b00" });
+  chart("chart-activity").setOption({
+    animation: false, grid, dataZoom: zoom, legend: { top: 0 },
+    tooltip: {
+      trigger: "axis", className: "tip",
+      formatter: (items) => {
+        const i = items[0].dataIndex;
+        const rows = sources.map((s) => `<tr><td>posts ${s}</td><td class="num">${data.posts[s][i] ?? "not collected"}</td></tr>`);
+        rows.push(`<tr><td>volume</td><td class="num" data-tip="volume">${data.volume_text[i]}</td></tr>`);
+        if (!data.traded[i]) rows.push('<tr><td colspan="2">no trade this minute</td></tr>');
+        return `<b data-tip="minute">${data.minutes[i]}</b><table>${rows.join("")}</table>`;
+      },
+    },
+    xAxis: { type: "category", data: data.minutes.map(minuteLabel) },
+    yAxis: [{ type: "value", name: "posts/min" }, { type: "value", name: "volume/min", position: "right" }],
+    series,
+  }, true);
 }
 
 function drawPrice(data) {
-  const svg = document.getElementById("chart-price"), f = frame(svg);
-  const y = scale(data.high.concat(data.low), f.top, f.bottom);
-  const x = (i) => f.left + (i / Math.max(data.high.length - 1, 1)) * (f.right - f.left);
-  const traded = data.high.map((v, i) => i).filter((i) => data.high[i] !== null);  // no band where nobody traded
-  const top = traded.map((i) => x(i).toFixed(1) + "," + y.at(data.high[i]).toFixed(1));
-  const bottom = traded.map((i) => x(i).toFixed(1) + "," + y.at(data.low[i]).toFixed(1)).reverse();
-  el("polygon", { points: top.concat(bottom).join(" "), class: "band", "data-series": "high-low", "data-points": traded.length }, svg);
-  line(svg, f, data.close, y, "close", "close");
-  axisLabels(svg, f, y, "left"); timeLabels(svg, f, data.minutes);
+  // ECharts candlesticks take [open, close, low, high]; a minute without trades has none
+  const ohlc = data.open.map((o, i) => (o === null ? "-" : [o, data.close[i], data.low[i], data.high[i]]));
+  chart("chart-price").setOption({
+    animation: false, grid, dataZoom: zoom,
+    tooltip: {
+      trigger: "axis", className: "tip",
+      formatter: (items) => {
+        const i = items[0].dataIndex;
+        if (data.open[i] === null) return `<b>${data.minutes[i]}</b><br>no trade this minute`;
+        return `<b>${data.minutes[i]}</b><table>` +
+          ["open", "high", "low", "close"].map((k) => `<tr><td>${k}</td><td class="num">${data[k][i]}</td></tr>`).join("") +
+          "</table>";
+      },
+    },
+    xAxis: { type: "category", data: data.minutes.map(minuteLabel) },
+    yAxis: { type: "value", scale: true },
+    series: [{
+      name: "OHLC", type: "candlestick", data: ohlc,
+      itemStyle: { color: "#d62728", color0: "#1f77b4", borderColor: "#d62728", borderColor0: "#1f77b4" },
+    }],
+  }, true);
 }
 
 function drawRolling(data) {
-  const svg = document.getElementById("chart-rolling"), f = frame(svg);
-  const y = { min: -1, max: 1, at: (v) => f.bottom - ((v + 1) / 2) * (f.bottom - f.top) };
-  el("line", { x1: f.left, x2: f.right, y1: y.at(0), y2: y.at(0), class: "axis" }, svg);
-  line(svg, f, data.rolling, y, "roll", "rolling");
-  axisLabels(svg, f, y, "left"); timeLabels(svg, f, data.minutes);
+  chart("chart-rolling").setOption({
+    animation: false, grid, dataZoom: zoom,
+    tooltip: { trigger: "axis", className: "tip", valueFormatter: (v) => (v === null || v === undefined ? "-" : v.toFixed(3)) },
+    xAxis: { type: "category", data: data.minutes.map(minuteLabel) },
+    yAxis: { type: "value", min: -1, max: 1 },
+    series: [{ name: `r over ${data.window} min`, type: "line", data: data.rolling, showSymbol: false, color: "#6a51a3" }],
+  }, true);
 }
 
 function drawCross(data) {
-  const svg = document.getElementById("chart-cross"), f = frame(svg);
   const { lags, r, best } = data.cross;
-  const y = { min: -1, max: 1, at: (v) => f.bottom - ((v + 1) / 2) * (f.bottom - f.top) };
-  const width = (f.right - f.left) / Math.max(lags.length, 1);
-  lags.forEach((lag, i) => {
-    if (r[i] === null) return;
-    const y0 = y.at(0), y1 = y.at(r[i]);
-    el("rect", { x: f.left + i * width + 1, y: Math.min(y0, y1), width: Math.max(width - 2, 1), height: Math.abs(y1 - y0),
-                 class: lag === best ? "bar best" : "bar", "data-lag": lag, "data-r": r[i] }, svg);
-  });
-  svg.setAttribute("data-best-lag", best);
-  const t = el("text", { x: f.left + 4, y: f.top + 10, class: "legend" }, svg);
-  t.textContent = best === null ? "not enough data" : `strongest at ${best > 0 ? "+" : ""}${best} min, r = ${r[lags.indexOf(best)]}`;
-  axisLabels(svg, f, y, "left");
+  const el = document.getElementById("chart-cross");
+  el.setAttribute("data-best-lag", best);
+  chart("chart-cross").setOption({
+    animation: false, grid: { ...grid, bottom: 36 },
+    title: {
+      text: best === null ? "not enough data" : `strongest at ${best > 0 ? "+" : ""}${best} min, r = ${r[lags.indexOf(best)]}`,
+      textStyle: { fontSize: 12, fontWeight: "normal" }, left: "center", top: 0,
+    },
+    tooltip: { trigger: "axis", className: "tip", formatter: (items) => `lag ${items[0].name} min: r = ${items[0].value}` },
+    xAxis: { type: "category", data: lags.map(String), name: "lag (min)", nameLocation: "middle", nameGap: 24 },
+    yAxis: { type: "value", min: -1, max: 1 },
+    series: [{
+      type: "bar", data: r.map((v, i) => ({ value: v, itemStyle: { color: lags[i] === best ? "#d62728" : "#bbb" } })),
+    }],
+  }, true);
 }
 
 function drawFreshness(data) {
@@ -135,6 +124,7 @@ async function refresh() {
   const body = document.body;
   body.setAttribute("data-ready", "false");
   try {
+    if (typeof echarts === "undefined") throw new Error("the chart library is missing: run `make setup` (or npm ci) and restart the dashboard");
     let data = window.COINSTREAM_DATA;  // set in a saved report (`coinstream analyze --html`): no server
     if (!data) {
       const q = new URLSearchParams({ range, window: win, exchange, market });
@@ -154,8 +144,7 @@ async function refresh() {
   body.setAttribute("data-ready", "true");
 }
 
-document.getElementById("range").addEventListener("change", refresh);
-document.getElementById("series").addEventListener("change", refresh);
-document.getElementById("window").addEventListener("change", refresh);
+for (const id of ["range", "window", "series"]) document.getElementById(id).addEventListener("change", refresh);
+window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
 if (!window.COINSTREAM_DATA) setInterval(refresh, 60000);
 refresh();
