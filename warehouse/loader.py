@@ -140,6 +140,7 @@ class Warehouse:
             raise FatalError(
                 f"{path}: cannot open the warehouse ({exc}); is another coinstream command using it?"
             ) from None
+        self.db.execute("SET enable_progress_bar = false")  # the spine's number table takes a second, once
         self._columns: dict[str, list[str]] = {}
 
     def close(self) -> None:

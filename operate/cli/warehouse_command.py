@@ -37,9 +37,10 @@ def analyze(
     import duckdb
 
     from coinstream.timeutil import parse_from
-    from warehouse.analysis import POSTS, all_series, pick_series, series, sources_counted
     from warehouse.analysis import analyze as run_analysis
+    from warehouse.analysis import as_dict
     from warehouse.loader import open_warehouse
+    from warehouse.series import POSTS, all_series, pick_series, series, sources_counted
 
     if posts != "auto" and posts not in POSTS:
         raise FatalError(f"--posts {posts!r} is not a choice: use auto, {', '.join(POSTS)}")
@@ -63,40 +64,26 @@ def analyze(
 
             first = chosen[0]
             page = chart_data(db, "all", window, exchange=first.exchange, market=first.market)
-            html.write_text(standalone_html({**page, "stack": {}}))
+            html.write_text(standalone_html({**page, "stack": {}, "analysis": as_dict(results[0][2])}))
             out.print(f"charts of {first.name} written to {html}")
     finally:
         db.close()
-    out.print(_report(results, window))
+    out.print(_report(results))
     for one, _, result in results:
         out.print(f"{one.name}: {result.verdict}")
 
 
-def _report(results: list[tuple[Any, list[str], Any]], window: int) -> Table:
-    """One column per series, side by side."""
+def _report(results: list[tuple[Any, list[str], Any]]) -> Table:
+    """One column per series, side by side: the figures, then the checks that back them."""
+    from warehouse.analysis import describe
+
     table = Table("measure", *(one.name for one, _, _ in results), title="posts/minute vs volume/minute")
     table.add_row("posts counted", *(", ".join(sources) or "none collected" for _, sources, _ in results))
     table.add_row("minutes used", *(str(r.minutes) for _, _, r in results))
-    figures = [
-        ("from / to (UTC)", lambda r: f"{r.first:%Y-%m-%d %H:%M} / {r.last:%Y-%m-%d %H:%M}"),
-        ("Pearson r, levels", lambda r: f"{r.pearson_levels:+.3f}"),
-        ("Spearman rho, levels", lambda r: f"{r.spearman_levels:+.3f}"),
-        ("Pearson r, first differences", lambda r: f"{r.pearson_diffs:+.3f}"),
-        ("Spearman rho, first differences", lambda r: f"{r.spearman_diffs:+.3f}"),
-        ("strongest lag (+: posts lead)", lambda r: f"{r.best_lag:+d} min, r = {r.best_lag_r:+.3f}"),
-        ("Granger posts -> volume", lambda r: f"p = {r.granger_posts_to_volume_p:.3g} (order {r.granger_order})"),
-        ("Granger volume -> posts", lambda r: f"p = {r.granger_volume_to_posts_p:.3g} (order {r.granger_order})"),
-        (
-            f"rolling r over {window} min (min / median / max)",
-            lambda r: (
-                f"{min(r.rolling):+.2f} / {sorted(r.rolling)[len(r.rolling) // 2]:+.2f} / {max(r.rolling):+.2f}"
-                if r.rolling
-                else "-"
-            ),
-        ),
-    ]
-    for name, show in figures:
-        table.add_row(name, *(show(r) if r.enough else "-" for _, _, r in results))
+    described = [dict(describe(r)) for _, _, r in results]
+    names = list(dict.fromkeys(name for rows in described for name in rows))
+    for name in names:
+        table.add_row(name, *(rows.get(name, "-") for rows in described))
     return table
 
 

@@ -30,6 +30,11 @@ _TEXTS = (
 )
 
 
+#: The swing's memory: weights 0.9**k over the last 40 minutes, scaled to unit variance.
+_DECAY, _MEMORY = 0.9, 40
+_SWING_SCALE = 1 / math.sqrt(sum(_DECAY ** (2 * k) for k in range(_MEMORY)))
+
+
 @dataclass(frozen=True)
 class Simulation:
     """The planted relation: volume(t) follows posts(t - lag) with weight `strength`."""
@@ -45,13 +50,14 @@ class Simulation:
         return random.Random(self.seed * 1_000_003 + minute * 7 + stream).gauss(0.0, 1.0)
 
     def activity(self, minute: int) -> float:
-        """Relative post activity of an epoch minute: around 0, roughly within -1..1."""
-        phase = self.seed % 97
-        return (
-            0.55 * math.sin(2 * math.pi * (minute + phase) / 97)
-            + 0.3 * math.sin(2 * math.pi * minute / 23)
-            + 0.25 * self._noise(minute, 1)
-        )
+        """Relative post activity of an epoch minute: around 0, roughly within -1..1.
+
+        A persistent random swing (an AR(1)-like moving average of seeded noise, computed from the minute
+        alone so any minute can be emitted on its own) plus minute-to-minute noise: no fixed period, so a
+        lag found between posts and volume is the planted one, not an alignment of cycles.
+        """
+        swing = sum(_DECAY**k * self._noise(minute - k, 3) for k in range(_MEMORY)) * _SWING_SCALE
+        return 0.6 * swing + 0.25 * self._noise(minute, 1)
 
     def post_count(self, minute: int) -> int:
         """Posts in an epoch minute."""

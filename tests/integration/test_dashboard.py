@@ -210,6 +210,8 @@ def test_analyze_writes_a_self_contained_html_report(tmp_path: Path) -> None:
         page.goto(report.as_uri())
         page.wait_for_selector("body[data-ready=true]")
         assert page.get_attribute("#chart-cross", "data-best-lag") == "5"
+        assert page.is_visible("#report") and page.text_content("#verdict").startswith("posts lead volume by 5 min")
+        assert "Granger causality" in page.text_content("#checks") and "stationarity" in page.text_content("#checks")
         assert page.evaluate(POINTS, "chart-price") == {"OHLC": MINUTES}
         assert fetched == [report.as_uri()]  # one file, nothing else loaded
         browser.close()

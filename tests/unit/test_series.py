@@ -14,8 +14,9 @@ import duckdb
 from coinstream import records
 from producer.sources import simulated
 from tests.warehouse_data import NOW, warehouse_of
-from warehouse.analysis import all_series, analyze, series
+from warehouse.analysis import analyze
 from warehouse.dashboard.data import chart_data
+from warehouse.series import all_series, series
 
 T0 = datetime(2026, 11, 28, 9, tzinfo=UTC)
 
@@ -61,13 +62,13 @@ def test_a_relation_planted_on_one_exchange_is_found_there_only_and_both_are_rep
     db.close()
     assert rows == distinct == 480  # one row per minute and series: never the two exchanges in one series
     assert coinone.minutes == upbit.minutes == 240
-    assert coinone.best_lag == 5 and coinone.best_lag_r > 0.8
-    assert abs(upbit.best_lag_r) < 0.3
+    assert coinone.best_lag == 5 and coinone.lead == "posts"
+    assert upbit.lead == "none"
 
     done = run(tmp_path / "w.duckdb", "analyze")
     assert done.returncode == 0, done.stderr
     assert "coinone KRW-BTC" in done.stdout and "upbit KRW-BTC" in done.stdout
-    assert "+5 min" in done.stdout.split("strongest lag")[1].splitlines()[0]
+    assert "+5 min" in done.stdout.split("prewhitened peak")[1].splitlines()[0]
     assert "posts counted" in done.stdout and " x " in done.stdout.split("posts counted")[1].splitlines()[0] + " "
     one = run(tmp_path / "w.duckdb", "analyze", "--exchange", "upbit")
     assert one.returncode == 0 and "coinone" not in one.stdout

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from warehouse.analysis import all_series, lagged_r
+from warehouse.analysis import lagged_r, rolling_r
+from warehouse.series import all_series
 
 RANGES = {
     "1h": timedelta(hours=1),
@@ -89,11 +90,8 @@ def chart_data(
     volume = np.array([float(r[1]) for r in candles])
     zeroed = [[v or 0 for v in per_source] for per_source in posts.values()]
     total = np.sum(zeroed, axis=0) if zeroed else np.zeros(len(minutes))
-    rolling: list[float | None] = [None] * len(minutes)
-    for i in range(window, len(minutes) + 1):
-        a, b = total[i - window : i], volume[i - window : i]
-        if np.std(a) > 0 and np.std(b) > 0:
-            rolling[i - 1] = _num(float(np.corrcoef(a, b)[0, 1]))
+    lead_in: list[float | None] = [None] * min(window - 1, len(minutes))
+    rolling = lead_in + [_num(r) for r in rolling_r(total, volume, window)]
     limit = min(max_lag, max(len(minutes) // 4, 0))
     lags = list(range(-limit, limit + 1))
     cross = [_num(lagged_r(total, volume, lag)) for lag in lags]

@@ -107,6 +107,19 @@ function drawFreshness(data) {
   add("live app, newest minute", stack.live_newest, "fresh-live");
 }
 
+function drawReport(data) {
+  const report = data.analysis;  // only in a saved report (`coinstream analyze --html`)
+  document.getElementById("report").hidden = !report;
+  if (!report) return;
+  document.getElementById("verdict").textContent = report.verdict;
+  const dl = document.getElementById("checks");
+  dl.innerHTML = "";
+  for (const c of report.checks) {
+    const dt = document.createElement("dt"); dt.textContent = c.name; dl.appendChild(dt);
+    const dd = document.createElement("dd"); dd.textContent = c.outcome; dl.appendChild(dd);
+  }
+}
+
 function fillSeries(data) {
   const select = document.getElementById("series"), chosen = data.selected || {};
   const want = (chosen.exchange || "") + "|" + (chosen.market || "");
@@ -137,6 +150,7 @@ async function refresh() {
     document.getElementById("charts").hidden = !!data.empty && !Object.keys((data.freshness || {}).posts || {}).length;
     if (!data.empty) { drawActivity(data); drawPrice(data); drawRolling(data); drawCross(data); }
     drawFreshness(data);
+    drawReport(data);
     document.getElementById("updated").textContent = "updated " + new Date().toISOString().slice(11, 19) + " UTC";
   } catch (err) {
     document.getElementById("updated").textContent = "could not refresh: " + err.message;

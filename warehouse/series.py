@@ -1,0 +1,107 @@
+"""The warehouse's series: one per (exchange, market), every minute present, with the posts set against it.
+
+`analyze` and the dashboard read them here, so both see the same numbers and never two exchanges mixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from coinstream.errors import FatalError
+
+#: What `--posts` may name: the column of minute_metrics each choice reads.
+POSTS = {
+    "real": "posts_total",
+    "x": "posts_x",
+    "bluesky": "posts_bluesky",
+    "mastodon": "posts_mastodon",
+    "simulated": "posts_simulated",
+}
+_SOURCES = ("x", "bluesky", "mastodon")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One candle series of the warehouse: an exchange's market, minute by minute."""
+
+    exchange: str
+    market: str
+    minutes: int
+    first: datetime
+    last: datetime
+
+    @property
+    def name(self) -> str:
+        return f"{self.exchange} {self.market}"
+
+    def posts_for(self, choice: str = "auto") -> str:
+        """The posts to set against this series: the simulated ones for the simulated exchange, else the real ones."""
+        if choice == "auto":
+            return "simulated" if self.exchange == "simulated" else "real"
+        return choice
+
+
+def all_series(db: Any) -> list[Series]:
+    """Every (exchange, market) candle series, in name order."""
+    rows = db.execute(
+        "SELECT exchange, market, count(*), min(minute_utc), max(minute_utc) FROM candle_minutes "
+        "GROUP BY exchange, market ORDER BY exchange, market"
+    ).fetchall()
+    return [Series(*row) for row in rows]
+
+
+def pick_series(available: list[Series], exchange: str | None, market: str | None) -> list[Series]:
+    """The series `--exchange`/`--market` name (all of them when neither does); FatalError naming the choices."""
+    chosen = [
+        s for s in available if (exchange is None or s.exchange == exchange) and (market is None or s.market == market)
+    ]
+    if not chosen:
+        choices = ", ".join(f"--exchange {s.exchange} --market {s.market}" for s in available) or "none yet"
+        raise FatalError(f"no candles for {exchange or 'any exchange'} {market or 'any market'}; choices: {choices}")
+    return chosen
+
+
+def series(
+    db: Any,
+    chosen: Series,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    posts: str = "auto",
+) -> tuple[list[datetime], np.ndarray, np.ndarray]:
+    """One series' minutes in [start, end) where posts were collected: (minutes, posts per minute, volume).
+
+    Every minute of the series is there (volume 0 where nobody traded, posts 0 where nobody posted),
+    so lags are minutes, not rows.
+    """
+    column = POSTS[chosen.posts_for(posts)]
+    sql = (  # the column comes from POSTS, never from the user's text
+        f"SELECT minute_utc, {column}, volume FROM minute_metrics "  # noqa: S608
+        f"WHERE exchange = ? AND market = ? AND {column} IS NOT NULL"
+    )
+    params: list[Any] = [chosen.exchange, chosen.market]
+    if start:
+        sql += " AND minute_utc >= ?"
+        params.append(start.replace(tzinfo=None))
+    if end:
+        sql += " AND minute_utc < ?"
+        params.append(end.replace(tzinfo=None))
+    rows = db.execute(sql + " ORDER BY minute_utc", params).fetchall()
+    minutes = [r[0] for r in rows]
+    return minutes, np.array([float(r[1]) for r in rows]), np.array([float(r[2]) for r in rows])
+
+
+def sources_counted(db: Any, chosen: Series, posts: str = "auto") -> list[str]:
+    """The post sources a series' posts column adds up (those collected in the series' minutes)."""
+    choice = chosen.posts_for(posts)
+    if choice != "real":
+        return [choice]
+    row = db.execute(
+        "SELECT " + ", ".join(f"count(posts_{s})" for s in _SOURCES) + " FROM minute_metrics "  # noqa: S608
+        "WHERE exchange = ? AND market = ?",
+        [chosen.exchange, chosen.market],
+    ).fetchone()
+    return [s for s, n in zip(_SOURCES, row, strict=True) if n]
