@@ -52,7 +52,7 @@ def main() -> None:
         SELECT 'x:' || i, CASE i % 3 WHEN 0 THEN 'x' WHEN 1 THEN 'bluesky' ELSE 'mastodon' END, i::VARCHAR,
                TIMESTAMP '2026-10-29' + (i % {minutes}) * INTERVAL 1 MINUTE, TIMESTAMP '2026-10-29 09:00',
                TIMESTAMP '2026-10-29' + (i % {minutes}) * INTERVAL 1 MINUTE, 'a', 'en', 'bitcoin #bitcoin',
-               '["bitcoin"]', '[]', '["bitcoin"]', false, false, false, now(), now()
+               '["bitcoin"]', '[]', '["bitcoin"]', false, false, false, now(), now(), false
         FROM range({args.posts}) t(i)""")
     print(
         f"built {args.days} days ({minutes:,} minutes) and {args.posts:,} posts in {time.perf_counter() - start:.1f} s"
