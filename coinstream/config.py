@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coinstream import RESOURCES, default_state_dir
 from coinstream.errors import FatalError
 from coinstream.records import Kind
+from coinstream.x_bill import MIN_READ, MINUTES_PER_DAY
 
 LOCAL_ACCOUNT_ID = "000000000000"
 
@@ -64,10 +65,34 @@ class Settings(BaseSettings):
     x_query: str = "(bitcoin OR #bitcoin) -is:retweet"
     #: X API base URL (a proxy, or a loopback server in tests; the real API by default).
     x_url: str = "https://api.twitter.com"
-    x_posts_per_run: int = Field(default=100, ge=10)
-    x_posts_per_day: int = Field(default=3000, ge=10)
+    #: Per-minute counts (one billed request covers many minutes): asked once per this many minutes,
+    #: re-reading the last few counted minutes so late-indexed posts update them.
+    x_counts_every_minutes: int = Field(default=120, ge=1, le=1440)
+    x_counts_reread_minutes: int = Field(default=5, ge=0, le=60)
+    #: Posts are read by sample, for enrichment: the newest `x_sample_size` posts (0 = none, else 10..100)
+    #: once per slot of this many minutes.
+    x_sample_every_minutes: int = Field(default=720, ge=1, le=1440)
+    x_sample_size: int = Field(default=10, ge=0, le=100)
+    #: What X may cost: a request that would pass either budget is not made.
+    x_dollars_per_day: float = Field(default=0.20, ge=0)
+    x_dollars_per_month: float = Field(default=5.00, ge=0)
     #: How many natural keys each record processor remembers to drop duplicates (bounded memory).
     dedupe_capacity: int = Field(default=300_000, ge=1)
+
+    @field_validator("x_counts_every_minutes", "x_sample_every_minutes")
+    @classmethod
+    def _divides_a_day(cls, value: int) -> int:
+        if MINUTES_PER_DAY % value:
+            choices = ", ".join(str(d) for d in range(1, MINUTES_PER_DAY + 1) if MINUTES_PER_DAY % d == 0)
+            raise ValueError(f"{value} does not divide a day's 1440 minutes; choose one of {choices}")
+        return value
+
+    @field_validator("x_sample_size")
+    @classmethod
+    def _a_read_size(cls, value: int) -> int:
+        if 0 < value < MIN_READ:
+            raise ValueError(f"X returns at least {MIN_READ} posts per read; use 0 (read no posts) or {MIN_READ}..100")
+        return value
 
     def markets(self, source: str) -> list[str]:
         """The markets configured for a source (COINSTREAM_<SOURCE>_MARKETS; KRW-BTC where none is)."""
@@ -90,6 +115,11 @@ class Settings(BaseSettings):
             "no X bearer token: set COINSTREAM_X_BEARER_TOKEN, or COINSTREAM_X_BEARER_TOKEN_FILE to a file "
             "outside the repo that holds it"
         )
+
+    @property
+    def prices_file(self) -> Path:
+        """The dated prices (AWS and X) that `deploy --check` prices with and the X budget converts with."""
+        return self.pipeline_file.parent / "deploy" / "prices.json"
 
     @property
     def warehouse_path(self) -> Path:
@@ -118,14 +148,25 @@ def check_market(market: str, where: str = "--market") -> str:
     return market
 
 
+#: Settings that no longer exist, and what replaced them (pydantic-settings would ignore them silently).
+_REPLACED = {
+    "COINSTREAM_X_POSTS_PER_RUN": "COINSTREAM_X_SAMPLE_SIZE and COINSTREAM_X_SAMPLE_EVERY_MINUTES",
+    "COINSTREAM_X_POSTS_PER_DAY": "COINSTREAM_X_DOLLARS_PER_DAY (and _PER_MONTH)",
+}
+
+
 def load_settings() -> Settings:
     """Read settings from the environment; bad values end in one clear FatalError line."""
+    for old, new in _REPLACED.items():
+        if old in os.environ:
+            raise FatalError(f"{old} is no longer read; it was replaced by {new} (see the README's X section)")
     try:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "COINSTREAM_" + str(first["loc"][0]).upper() if first["loc"] else "COINSTREAM_*"
-        raise FatalError(f"{name}: {first['msg']} (fix or unset that environment variable)") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise FatalError(f"{name}: {message} (fix or unset that environment variable)") from None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from coinstream.records import DECIMAL_SCALE, CandlePayload, Envelope, PostCountPayload
@@ -13,6 +13,7 @@ from coinstream.text import matched_terms
 from coinstream.timeutil import kst, minute, ts
 
 _SCALE = Decimal(1).scaleb(-DECIMAL_SCALE)
+_WIDE = Context(prec=40)
 #: Column widths of raw_posts (bytes, as Redshift counts VARCHAR): a row never holds more.
 TEXT_BYTES = 65535
 HASHTAGS_BYTES = 4096
@@ -104,5 +105,6 @@ def decimal_column(text: str) -> str:
     Redshift rounds a value with more places than the column's scale), so the stored number equals the row."""
     number = Decimal(text)
     if number.as_tuple().exponent < -DECIMAL_SCALE:  # type: ignore[operator]
-        number = number.quantize(_SCALE, rounding=ROUND_HALF_EVEN)
+        # the default context keeps 28 digits; DECIMAL(38, 8) holds 38 (a 21-digit price with 8 places failed)
+        number = number.quantize(_SCALE, rounding=ROUND_HALF_EVEN, context=_WIDE)
     return format(number, "f")

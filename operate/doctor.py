@@ -6,12 +6,20 @@ import functools
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
 
 from coinstream.aws import classify, client
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import CoinstreamError
+from coinstream.records import Kind
+from coinstream.x_bill import XBudget, XPrices, usd
+from producer.run import run_name
 from producer.sources.registry import SOURCES
+from producer.sources.x_search import XCursor
+from producer.state import StateFile
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,27 @@ def checks(settings: Settings, pipeline: Pipeline) -> Iterator[Check]:
     for source in SOURCES.values():
         for probe in source.probes(settings):
             yield _run(probe.what, probe.run, probe.fix)
+    yield _run(
+        "x spend (from the producer's state; asks X nothing)",
+        functools.partial(x_spend, settings),
+        "fix or delete the state file it names",
+    )
+
+
+def x_spend(settings: Settings, now: datetime | None = None) -> str:
+    """Today's and this month's X spend against the budgets, and what is left today."""
+    state = StateFile(settings.state_dir / "producer" / f"{run_name(Kind.POST, 'x', '')}.state.json").load()
+    try:
+        cursor = XCursor.model_validate(state)
+    except ValidationError as exc:
+        raise CoinstreamError(
+            f"the X producer's state is not what this version writes: {exc.errors()[0]['msg']}"
+        ) from None
+    prices = XPrices.load(settings.prices_file)
+    budget = XBudget(
+        prices, settings.x_dollars_per_day, settings.x_dollars_per_month, cursor.spent, now or datetime.now(UTC)
+    )
+    return f"{budget.summary()}; {usd(budget.left)} left today"
 
 
 def _missing(name: str) -> str:

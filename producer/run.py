@@ -6,6 +6,7 @@ Exit codes (`Outcome.code`): 0 sent, 3 partial (some records spooled for the nex
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from producer.kinesis_writer import KinesisWriter
 from producer.lock import AlreadyRunning, run_lock
 from producer.sources import registry
 from producer.sources.base import RunOptions
-from producer.spool import Spool
+from producer.spool import DrainResult, Spool
 from producer.state import StateFile
 
 logger = logging.getLogger(__name__)
@@ -100,14 +101,15 @@ def produce(
     state_file = StateFile(folder / f"{name}.state.json")
     try:
         with run_lock(folder / f"{name}.lock"):
-            writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings))
-            drained = spool.drain(writer)
+            # built only when there is something to send: most runs of a scheduled source have nothing due
+            writer = functools.cache(lambda: KinesisWriter(pipeline.stream_name, client("kinesis", settings)))
+            drained = spool.drain(writer()) if spool.files() else DrainResult()
             state = state_file.load()
             cursor = fetcher.cursor_type.model_validate(state) if state else None
             envelopes, moved = fetcher.fetch(cursor, now or datetime.now(UTC))
             out = Outcome(Code.SENT, fetched=len(envelopes), drained=drained.sent, skipped=len(fetcher.skips.reasons))
             if envelopes:
-                result = writer.put(envelopes)
+                result = writer().put(envelopes)
                 spool.refuse(result.refused)
                 out.sent, out.refused = result.sent, len(result.refused)
                 if result.unsent:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from coinstream.errors import FatalError
+from coinstream.x_bill import XPlan, XPrices
 from operate.cli.common import context, friendly, out
 
 app = typer.Typer()
@@ -28,7 +29,7 @@ def deploy(
     """The AWS side as one CloudFormation template (deploy/cloudformation.json) and its estimated cost."""
     from operate import deploy as dp
 
-    _, pipeline = context()
+    settings, pipeline = context()
     base = dp.template_path(pipeline)
     if render_to is None and not check:
         raise FatalError("say what to do: --check (plan and cost) and/or --render PATH (write the template)")
@@ -55,5 +56,13 @@ def deploy(
         )
         for item, basis, usd in bill.lines:
             table.add_row(item, basis, f"{usd:,.2f}")
-        table.add_row("total", "", f"{bill.total:,.2f}")
+        table.add_row("AWS total", "", f"{bill.total:,.2f}", end_section=True)
+        x_prices = XPrices.load(settings.prices_file)
+        plan = XPlan.of(settings.x_counts_every_minutes, settings.x_sample_every_minutes, settings.x_sample_size)
+        x_lines = plan.lines(x_prices, settings.x_dollars_per_month)
+        for item, basis, usd in x_lines:
+            table.add_row(item, basis, f"{usd:,.2f}")
+        x_total = sum(line[2] for line in x_lines)
+        table.add_row(f"X total (X prices as of {x_prices.as_of})", "", f"{x_total:,.2f}", end_section=True)
+        table.add_row("total", "", f"{bill.total + x_total:,.2f}")
         out.print(table)

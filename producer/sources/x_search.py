@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import requests
 import tweepy
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from coinstream import records
 from coinstream.config import Settings
@@ -19,6 +19,7 @@ from coinstream.errors import BadPayload, CoinstreamError, FatalError, Transient
 from coinstream.records import Envelope, Kind
 from coinstream.retry import retrying
 from coinstream.timeutil import epoch_minute, minute_start
+from coinstream.x_bill import BudgetSpent, XBudget, XPrices, XUsage, carry_old_reads
 from producer.sources.base import Cursor, OnSkip, Probe, RecordedParser, RunOptions, Source, parse_items
 
 SOURCE = "x"
@@ -27,6 +28,16 @@ logger = logging.getLogger(__name__)
 # tweepy logs every request's headers, the bearer token included, at DEBUG. A secret must never
 # reach a log, whatever level the program runs at, so its client logger never goes below INFO.
 logging.getLogger("tweepy.client").setLevel(logging.INFO)
+
+
+class _PassedOnAnyway(logging.Filter):
+    """tweepy's counts method does not list `next_token` (X documents it), warns, and sends it all the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Unexpected parameter: next_token" not in record.getMessage()
+
+
+logging.getLogger("tweepy.client").addFilter(_PassedOnAnyway())
 
 
 def parse_recent_search(body: Any, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
@@ -164,60 +175,84 @@ class XRecentSearch:
                     raise TransientError(f"{what}: {type(exc).__name__}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def counts(self, since: datetime, now: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
-        """Posts per closed minute from `since` on: one counts request per run (each request is billed)."""
-        start = since.strftime("%Y-%m-%dT%H:%M:%SZ")
-        try:
-            body = self._call(
-                "x counts",
-                lambda: self.client.get_recent_tweets_count(self.query, granularity="minute", start_time=start),
-            )
-        except RateLimited:
-            logger.warning("x counts: rate limited (HTTP 429); the next run asks again")
-            return []
-        return [c for c in parse_counts(body, self.query, now, on_skip) if c.event_time >= since]
+    def counts(
+        self, start: datetime, end: datetime, budget: XBudget, now: datetime, on_skip: OnSkip | None = None
+    ) -> CountsResult:
+        """Posts per minute of [start, end), every page followed; each page is one billed request, booked first."""
+        found: list[Envelope] = []
+        token: str | None = None
+        params: dict[str, Any] = {"granularity": "minute", "start_time": _x_time(start), "end_time": _x_time(end)}
+        for _ in range(MAX_COUNTS_PAGES):
+            try:
+                budget.charge_counts_request()
+            except BudgetSpent as exc:
+                return CountsResult(found, complete=False, stopped_by=str(exc), budget_spent=True)
+            if token:
+                params["next_token"] = token
+            request = functools.partial(self.client.get_recent_tweets_count, self.query, **params)
+            try:
+                body = self._call("x counts", request)
+            except RateLimited as exc:
+                return CountsResult(found, complete=False, stopped_by=str(exc), rate_limited_until=exc.until)
+            found.extend(c for c in parse_counts(body, self.query, now, on_skip) if start <= c.event_time < end)
+            token = _next_token(body)
+            if not token:
+                return CountsResult(found, complete=True)
+        return CountsResult(found, complete=False, stopped_by=f"x counts: {MAX_COUNTS_PAGES} pages and more to come")
 
-    def fetch(self, since_id: str | None, budget: int, now: datetime, on_skip: OnSkip | None = None) -> SearchResult:
-        """Pages of up to 100 posts newer than `since_id`, until none is left or `budget` posts were read."""
-        posts: list[Envelope] = []
+    def sample(self, since_id: str | None, size: int, now: datetime, on_skip: OnSkip | None = None) -> SearchResult:
+        """One read of the `size` newest posts after `since_id` (X returns newest first): a sample, each post once."""
         if since_id is not None and not _is_id(since_id):
             logger.warning("x: ignoring a since_id that is not an X id (%r); reading the last 7 days' newest", since_id)
             since_id = None
+        params: dict[str, Any] = {
+            "max_results": size,
+            "tweet_fields": ["created_at", "lang", "author_id", "referenced_tweets"],
+        }
+        if since_id:
+            params["since_id"] = since_id
+        try:
+            body = self._call(
+                "x recent search", functools.partial(self.client.search_recent_tweets, self.query, **params)
+            )
+        except RateLimited as exc:
+            return SearchResult([], since_id, 0, str(exc), exc.until)
+        posts = parse_recent_search(body, now, on_skip)
+        data = body.get("data")
+        read = len(data) if isinstance(data, list) else 0  # X bills every post it returned, parsed or not
+        meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+        newest_id = meta.get("newest_id")
         newest = since_id
-        read = 0
-        token: str | None = None
-        while read < budget:
-            params: dict[str, Any] = {
-                "max_results": max(10, min(100, budget - read)),
-                "tweet_fields": ["created_at", "lang", "author_id", "referenced_tweets"],
-            }
-            if since_id:
-                params["since_id"] = since_id
-            if token:
-                params["next_token"] = token
-            try:
-                body = self._call(
-                    "x recent search", functools.partial(self.client.search_recent_tweets, self.query, **params)
-                )
-            except RateLimited as exc:
-                return SearchResult(posts, newest, read, str(exc).removeprefix("x recent search: "), exc.until)
-            page = parse_recent_search(body, now, on_skip)
-            posts.extend(page)
-            data = body.get("data")
-            read += len(data) if isinstance(data, list) else 0  # X bills every post it returned, parsed or not
-            meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
-            newest_id = meta.get("newest_id")
-            if _is_id(newest_id) and (newest is None or int(str(newest_id)) > int(newest)):
-                assert isinstance(newest_id, str)
-                newest = newest_id
-            elif newest_id is not None and not _is_id(newest_id):
-                (on_skip or logger.warning)(f"x recent search: meta.newest_id {str(newest_id)[:40]!r} is not an X id")
-            token = meta.get("next_token") if isinstance(meta.get("next_token"), str) else None
-            if not token:
-                return SearchResult(posts, newest, read)
-        # Stopped by the budget with pages left: keep since_id where it was only if nothing was read,
-        # else move on (X returns newest first; older unread posts of this window are skipped on purpose).
-        return SearchResult(posts, newest, read, f"read budget of {budget} posts reached")
+        if _is_id(newest_id) and (newest is None or int(str(newest_id)) > int(newest)):
+            newest = str(newest_id)
+        elif newest_id is not None and not _is_id(newest_id):
+            (on_skip or logger.warning)(f"x recent search: meta.newest_id {str(newest_id)[:40]!r} is not an X id")
+        return SearchResult(posts, newest, read)
+
+
+#: A counts run of a few hours is one page; this bounds a run that catches up on days of minutes.
+MAX_COUNTS_PAGES = 20
+
+
+def _x_time(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _next_token(body: Any) -> str | None:
+    meta = body.get("meta") if isinstance(body, dict) else None
+    token = meta.get("next_token") if isinstance(meta, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
+@dataclass
+class CountsResult:
+    """One counts run: the minutes' counts, whether every page was read, and why not."""
+
+    counts: list[Envelope]
+    complete: bool
+    stopped_by: str = ""
+    rate_limited_until: int | None = None
+    budget_spent: bool = False
 
 
 def parse_counts(body: Any, query: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
@@ -240,22 +275,30 @@ def parse_counts(body: Any, query: str, fetched_at: datetime, on_skip: OnSkip | 
 
 
 class XCursor(Cursor):
-    """Where X reading resumes, and what today's reads cost so far."""
+    """Where X reading resumes, which slots are done, and what X billed per UTC day this month."""
 
     since_id: str | None = None
+    #: the last minute whose count was read (epoch minutes)
     counted_minute: int | None = None
+    #: the last counts slot and sample slot done (epoch minute // their period)
+    counts_slot: int | None = None
+    sample_slot: int | None = None
     rate_limited_until: int | float | None = None
-    #: posts read per UTC day (only today's is kept)
-    reads: dict[str, int] = Field(default_factory=dict)
+    spent: dict[str, XUsage] = Field(default_factory=dict)
+
+    _carry_old_reads = model_validator(mode="before")(carry_old_reads)
 
 
 class X(Source[XCursor]):
-    """X API v2 through tweepy: per-minute counts, then recent search within the read budgets."""
+    """X API v2 through tweepy: per-minute counts on their own schedule, a sample of posts, within a dollar budget."""
 
     name = "x"
     kinds = frozenset({Kind.POST, Kind.POST_COUNT})
     cursor_type = XCursor
-    summary = "X posts (recent search) and per-minute counts; needs COINSTREAM_X_BEARER_TOKEN, billed per read"
+    summary = (
+        "X per-minute counts (every COINSTREAM_X_COUNTS_EVERY_MINUTES) and a sample of posts; needs "
+        "COINSTREAM_X_BEARER_TOKEN, billed per request and post within COINSTREAM_X_DOLLARS_PER_DAY/_MONTH"
+    )
     recorded: ClassVar[Mapping[str, RecordedParser]] = {
         "x": lambda body, options, now: parse_recent_search(body, now),
         "x_counts": lambda body, options, now: parse_counts(body, "recorded", now),
@@ -266,40 +309,76 @@ class X(Source[XCursor]):
 
     @classmethod
     def build(cls, settings: Settings, options: RunOptions) -> X:
-        """The token is read only when a run really asks X (a paused or spent run needs none)."""
+        """The token is read only when a run really asks X (most runs have nothing due and ask nothing)."""
         return cls(settings)
 
     def fetch(self, cursor: XCursor | None, now: datetime) -> tuple[list[Envelope], XCursor | None]:
-        """Counts first (one cheap request covers every closed minute), then posts within the budgets."""
+        """What is due: the counts since the last counted minute, then one sample read; each within the budget."""
+        s = self.settings
         cursor = cursor or XCursor()
         paused = cursor.rate_limited_until
         if paused is not None and now.timestamp() < paused:
-            logger.info("x: rate limited until %s; this run reads nothing", datetime.fromtimestamp(paused, UTC))
+            logger.info("x: rate limited until %s; this run asks nothing", datetime.fromtimestamp(paused, UTC))
             return [], None
-        day = now.date().isoformat()
-        used = cursor.reads.get(day, 0)
-        budget = min(self.settings.x_posts_per_run, self.settings.x_posts_per_day - used)
-        if budget < 10:
+        running = epoch_minute(now)
+        counts_slot = running // s.x_counts_every_minutes
+        sample_slot = running // s.x_sample_every_minutes
+        counts_due = cursor.counts_slot is None or counts_slot > cursor.counts_slot
+        sample_due = s.x_sample_size > 0 and (cursor.sample_slot is None or sample_slot > cursor.sample_slot)
+        if not (counts_due or sample_due):
+            return [], None
+        budget = XBudget(XPrices.load(s.prices_file), s.x_dollars_per_day, s.x_dollars_per_month, cursor.spent, now)
+        search = XRecentSearch(s.x_token(), s.x_query, base_url=s.x_url)
+        moved = cursor.model_dump()
+        envelopes: list[Envelope] = []
+        stop = ""
+        if counts_due:
+            counted = self._counts(search, cursor, budget, now)
+            envelopes += counted.counts
+            if counted.complete:
+                moved.update(counted_minute=epoch_minute(counted.end) - 1, counts_slot=counts_slot)
+            stop = counted.stopped_by
+            moved["rate_limited_until"] = counted.rate_limited_until or cursor.rate_limited_until
+        if sample_due and not stop:
+            try:
+                size = budget.reads_affordable(s.x_sample_size)
+            except BudgetSpent as exc:
+                stop = str(exc)
+            else:
+                result = search.sample(cursor.since_id, size, now, self.skips)
+                budget.charge_reads(result.read)
+                envelopes += result.posts
+                moved.update(since_id=result.newest_id or cursor.since_id)
+                if result.stopped_by:
+                    stop = f"x: {result.stopped_by}"
+                    moved["rate_limited_until"] = result.rate_limited_until or cursor.rate_limited_until
+                else:
+                    moved["sample_slot"] = sample_slot
+        if stop:
+            logger.warning("%s", stop)
+        moved["spent"] = budget.spent
+        return envelopes, XCursor.model_validate(moved)
+
+    def _counts(self, search: XRecentSearch, cursor: XCursor, budget: XBudget, now: datetime) -> _Counted:
+        """Every closed minute since the last counted one, the last few again (late-indexed posts raise them)."""
+        s = self.settings
+        # X answers only for times at least 10 s in the past; the minute that ended less than 10 s ago waits
+        end = minute_start(epoch_minute(now - timedelta(seconds=10)))
+        oldest = end - timedelta(days=7) + timedelta(minutes=1)  # the recent endpoint's window
+        if cursor.counted_minute is None:
+            start = end - timedelta(minutes=s.x_counts_every_minutes)
+        else:
+            start = minute_start(cursor.counted_minute + 1 - s.x_counts_reread_minutes)
+        if start < oldest:
             logger.warning(
-                "x: the daily read budget of %d posts is used up; reading resumes tomorrow (UTC) "
-                "(COINSTREAM_X_POSTS_PER_DAY)",
-                self.settings.x_posts_per_day,
+                "x counts: minutes before %s are older than X's 7-day window and cannot be counted any more",
+                oldest.isoformat(),
             )
-            return [], None
-        search = XRecentSearch(self.settings.x_token(), self.settings.x_query, base_url=self.settings.x_url)
-        counted = cursor.counted_minute
-        since = minute_start(counted + 1) if counted is not None else now - timedelta(minutes=60)
-        counts = search.counts(since, now, self.skips)
-        result = search.fetch(cursor.since_id, budget, now, self.skips)
-        if result.stopped_by:
-            logger.warning("x: stopped after reading %d posts: %s", result.read, result.stopped_by)
-        moved = XCursor(
-            since_id=result.newest_id or cursor.since_id,
-            counted_minute=epoch_minute(counts[-1].event_time) if counts else counted,
-            rate_limited_until=result.rate_limited_until or cursor.rate_limited_until,
-            reads={day: used + result.read},
-        )
-        return counts + result.posts, moved
+            start = oldest
+        if start >= end:
+            return _Counted([], True, end)
+        result = search.counts(start, end, budget, now, self.skips)
+        return _Counted(result.counts, result.complete, end, result.stopped_by, result.rate_limited_until)
 
     @classmethod
     def probes(cls, settings: Settings) -> list[Probe]:
@@ -315,3 +394,12 @@ class X(Source[XCursor]):
                 "set COINSTREAM_X_BEARER_TOKEN or COINSTREAM_X_BEARER_TOKEN_FILE",
             )
         ]
+
+
+@dataclass
+class _Counted:
+    counts: list[Envelope]
+    complete: bool
+    end: datetime
+    stopped_by: str = ""
+    rate_limited_until: int | None = None

@@ -29,5 +29,6 @@ def test_doctor_says_what_works_and_what_to_fix(tmp_path: Path) -> None:
     assert any(line.startswith("ok   source coinone") for line in lines)
     assert any(line.startswith("FAIL source upbit") and "banned" in line for line in lines)
     assert any(line.startswith("ok   source x") for line in lines)
+    assert any(line.startswith("ok   x spend") and "today $0.00 of $0.20" in line for line in lines)
     assert "do-not-print-me" not in result.stdout + result.stderr
     assert lines[-1] == "1 problem(s)"

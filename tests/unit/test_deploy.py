@@ -104,3 +104,5 @@ def test_render_and_check_from_the_cli(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert out.read_text() == TEMPLATE.read_text()
     assert "AWS::KinesisFirehose::DeliveryStream" in result.stdout and "total" in result.stdout
+    # one bill: X's lines beside AWS's, priced for the configured schedule
+    assert "X counts requests" in result.stdout and "12/day" in result.stdout and "X total" in result.stdout

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -102,9 +102,9 @@ def _check_row(envelope: Envelope) -> None:
     if envelope.kind is Kind.CANDLE:
         c = envelope.candle
         for field in ("open", "high", "low", "close", "volume"):
-            assert Decimal(row[field]) == Decimal(getattr(c, field)).quantize(Decimal("1e-8")) or Decimal(
-                row[field]
-            ) == Decimal(getattr(c, field))
+            assert Decimal(row[field]) == Decimal(getattr(c, field)).quantize(
+                Decimal("1e-8"), context=Context(prec=40)
+            ) or Decimal(row[field]) == Decimal(getattr(c, field))
 
 
 for _name in PARSERS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,29 +30,20 @@ def search() -> XRecentSearch:
 
 
 @responses.activate
-def test_pages_are_followed_and_since_id_is_the_newest_read() -> None:
+def test_a_sample_is_one_read_of_the_newest_posts_after_since_id() -> None:
     responses.get(URL, json=payload("x/recent_search_page1.json"))
-    responses.get(URL, json=payload("x/recent_search_page2.json"))
-    result = search().fetch("1994999999999999999", budget=100, now=NOW)
-    assert result.read == 42 and len({p.key for p in result.posts}) == 40 and not result.stopped_by
+    result = search().sample("1994999999999999999", 100, now=NOW)
+    assert result.read == 22 and len(result.posts) == 22 and not result.stopped_by
     assert result.newest_id == payload("x/recent_search_page1.json")["meta"]["newest_id"]
-    first, second = (c.request for c in responses.calls)
-    assert "since_id=1994999999999999999" in first.url and "next_token=" in second.url
-    assert first.headers["Authorization"] == f"Bearer {TOKEN.get_secret_value()}"
-
-
-@responses.activate
-def test_the_read_budget_stops_a_run() -> None:
-    responses.get(URL, json=payload("x/recent_search_page1.json"))
-    result = search().fetch(None, budget=20, now=NOW)
-    assert "read budget of 20" in result.stopped_by and len(responses.calls) == 1
-    assert "max_results=20" in responses.calls[0].request.url
+    (call,) = responses.calls  # the page has a next_token: a sample does not follow it
+    assert "since_id=1994999999999999999" in call.request.url and "max_results=100" in call.request.url
+    assert call.request.headers["Authorization"] == f"Bearer {TOKEN.get_secret_value()}"
 
 
 @responses.activate
 def test_429_stops_the_run_and_keeps_the_reset_time() -> None:
     responses.get(URL, json={"title": "Too Many Requests"}, status=429, headers={"x-rate-limit-reset": "1764331200"})
-    result = search().fetch(None, budget=100, now=NOW)
+    result = search().sample(None, 10, now=NOW)
     assert result.rate_limited_until == 1764331200 and result.posts == []
 
 
@@ -60,40 +51,39 @@ def test_429_stops_the_run_and_keeps_the_reset_time() -> None:
 def test_bad_token_and_server_errors_are_named() -> None:
     responses.get(URL, json={"title": "Unauthorized"}, status=401)
     with pytest.raises(FatalError, match="bearer token is not valid"):
-        search().fetch(None, budget=100, now=NOW)
+        search().sample(None, 10, now=NOW)
 
 
 @responses.activate
-def test_runs_keep_since_id_budget_and_pause_after_429(
+def test_runs_keep_since_id_and_spend_and_pause_after_429(
     tmp_path: Path, moto_kinesis: tuple[Pipeline, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     pipeline, _ = moto_kinesis
-    settings = Settings(state_dir=tmp_path, x_bearer_token=TOKEN, x_posts_per_run=100, x_posts_per_day=60)
+    settings = Settings(state_dir=tmp_path, x_bearer_token=TOKEN, x_sample_every_minutes=1, x_sample_size=100)
     responses.get(URL, json=payload("x/recent_search_page1.json"))
-    responses.get(URL, json=payload("x/recent_search_page2.json"))
     responses.get(COUNTS, json=payload("x_counts/counts_recent_minute.json"))
     caplog.set_level(logging.DEBUG)
     first = produce(Kind.POST, "x", settings, pipeline, from_dir=PAYLOADS, now=NOW)
-    # 42 posts read, and the counts of the five closed minutes 11:55..11:59 (12:00 is still running)
-    assert first.code is Code.SENT and first.sent == 42 + 5
+    # 22 posts read, and the counts of the closed minutes 11:55..11:58 (11:59 closed less than 10 s ago)
+    assert first.code is Code.SENT and first.sent == 22 + 4
     state = json.loads((tmp_path / "producer" / "post-x.state.json").read_text())
     assert state["since_id"] == payload("x/recent_search_page1.json")["meta"]["newest_id"]
-    assert state["reads"] == {"2026-11-28": 42}
-    assert state["counted_minute"] == int(datetime(2026, 11, 28, 11, 59, tzinfo=UTC).timestamp() // 60)
+    assert state["spent"] == {"2026-11-28": {"reads": 22, "counts_requests": 1}}
+    assert state["counted_minute"] == int(datetime(2026, 11, 28, 11, 58, tzinfo=UTC).timestamp() // 60)
     assert "granularity=minute" in responses.calls[0].request.url
-    # 18 posts of today's 60 are left: the next run asks for at most 18
-    responses.replace(responses.GET, URL, json={"meta": {"result_count": 0}})
-    produce(Kind.POST, "x", settings, pipeline, from_dir=PAYLOADS, now=NOW)
-    assert (
-        "max_results=18" in responses.calls[-1].request.url
-        and f"since_id={state['since_id']}" in responses.calls[-1].request.url
-    )
+    assert "end_time=2026-11-28T11%3A59%3A00Z" in responses.calls[0].request.url
+    # the same minute again: nothing is due, nothing is asked
+    assert produce(Kind.POST, "x", settings, pipeline, from_dir=PAYLOADS, now=NOW).code is Code.NOTHING
+    assert len(responses.calls) == 2
     responses.replace(
         responses.GET, URL, status=429, json={}, headers={"x-rate-limit-reset": str(int(NOW.timestamp()) + 600)}
     )
-    assert produce(Kind.POST, "x", settings, pipeline, from_dir=PAYLOADS, now=NOW).code is Code.NOTHING
+    later = NOW + timedelta(minutes=1)
+    assert produce(Kind.POST, "x", settings, pipeline, from_dir=PAYLOADS, now=later).code is Code.NOTHING
+    assert f"since_id={state['since_id']}" in responses.calls[-1].request.url
     calls = len(responses.calls)
-    assert produce(Kind.POST, "x", settings, pipeline, from_dir=PAYLOADS, now=NOW).code is Code.NOTHING
+    later += timedelta(minutes=1)
+    assert produce(Kind.POST, "x", settings, pipeline, from_dir=PAYLOADS, now=later).code is Code.NOTHING
     assert len(responses.calls) == calls  # paused until the reset: no request at all
     assert TOKEN.get_secret_value() not in caplog.text  # the token never reaches a log
 
