@@ -71,7 +71,7 @@ def main() -> None:
             return checkpointed_past(dynamodb, table, last)
 
         worker = start_worker(settings, pipeline, APP, state / "logs" / "bench-worker.log")
-        print(f"starting a warm worker (KCL 3 takes a minute or two); logs in {state / 'logs'}")
+        print(f"starting a warm worker (a new KCL application takes 15-45 s); logs in {state / 'logs'}")
         wait(
             "the worker to hold every lease",
             lambda: len([x for x in leases(dynamodb, table) if x.owner]) == pipeline.shards,

@@ -15,6 +15,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from pydantic import SecretStr
 
 from coinstream.config import Settings
 from coinstream.errors import CoinstreamError, FatalError, RefusedError, TransientError
@@ -62,9 +63,14 @@ def child_env(settings: Settings) -> dict[str, str]:
         for service, name in _ENV_NAMES.items():
             env[f"AWS_ENDPOINT_URL_{name}"] = str(settings.endpoint(service))
     for field in Settings.model_fields:
-        env[f"COINSTREAM_{field.upper()}"] = str(getattr(settings, field) or "")
-    if not settings.warehouse_file:
-        env.pop("COINSTREAM_WAREHOUSE_FILE", None)
+        name, value = f"COINSTREAM_{field.upper()}", getattr(settings, field)
+        if value is None:
+            env.pop(name, None)
+        elif isinstance(value, SecretStr):
+            continue  # a secret stays where the user put it; the children need none
+        else:
+            # a false or zero setting must arrive as itself (`str(v or "")` turned 0 and False into "")
+            env[name] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 
 

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     #: What X may cost: a request that would pass either budget is not made.
     x_dollars_per_day: float = Field(default=0.20, ge=0)
     x_dollars_per_month: float = Field(default=5.00, ge=0)
+    #: On the local stack, start a new KCL application without the waits it does not need there
+    #: (consumer/daemon.py FAST_START); false gives KCL's own pacing, for comparison.
+    kcl_fast_start: bool = True
     #: How many natural keys each record processor remembers to drop duplicates (bounded memory).
     dedupe_capacity: int = Field(default=300_000, ge=1)
 

@@ -8,13 +8,13 @@ copies of the same fact have the same key however often they travel.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -215,8 +215,8 @@ class Envelope(BaseModel):
     @property
     def fingerprint(self) -> str:
         """Identity of the fact and its content: equal for exact duplicates, whenever fetched."""
-        body = json.dumps(self.payload.model_dump(), sort_keys=True, separators=(",", ":"))
-        return hashlib.blake2b(f"{self.key}\x00{body}".encode(), digest_size=16).hexdigest()
+        body = orjson.dumps(self.payload.model_dump(), option=orjson.OPT_SORT_KEYS)
+        return hashlib.blake2b(self.key.encode() + b"\x00" + body, digest_size=16).hexdigest()
 
 
 def candle_key(source: str, market: str, minute: datetime) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 
 from amazon_kclpy import kcl
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
+    # The daemon decides when a record processor stops: on its own SIGTERM it asks each one to deliver and
+    # checkpoint (shutdown_requested). A stop signal sent to the whole group (systemd's default, Ctrl-C in a
+    # terminal) must not kill the processors first; they exit when the daemon closes their stdin.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = load_settings()
     pipeline = Pipeline.load(settings.pipeline_file)
     sink: Sink

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+import orjson
 
 from coinstream.aws import classify
 from coinstream.retry import retrying
@@ -53,7 +54,7 @@ class DeadLetterSink:
             "failed_at": datetime.now(UTC).isoformat(),
             "data_base64": base64.b64encode(data).decode(),
         }
-        self._lines.append(json.dumps(entry).encode() + b"\n")
+        self._lines.append(orjson.dumps(entry) + b"\n")
 
     def add_origin(self, shard_id: str, origin: Origin, reason: str) -> None:
         """Queue the record a refused row came from."""

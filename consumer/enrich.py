@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
+
+import orjson
 
 from coinstream.records import DECIMAL_SCALE, CandlePayload, Envelope, PostCountPayload
 from coinstream.text import matched_terms
@@ -93,7 +94,7 @@ def fit_list(items: list[str], max_bytes: int) -> tuple[list[str], bool]:
     kept: list[str] = []
     size = 2  # []
     for item in items:
-        size += len(json.dumps(item, ensure_ascii=False).encode()) + (1 if kept else 0)
+        size += len(orjson.dumps(item)) + (1 if kept else 0)
         if size > max_bytes:
             return kept, True
         kept.append(item)

@@ -7,10 +7,11 @@ while the rest of the batch is delivered.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
 
 from coinstream.aws import classify
 from coinstream.batch import group, resend_failures
@@ -58,6 +59,11 @@ def calls(records: list[bytes]) -> Iterator[list[bytes]]:
     return group(records, len, max_count=MAX_RECORDS_PER_CALL, max_bytes=MAX_BYTES_PER_CALL)
 
 
+def row_line(row: dict[str, Any]) -> bytes:
+    """One row as the line COPY reads: compact JSON, UTF-8, newline-terminated."""
+    return orjson.dumps(row) + b"\n"
+
+
 class FirehoseSink:
     """Rows in (`add`), delivered rows out (`flush`). Rows leave the queue only once Firehose took them."""
 
@@ -83,7 +89,7 @@ class FirehoseSink:
 
     def add(self, kind: Kind, row: dict[str, Any], origin: Origin) -> None:
         """Queue one row for the delivery stream of its kind; a row Firehose could never take is refused now."""
-        line = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        line = row_line(row)
         if len(line) > MAX_BYTES_PER_RECORD:
             raise RefusedError(f"its row is {len(line):,} bytes, over Firehose's 1,000 KiB record limit")
         self._rows.setdefault(kind, []).append((line, origin))

@@ -7,13 +7,14 @@ oldest first, and removes each one only once every record in it was accepted.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import orjson
 
 from coinstream.errors import FatalError
 from coinstream.records import Envelope
@@ -104,7 +105,7 @@ class Spool:
         folder = self.folder / "quarantine"
         folder.mkdir(parents=True, exist_ok=True)
         body = b"".join(
-            json.dumps({"reason": why, "spool_file": source, "line": line.decode(errors="replace")}).encode() + b"\n"
+            orjson.dumps({"reason": why, "spool_file": source, "line": line.decode(errors="replace")}) + b"\n"
             for line, why in lines
         )
         target = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.jsonl"
@@ -118,7 +119,7 @@ class Spool:
         folder = self.folder / "refused"
         folder.mkdir(parents=True, exist_ok=True)
         lines = b"".join(
-            json.dumps({"reason": reason, "record": json.loads(e.to_bytes())}).encode() + b"\n" for e, reason in refused
+            orjson.dumps({"reason": reason, "record": orjson.loads(e.to_bytes())}) + b"\n" for e, reason in refused
         )
         write_atomically(folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.jsonl", lines)
         logger.error("%d records can never be put on the stream; kept with the reason in %s", len(refused), folder)

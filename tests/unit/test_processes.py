@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
+from pydantic import SecretStr
 
+from coinstream.aws import child_env
+from coinstream.config import Settings, load_settings
 from coinstream.errors import FatalError
 from coinstream.processes import ensure_port_free
 
@@ -46,3 +50,21 @@ def test_a_listening_port_is_refused_with_the_setting_that_moves_it(host: str) -
             FatalError, match=rf"port {port} \(kinesis-mock\) is already in use.*COINSTREAM_KINESIS_PORT"
         ):
             ensure_port_free(port, "kinesis-mock", "COINSTREAM_KINESIS_PORT", host)
+
+
+def test_child_processes_get_every_setting_as_it_is_and_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(
+        kcl_fast_start=False,
+        candle_reread_minutes=0,
+        x_sample_size=0,
+        x_dollars_per_day=0.0,
+        x_bearer_token=SecretStr("never-in-a-child-env"),
+    )
+    env = child_env(settings)
+    assert "never-in-a-child-env" not in env.values() and "COINSTREAM_X_BEARER_TOKEN" not in env
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    child = load_settings()  # a record processor reads its settings this way
+    assert child.model_dump(exclude={"x_bearer_token"}) == settings.model_dump(exclude={"x_bearer_token"})
