@@ -280,9 +280,10 @@ class XCursor(Cursor):
     since_id: str | None = None
     #: the last minute whose count was read (epoch minutes)
     counted_minute: int | None = None
-    #: the last counts slot and sample slot done (epoch minute // their period)
-    counts_slot: int | None = None
-    sample_slot: int | None = None
+    #: the epoch minute of the last complete counts run and of the last sample read (a run is due once its
+    #: period's slot on the clock moves past theirs; kept as minutes so a changed period still compares)
+    counts_run_minute: int | None = None
+    sample_run_minute: int | None = None
     rate_limited_until: int | float | None = None
     spent: dict[str, XUsage] = Field(default_factory=dict)
 
@@ -321,10 +322,8 @@ class X(Source[XCursor]):
             logger.info("x: rate limited until %s; this run asks nothing", datetime.fromtimestamp(paused, UTC))
             return [], None
         running = epoch_minute(now)
-        counts_slot = running // s.x_counts_every_minutes
-        sample_slot = running // s.x_sample_every_minutes
-        counts_due = cursor.counts_slot is None or counts_slot > cursor.counts_slot
-        sample_due = s.x_sample_size > 0 and (cursor.sample_slot is None or sample_slot > cursor.sample_slot)
+        counts_due = _due(cursor.counts_run_minute, running, s.x_counts_every_minutes)
+        sample_due = s.x_sample_size > 0 and _due(cursor.sample_run_minute, running, s.x_sample_every_minutes)
         if not (counts_due or sample_due):
             return [], None
         budget = XBudget(XPrices.load(s.prices_file), s.x_dollars_per_day, s.x_dollars_per_month, cursor.spent, now)
@@ -336,7 +335,7 @@ class X(Source[XCursor]):
             counted = self._counts(search, cursor, budget, now)
             envelopes += counted.counts
             if counted.complete:
-                moved.update(counted_minute=epoch_minute(counted.end) - 1, counts_slot=counts_slot)
+                moved.update(counted_minute=epoch_minute(counted.end) - 1, counts_run_minute=running)
             stop = counted.stopped_by
             moved["rate_limited_until"] = counted.rate_limited_until or cursor.rate_limited_until
         if sample_due and not stop:
@@ -353,7 +352,7 @@ class X(Source[XCursor]):
                     stop = f"x: {result.stopped_by}"
                     moved["rate_limited_until"] = result.rate_limited_until or cursor.rate_limited_until
                 else:
-                    moved["sample_slot"] = sample_slot
+                    moved["sample_run_minute"] = running
         if stop:
             logger.warning("%s", stop)
         moved["spent"] = budget.spent
@@ -394,6 +393,11 @@ class X(Source[XCursor]):
                 "set COINSTREAM_X_BEARER_TOKEN or COINSTREAM_X_BEARER_TOKEN_FILE",
             )
         ]
+
+
+def _due(last_run: int | None, running: int, every: int) -> bool:
+    """Whether the clock has entered a new slot of `every` minutes (aligned to UTC midnight) since `last_run`."""
+    return last_run is None or running // every > last_run // every
 
 
 @dataclass

@@ -156,6 +156,20 @@ def test_doctor_shows_todays_spend_and_what_is_left(tmp_path: Path) -> None:
     assert line.endswith("; $0.13 left today")
 
 
+def test_a_changed_schedule_takes_effect_at_its_next_slot(tmp_path: Path, moto_kinesis: tuple[Pipeline, Any]) -> None:
+    pipeline, _ = moto_kinesis
+    with fake_x() as fake:
+        fake.page_buckets = 1440  # each counts run is one page here
+        fake.now = DAY + timedelta(hours=1, minutes=30, seconds=5)
+        produce(Kind.POST, "x", x_settings(tmp_path, fake, x_counts_every_minutes=5), pipeline, now=fake.now)
+        daily = x_settings(tmp_path, fake, x_counts_every_minutes=1440, x_sample_size=0)
+        for _ in range(60 * 24 - 1):  # the rest of the day and the next day until 01:29
+            fake.now += timedelta(minutes=1)
+            produce(Kind.POST, "x", daily, pipeline, now=fake.now)
+        # a daily schedule counts once, at 00:00 of the next day, whatever the 5-minute one did before
+        assert fake.counts_requests == 2 and fake.search_requests == 1
+
+
 def test_a_read_asks_only_for_what_the_budget_has_left() -> None:
     now = DAY + timedelta(hours=3)
     budget = XBudget(PRICES, 1.0, 5.0, {"2026-11-28": XUsage(reads=100, counts_requests=25)}, now)
