@@ -57,8 +57,10 @@ FAST_START: dict[str, str | int] = {
     # ShardSyncTask sleeps this long after the first shard sync created leases, inside Scheduler.initialize
     # (default 60,000: the minute between "Newly created leases" and "Initializing MigrationStateMachine")
     "shardSyncIntervalMillis": 1000,
-    # the leader's LeaseAssignmentManager assigns leases once per interval (default 2 x failoverTimeMillis)
-    "leaseAssignmentIntervalMillis": 1000,
+    # Not changed: leaseAssignmentIntervalMillis (the leader's LeaseAssignmentManager, default 2 x
+    # failoverTimeMillis). At 1 s the leader also rebalanced every 3 s and kept handing leases to a stopped
+    # worker whose metrics were still fresh; a replay-after-split test then left two shards without a
+    # record processor for 8 minutes. The default costs one interval at a new application's start.
 }
 
 
