@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
@@ -23,23 +24,51 @@ _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9})\b")
 
 
+#: Timestamp text of recent instants (fetch times, batch times, minutes): a record shares them with
+#: its neighbours, and formatting one costs more than the rest of a candle's row.
+_STAMPS: dict[datetime, str] = {}
+_MINUTES: dict[tuple[int, int, int, int, int], tuple[str, str]] = {}
+_CACHE_LIMIT = 20_000
+
+
+def _stamp(value: datetime) -> str:
+    text = _STAMPS.get(value)
+    if text is None:
+        if len(_STAMPS) >= _CACHE_LIMIT:
+            _STAMPS.clear()
+        text = _STAMPS[value] = ts(value)
+    return text
+
+
+def _minute_columns(value: datetime) -> tuple[str, str]:
+    """The UTC minute `value` falls in as (UTC text, KST text) (`value` is UTC: the contract made it so)."""
+    key = (value.year, value.month, value.day, value.hour, value.minute)  # 5x cheaper than replace()
+    columns = _MINUTES.get(key)
+    if columns is None:
+        if len(_MINUTES) >= _CACHE_LIMIT:
+            _MINUTES.clear()
+        at = minute(value)
+        columns = _MINUTES[key] = (ts(at), kst(at))
+    return columns
+
+
 def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
     """The warehouse row of one envelope (its payload was checked against the contract when it was parsed)."""
     p = envelope.payload
     common = {
         "record_key": envelope.key,
         "simulated": p.simulated,
-        "fetched_at": ts(envelope.fetched_at),
-        "processed_at": ts(processed_at),
+        "fetched_at": _stamp(envelope.fetched_at),
+        "processed_at": _stamp(processed_at),
     }
+    minute_utc, minute_kst = _minute_columns(envelope.event_time)
     if isinstance(p, CandlePayload):
-        at = minute(envelope.event_time)
         return {
             **common,
             "exchange": envelope.source,
             "market": p.market,
-            "minute_utc": ts(at),
-            "minute_kst": kst(at),
+            "minute_utc": minute_utc,
+            "minute_kst": minute_kst,
             "open": decimal_column(p.open),
             "high": decimal_column(p.high),
             "low": decimal_column(p.low),
@@ -48,25 +77,26 @@ def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
             "quote_volume": decimal_column(p.quote_volume) if p.quote_volume is not None else None,
         }
     if isinstance(p, PostCountPayload):
-        at = minute(envelope.event_time)
         return {
             **common,
             "source": envelope.source,
             "query": p.query,
-            "minute_utc": ts(at),
-            "minute_kst": kst(at),
+            "minute_utc": minute_utc,
+            "minute_kst": minute_kst,
             "post_count": p.count,
         }
+    created = envelope.event_time
     text, cut_text = fit_text(p.text, TEXT_BYTES)
-    hashtags, cut_tags = fit_list(sorted({h.lower() for h in _HASHTAG.findall(text)}), HASHTAGS_BYTES)
-    cashtags, cut_cash = fit_list(sorted({c.upper() for c in _CASHTAG.findall(text)}), CASHTAGS_BYTES)
+    hashtags, cut_tags = _tags(text, "#", _HASHTAG, str.lower, HASHTAGS_BYTES)
+    cashtags, cut_cash = _tags(text, "$", _CASHTAG, str.upper, CASHTAGS_BYTES)
     return {
         **common,
         "source": envelope.source,
         "post_id": p.post_id,
-        "created_at": ts(envelope.event_time),
-        "created_at_kst": kst(envelope.event_time),
-        "minute_utc": ts(minute(envelope.event_time)),
+        # the minute's text with the seconds written in: a third of the cost of formatting each instant
+        "created_at": f"{minute_utc[:17]}{created.second:02d}.{created.microsecond:06d}",
+        "created_at_kst": f"{minute_kst[:17]}{created.second:02d}",
+        "minute_utc": minute_utc,
         "author_id": p.author_id,
         "lang": p.lang or None,
         "text": text,
@@ -79,6 +109,15 @@ def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
     }
 
 
+def _tags(
+    text: str, sign: str, pattern: re.Pattern[str], case: Callable[[str], str], max_bytes: int
+) -> tuple[list[str], bool]:
+    """The distinct tags of `text`, sorted, that fit their column (no sign in the text: no regex run)."""
+    if sign not in text:
+        return [], False
+    return fit_list(sorted({case(tag) for tag in pattern.findall(text)}), max_bytes)
+
+
 def fit_text(text: str, max_bytes: int) -> tuple[str, bool]:
     """`text` cut to at most `max_bytes` of UTF-8 at a character boundary, and whether it was cut."""
     data = text.encode()
@@ -89,7 +128,7 @@ def fit_text(text: str, max_bytes: int) -> tuple[str, bool]:
 
 def fit_list(items: list[str], max_bytes: int) -> tuple[list[str], bool]:
     """The first items whose JSON array (as COPY stores it in a VARCHAR) fits `max_bytes`, and whether any were left."""
-    if 2 + sum(6 * len(item) + 3 for item in items) <= max_bytes:
+    if not items or 2 + sum(6 * len(item) + 3 for item in items) <= max_bytes:
         return items, False  # fits even if every character took the longest JSON escape: the usual case
     kept: list[str] = []
     size = 2  # []

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from coinstream.records import Envelope, Kind, candle_key, post_key
+from coinstream.records import Envelope, Kind, candle_key, envelope, post_key
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -75,27 +75,14 @@ def make_candle(minute: int = 0, market: str = "KRW-BTC", volume: str = "1.5", *
         "quote_volume": "157.5",
         **payload,
     }
-    return Envelope(
-        kind=Kind.CANDLE,
-        source="coinone",
-        key=candle_key("coinone", market, at),
-        event_time=at,
-        fetched_at=FETCHED,
-        payload=body,
-    )
+    return envelope(Kind.CANDLE, "coinone", candle_key("coinone", market, at), at, FETCHED, body)
 
 
 def make_post(post_id: str = "1", text: str = "bitcoin!", minute: int = 0, source: str = "x") -> Envelope:
     """A post envelope."""
     at = datetime(2026, 11, 27, 12, minute, 17, tzinfo=UTC)
-    return Envelope(
-        kind=Kind.POST,
-        source=source,
-        key=post_key(source, post_id),
-        event_time=at,
-        fetched_at=FETCHED,
-        payload={"post_id": post_id, "text": text, "author_id": "9", "lang": "en"},
-    )
+    payload = {"post_id": post_id, "text": text, "author_id": "9", "lang": "en"}
+    return envelope(Kind.POST, source, post_key(source, post_id), at, FETCHED, payload)
 
 
 @contextmanager

@@ -54,7 +54,7 @@ class CandleCursor(MinuteCursor):
 
 def fingerprint(envelope: Envelope) -> str:
     """What a candle says (its figures), not when it was fetched: equal for an unchanged re-read."""
-    return hashlib.blake2b(envelope.payload.model_dump_json().encode(), digest_size=8).hexdigest()
+    return hashlib.blake2b(envelope.payload_bytes(), digest_size=8).hexdigest()
 
 
 #: Told the reason each time a malformed item is skipped (a `Skips`, or anything that logs).

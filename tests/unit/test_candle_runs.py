@@ -50,7 +50,7 @@ def stream_records(kinesis: Any, pipeline: Pipeline) -> list[Envelope]:
     shard = kinesis.list_shards(StreamName=pipeline.stream_name)["Shards"][0]["ShardId"]
     it = kinesis.get_shard_iterator(StreamName=pipeline.stream_name, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
     got = kinesis.get_records(ShardIterator=it["ShardIterator"], Limit=10_000)["Records"]
-    return [Envelope.model_validate_json(r["Data"]) for r in got]
+    return [Envelope.from_bytes(r["Data"]) for r in got]
 
 
 def test_a_candle_that_grows_after_it_was_sent_is_sent_again_and_the_warehouse_keeps_the_later_value_once(

@@ -16,7 +16,7 @@ from sqlglot import exp
 from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
-from coinstream.records import Envelope, Kind, count_key
+from coinstream.records import Kind, count_key, envelope
 from consumer.enrich import enrich
 from tests.conftest import FETCHED, make_candle, make_post
 from warehouse.loader import Warehouse, load_jsonpaths, redshift_statements, to_duckdb
@@ -26,13 +26,8 @@ RENAMED = {"open": "open_price", "high": "high_price", "low": "low_price", "clos
 SAMPLES = {
     "candle": make_candle(1),
     "post": make_post("1", text="#bitcoin $BTC"),
-    "post_count": Envelope(
-        kind=Kind.POST_COUNT,
-        source="x",
-        key=count_key("x", FETCHED),
-        event_time=FETCHED,
-        fetched_at=FETCHED,
-        payload={"query": "bitcoin", "count": 12},
+    "post_count": envelope(
+        Kind.POST_COUNT, "x", count_key("x", FETCHED), FETCHED, FETCHED, {"query": "bitcoin", "count": 12}
     ),
 }
 

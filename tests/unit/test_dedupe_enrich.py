@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from msgspec.structs import replace
+
 from coinstream.text import matched_terms
 from consumer.dedupe import Deduper
 from consumer.enrich import decimal_column, enrich
@@ -29,7 +31,7 @@ def test_a_recently_seen_key_stays_remembered() -> None:
 
 def test_post_row_is_enriched() -> None:
     post = make_post("1", text="Is #Bitcoin up? $btc and $ETH, 비트코인 #BTC #bitcoin", minute=4)
-    post = post.model_copy(update={"payload": post.payload.model_copy(update={"is_retweet": True})})
+    post = replace(post, **{"payload": replace(post.payload, **{"is_retweet": True})})
     row = enrich(post, datetime(2026, 11, 27, 12, 5, tzinfo=UTC))
     assert row["minute_utc"] == "2026-11-27 12:04:00.000000"
     assert row["created_at_kst"] == "2026-11-27 21:04:17"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from coinstream.live_table import read_minutes
 from consumer.enrich import enrich
@@ -40,11 +41,12 @@ def test_posts_are_counted_once_per_minute_and_source_even_when_replayed(dynamod
 
 def test_a_later_candle_copy_replaces_an_earlier_one_never_the_reverse(dynamodb: Any) -> None:
     first = make_candle(3, volume="1.0")
-    later = first.model_copy(
-        update={
+    later = replace(
+        first,
+        **{
             "fetched_at": FETCHED + timedelta(minutes=5),
-            "payload": first.payload.model_copy(update={"volume": "2.0"}),
-        }
+            "payload": replace(first.payload, **{"volume": "2.0"}),
+        },
     )
     sink = LiveMetricsSink(TABLE, dynamodb)
     for envelope in (first, later, first):

@@ -4,6 +4,7 @@ import json
 from datetime import datetime
 
 import pytest
+from msgspec.structs import replace
 
 from coinstream.errors import SkippableError
 from coinstream.records import Envelope, Kind
@@ -39,7 +40,7 @@ def test_one_markets_candles_share_a_partition_key_posts_spread() -> None:
 
 def test_fingerprint_ignores_fetch_time_but_not_content() -> None:
     a = make_candle(1)
-    refetched = a.model_copy(update={"fetched_at": datetime.fromisoformat("2026-11-28T00:00:00+00:00")})
+    refetched = replace(a, **{"fetched_at": datetime.fromisoformat("2026-11-28T00:00:00+00:00")})
     assert a.fingerprint == refetched.fingerprint
     assert make_candle(1, volume="2").fingerprint != a.fingerprint
     assert make_post("1").kind is Kind.POST
