@@ -25,6 +25,7 @@ from sqlglot.errors import ErrorLevel, ParseError
 from coinstream.aws import classify
 from coinstream.delivery import DeliveryStream
 from coinstream.errors import FatalError
+from warehouse import rollups
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -162,6 +163,12 @@ class Warehouse:
                         self._add_new_columns(name, statement)
                 except duckdb.Error as exc:
                     raise FatalError(f"{sql_file}: does not run on the local warehouse: {exc}") from None
+        rollups.create(self.db, set(self._columns))
+
+    def recount_rollups(self) -> None:
+        """Compute the dashboard's rollups again from the raw tables (rows that reached them other than by `load`)."""
+        for rollup in rollups.ROLLUPS:
+            rollups.recount(self.db, rollup)
 
     def _add_new_columns(self, table: str, create: exp.Expr) -> None:
         """A warehouse file made by an older version gets the columns added since (always appended last, as
@@ -301,6 +308,13 @@ class Warehouse:
                 f"WHERE NOT ({bad_checks}) ORDER BY line"
             )
             good = len(staged) - len(rejected)
+            rollup = rollups.BY_RAW_TABLE.get(table)
+            if rollup is not None and good:
+                keys = ", ".join(f'CAST(c{columns.index(k)} AS {types[k][0]}) AS "{k}"' for k in rollup.keys)
+                touched = f"SELECT DISTINCT {keys} FROM coinstream_stage WHERE NOT ({bad_checks})"  # noqa: S608
+                self.db.execute(f"CREATE OR REPLACE TEMP TABLE coinstream_touched AS {touched}")
+                rollups.refresh(self.db, rollup, "coinstream_touched")
+                self.db.execute("DROP TABLE coinstream_touched")
             if errors:
                 self.db.executemany("INSERT INTO stl_load_errors VALUES (?, ?, ?, ?, ?, now())", errors)
             self.db.execute(

@@ -47,9 +47,11 @@ class Series:
 
 def all_series(db: Any) -> list[Series]:
     """Every (exchange, market) candle series, in name order."""
+    # candle_minutes has one row per minute from a series' first candle to its last: its count is the
+    # span, and the first and last minutes are the same with or without copies (no window, no spine)
     rows = db.execute(
-        "SELECT exchange, market, count(*), min(minute_utc), max(minute_utc) FROM candle_minutes "
-        "GROUP BY exchange, market ORDER BY exchange, market"
+        "SELECT exchange, market, date_diff('minute', min(minute_utc), max(minute_utc)) + 1, min(minute_utc), "
+        "max(minute_utc) FROM raw_candles GROUP BY exchange, market ORDER BY exchange, market"
     ).fetchall()
     return [Series(*row) for row in rows]
 

@@ -19,7 +19,7 @@ from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
 from consumer.enrich import enrich as to_row
 from tests.conftest import FETCHED, make_candle, make_post
-from warehouse.loader import Warehouse, extract, load_jsonpaths, parse_jsonpath
+from warehouse.loader import Warehouse, extract, load_jsonpaths, open_warehouse, parse_jsonpath
 
 BUCKET = "coinstream-landing"
 
@@ -161,3 +161,52 @@ def test_a_warehouse_from_before_a_new_column_gets_it_appended(tmp_path: Path, s
         assert wh.db.execute("SELECT post_id, truncated FROM raw_posts").fetchall() == [("1", False)]
     finally:
         wh.close()
+
+
+def _rollup(db: Any) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT source, strftime(minute_utc, '%H:%M'), posts, strftime(last_created_at, '%H:%M:%S') "
+        "FROM post_minutes ORDER BY 1, 2"
+    ).fetchall()
+
+
+def _counted(db: Any) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT source, strftime(minute_utc, '%H:%M'), count(DISTINCT record_key), strftime(max(created_at), '%H:%M:%S') "
+        "FROM raw_posts GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
+
+
+def test_the_posts_per_minute_rollup_counts_each_post_once_through_copies_replays_and_rejects(
+    s3: Any, warehouse: Warehouse
+) -> None:
+    first = [to_row(make_post(str(i), minute=i % 3), FETCHED) for i in range(7)]
+    put_rows(s3, "firehose/posts/a", first)
+    warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+    assert _rollup(warehouse.db) == [
+        ("x", "12:00", 3, "12:00:17"),
+        ("x", "12:01", 2, "12:01:17"),
+        ("x", "12:02", 2, "12:02:17"),
+    ]
+    # a replay delivers copies in a new object, with one new post, one from another source and one bad row
+    replayed = [
+        *first[:4],
+        to_row(make_post("new", minute=1), FETCHED),
+        to_row(make_post("b", source="bluesky"), FETCHED),
+    ]
+    put_rows(s3, "firehose/posts/b", [*replayed, {**to_row(make_post("bad", minute=2), FETCHED), "created_at": "?"}])
+    warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+    assert _rollup(warehouse.db) == _counted(warehouse.db)
+    assert ("x", "12:01", 3, "12:01:17") in _rollup(warehouse.db) and ("x", "12:02", 2, "12:02:17") in _rollup(
+        warehouse.db
+    )
+    assert ("bluesky", "12:00", 1, "12:00:17") in _rollup(warehouse.db)
+
+
+def test_a_warehouse_from_before_the_rollup_gets_it_counted_once(tmp_path: Path, s3: Any) -> None:
+    put_rows(s3, "firehose/posts/a", [to_row(make_post(str(i), minute=i % 2), FETCHED) for i in range(5)])
+    with open_warehouse(tmp_path / "old.duckdb", REPO_ROOT / "redshift") as wh:
+        wh.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+        wh.db.execute("DROP TABLE post_minutes")  # as a warehouse made before the rollup existed
+    with open_warehouse(tmp_path / "old.duckdb", REPO_ROOT / "redshift") as wh:
+        assert _rollup(wh.db) == _counted(wh.db) == [("x", "12:00", 3, "12:00:17"), ("x", "12:01", 2, "12:01:17")]
