@@ -53,13 +53,22 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     pipeline = Pipeline.load(settings.pipeline_file)
     sink: Sink
+    window = 0.0  # the live application is for seconds-old figures
     if args.app == LIVE_APP:
         sink = LiveMetricsSink(pipeline.live_table, client("dynamodb", settings), ttl_days=pipeline.live_ttl_days)
     else:
         streams = {Kind(kind): s.name for kind, s in load_delivery_streams(pipeline).items()}
         sink = FirehoseSink(streams, client("firehose", settings))
+        window = settings.delivery_window_seconds
     dead = DeadLetterSink(pipeline.bucket, pipeline.dead_letter_prefix, args.app, client("s3", settings))
-    kcl.KCLProcess(RecordProcessor(sink, dead, Deduper(settings.dedupe_capacity))).run()
+    processor = RecordProcessor(
+        sink,
+        dead,
+        Deduper(settings.dedupe_capacity),
+        window_seconds=window,
+        window_bytes=settings.delivery_window_bytes,
+    )
+    kcl.KCLProcess(processor).run()
 
 
 if __name__ == "__main__":

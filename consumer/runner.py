@@ -134,6 +134,9 @@ def run_until_caught_up(
     on_progress: Callable[[list[ShardProgress]], None] | None = None,
 ) -> list[ShardProgress]:
     """Run a worker until every record in the stream is checkpointed, then stop it gracefully."""
+    # "Caught up" is read from the checkpoints, which wait for the delivery window: a one-shot run keeps
+    # it short (its stop delivers whatever is held anyway).
+    settings = settings.model_copy(update={"delivery_window_seconds": min(settings.delivery_window_seconds, 1.0)})
     log_file = settings.state_dir / "logs" / f"kcl-{app}.log"
     proc = start_worker(settings, pipeline, app, log_file)
     deadline = time.monotonic() + timeout

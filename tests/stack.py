@@ -24,6 +24,8 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         "COINSTREAM_KINESIS_PORT": str(free_port()),
         "COINSTREAM_KINESIS_TLS_PORT": str(free_port()),
         "COINSTREAM_MOTO_PORT": str(free_port()),
+        # long-running workers in tests hold rows 1 s, not 60 (tests wait for checkpoints)
+        "COINSTREAM_DELIVERY_WINDOW_SECONDS": "1",
     }
 
 

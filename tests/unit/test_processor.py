@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 from amazon_kclpy import kcl
 from botocore.stub import Stubber
+from msgspec.structs import replace
 
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
@@ -124,19 +125,21 @@ def test_rows_are_delivered_by_kind_and_then_checkpointed(aws: dict[str, Any]) -
 
 def test_duplicates_by_natural_key_are_dropped_across_batches_and_a_later_candle_replaces(aws: dict[str, Any]) -> None:
     post = make_post("7")
-    refetched = post.model_copy(update={"fetched_at": post.fetched_at.replace(hour=20)})
+    refetched = replace(post, **{"fetched_at": post.fetched_at.replace(hour=20)})
     candle = make_candle(5, volume="1.0")
-    corrected = candle.model_copy(
-        update={
+    corrected = replace(
+        candle,
+        **{
             "fetched_at": candle.fetched_at.replace(hour=14),
-            "payload": candle.payload.model_copy(update={"volume": "2.5"}),
-        }
+            "payload": replace(candle.payload, **{"volume": "2.5"}),
+        },
     )
-    stale = candle.model_copy(
-        update={
+    stale = replace(
+        candle,
+        **{
             "fetched_at": candle.fetched_at.replace(hour=9),
-            "payload": candle.payload.model_copy(update={"volume": "0.1"}),
-        }
+            "payload": replace(candle.payload, **{"volume": "0.1"}),
+        },
     )
     processor = make_processor(aws)
     drive(
@@ -204,3 +207,41 @@ def test_pack_joins_rows_up_to_the_5kb_billing_unit() -> None:
     assert [len(r) for r in records] == [5000, 5000, 2000]
     assert b"".join(records) == b"".join(rows)
     assert list(pack([b"y" * 7000 + b"\n"])) == [b"y" * 7000 + b"\n"]
+
+
+def windowed(aws: dict[str, Any], seconds: float, max_bytes: int = 1_000_000) -> RecordProcessor:
+    """A processor whose clock reads one second per batch of two records (what a poll a second would give)."""
+    processor = make_processor(aws)
+    processor.window_seconds, processor.window_bytes = seconds, max_bytes
+    processor._clock = lambda: processor.seen / 2
+    return processor
+
+
+def test_a_trickle_is_held_for_the_window_then_sent_together_and_only_sent_records_are_checkpointed(
+    aws: dict[str, Any],
+) -> None:
+    batches = [[make_post(f"{i}-{j}", minute=i % 60).to_bytes() for j in range(2)] for i in range(25)]
+    processor = windowed(aws, seconds=10)
+    out = drive(processor, batches)
+    # held from batch 1 (second 1) and sent at second 11, held from second 12 and sent at 22, the rest at the stop
+    assert [m["sequenceNumber"] for m in out if m["action"] == "checkpoint"] == ["122", "144", None]
+    assert processor.sink.delivered_rows == 50  # type: ignore[attr-defined]
+    assert len(landed_rows(aws["s3"], "firehose/post/")) == 50
+    unwindowed = make_processor(aws)
+    drive(unwindowed, batches)
+    # ~600-byte rows: three sends of 22, 22 and 6 rows fill 5 ~5 KB records; a send per poll fills 25 small ones
+    assert (processor.sink.delivered_records, unwindowed.sink.delivered_records) == (5, 25)  # type: ignore[attr-defined]
+
+
+def test_the_byte_bound_ends_a_window_early(aws: dict[str, Any]) -> None:
+    batches = [[make_post(f"{i}-{j}").to_bytes() for j in range(2)] for i in range(6)]
+    processor = windowed(aws, seconds=60, max_bytes=len(batches[0][0]) * 4)  # two batches' worth
+    out = drive(processor, batches)
+    assert [m["sequenceNumber"] for m in out if m["action"] == "checkpoint"] == ["104", "108", "112", None]
+
+
+def test_a_lost_lease_delivers_what_the_window_held_and_takes_no_checkpoint(aws: dict[str, Any]) -> None:
+    batches = [[make_post(f"{i}").to_bytes()] for i in range(3)]
+    out = drive(windowed(aws, seconds=60), batches, end="leaseLost")
+    assert [m for m in out if m["action"] == "checkpoint"] == []
+    assert len(landed_rows(aws["s3"], "firehose/post/")) == 3
