@@ -22,6 +22,18 @@ from coinstream.records import Kind
 from coinstream.x_bill import MIN_READ, MINUTES_PER_DAY
 
 LOCAL_ACCOUNT_ID = "000000000000"
+#: The region when nothing names one (the local stack's, and AWS's own default).
+FALLBACK_REGION = "us-east-1"
+
+
+def default_region() -> str:
+    """The region as the AWS tools resolve it: AWS_REGION, AWS_DEFAULT_REGION, the profile's, else us-east-1."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(name):
+            return os.environ[name]
+    import boto3  # the profile's region: ~/.aws/config (or AWS_CONFIG_FILE), as the CLI reads it
+
+    return boto3.session.Session().region_name or FALLBACK_REGION
 
 
 class Settings(BaseSettings):
@@ -30,7 +42,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COINSTREAM_", frozen=True, extra="ignore")
 
     target: Literal["local", "aws"] = "local"
-    region: str = "us-east-1"
+    #: COINSTREAM_REGION if set, else the standard AWS chain (AWS_REGION, AWS_DEFAULT_REGION, the profile's).
+    region: str = Field(default_factory=default_region, min_length=1)
     pipeline_file: Path = RESOURCES / "pipeline.toml"
     #: Every piece of local state (pids, logs, the warehouse file) lives under this folder.
     state_dir: Path = Field(default_factory=default_state_dir)
