@@ -54,7 +54,8 @@ def corpus(n: int = 100_000, seed: int = 20261128, duplicate_share: float = 0.02
                 rng.choice(["x", "bluesky", "mastodon"]),
                 post_id,
                 at,
-                at + timedelta(seconds=40),
+                # fetched by the minute's producer run: every source stamps a run's records with its start
+                start + timedelta(minutes=minute + 1, seconds=5),
                 text=rng.choice(TEXTS),
                 author_id=str(rng.randint(1, 10**9)),
                 lang=rng.choice(["en", "ko", "ja", "zh"]),

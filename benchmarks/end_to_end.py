@@ -16,11 +16,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.corpus import corpus
+from benchmarks.stack import wait
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
 from coinstream.processes import free_port, stop_group
@@ -35,15 +35,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 APP = "warehouse"
-
-
-def wait(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def checkpointed_past(dynamodb: DynamoDBClient, table: str, last: dict[str, int]) -> bool:

@@ -13,38 +13,25 @@ medians and the ratio.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.stack import command_env, private_stack, wait
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
-from coinstream.processes import free_port, stop_group
+from coinstream.processes import stop_group
 from coinstream.records import Envelope
 from consumer.checkpoints import leases
 from consumer.daemon import application_name
-from operate import local_stack
 from producer.kinesis_writer import KinesisWriter
 from producer.sources import simulated
 
 APP = "warehouse"
-
-
-def wait(check: Callable[[], bool], timeout: float) -> float:
-    """Seconds until `check` holds (polled every 0.2 s)."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if check():
-            return time.perf_counter() - start
-        time.sleep(0.2)
-    raise SystemExit(f"timed out after {timeout:.0f} s")
 
 
 def fresh(settings: Settings) -> None:
@@ -63,14 +50,7 @@ def one_run(
 ) -> tuple[float, float]:
     """(start -> all checkpointed, SIGTERM -> exit) in seconds for `coinstream consume` of a new application."""
     fresh(settings)
-    env = {
-        **os.environ,
-        "COINSTREAM_STATE_DIR": str(settings.state_dir),
-        "COINSTREAM_KINESIS_PORT": str(settings.kinesis_port),
-        "COINSTREAM_KINESIS_TLS_PORT": str(settings.kinesis_tls_port),
-        "COINSTREAM_MOTO_PORT": str(settings.moto_port),
-        "COINSTREAM_KCL_FAST_START": "false" if baseline else "true",
-    }
+    env = command_env(settings, kcl_fast_start="false" if baseline else "true")
     dynamodb = client("dynamodb", settings)
     table = application_name(APP)
 
@@ -85,7 +65,7 @@ def one_run(
     with (logs / f"{'baseline' if baseline else 'tuned'}-{time.time_ns()}.log").open("wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            started = wait(checkpointed, 600)
+            started = wait("every shard checkpointed", checkpointed, 600)
             stop = time.perf_counter()
             proc.send_signal(signal.SIGTERM)  # what systemd sends the service: the command stops its daemon
             proc.wait(timeout=120)
@@ -101,13 +81,7 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="measure only coinstream's properties")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    state = Path(tempfile.mkdtemp(prefix="coinstream-kcl-start-"))
-    settings = Settings(state_dir=state, kinesis_port=free_port(), kinesis_tls_port=free_port(), moto_port=free_port())
-    pipeline = Pipeline.load(settings.pipeline_file)
-    logs = state / "logs"
-    logs.mkdir(parents=True)
-    local_stack.up(settings, pipeline)
-    try:
+    with private_stack("coinstream-kcl-start-") as (settings, pipeline, logs):
         sim = simulated.Simulation(seed=1)
         records: list[Envelope] = simulated.posts(sim, 29_930_000, 29_930_002, datetime.now(UTC))
         put = KinesisWriter(pipeline.stream_name, client("kinesis", settings)).put(records)
@@ -131,8 +105,6 @@ def main() -> None:
                 s for s, _ in results["tuned"]
             )
             print(f"coinstream's properties start {ratio:.1f}x faster than KCL's defaults")
-    finally:
-        local_stack.down(settings)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ MAX_BYTES_PER_CALL = 4 * 1024 * 1024
 MAX_BYTES_PER_RECORD = 1000 * 1024
 #: Firehose bills ingestion in 5 KB units: pack newline-joined rows up to just under one unit.
 DEFAULT_TARGET_RECORD_BYTES = 5000
+#: Firehose's billing increment: every record is rounded up to a multiple of 5 KB.
+BILLING_UNIT_BYTES = 5120
 
 T = TypeVar("T")
 
@@ -59,6 +61,11 @@ def calls(records: list[bytes]) -> Iterator[list[bytes]]:
     return group(records, len, max_count=MAX_RECORDS_PER_CALL, max_bytes=MAX_BYTES_PER_CALL)
 
 
+def billed_units(record: bytes) -> int:
+    """Firehose ingestion units a record is billed as (at least one)."""
+    return max(1, -(-len(record) // BILLING_UNIT_BYTES))
+
+
 def row_line(row: dict[str, Any]) -> bytes:
     """One row as the line COPY reads: compact JSON, UTF-8, newline-terminated."""
     return orjson.dumps(row) + b"\n"
@@ -86,6 +93,7 @@ class FirehoseSink:
         self._rows: dict[Kind, list[tuple[bytes, Origin]]] = {}
         self.delivered_rows = 0
         self.delivered_records = 0
+        self.billed_units = 0
 
     def add(self, kind: Kind, row: dict[str, Any], origin: Origin) -> None:
         """Queue one row for the delivery stream of its kind; a row Firehose could never take is refused now."""
@@ -97,6 +105,13 @@ class FirehoseSink:
     def pending_rows(self) -> int:
         """Rows added but not yet delivered."""
         return sum(len(v) for v in self._rows.values())
+
+    def summary(self) -> str:
+        """What this sink delivered, as the processor's last log line says it."""
+        return (
+            f"{self.delivered_rows} rows in {self.delivered_records} Firehose records "
+            f"({self.billed_units} billed 5 KB units)"
+        )
 
     def flush(self) -> list[tuple[Origin, str]]:
         """Deliver every queued row. Returns the rows Firehose refused for good (with why); raises
@@ -121,6 +136,7 @@ class FirehoseSink:
                 del queue[:rows]  # pack and group keep the order: this call carried the queue's first rows
                 self.delivered_rows += rows
                 self.delivered_records += len(call)
+                self.billed_units += sum(billed_units(record) for record, _ in call)
             del self._rows[kind]
         self.delivered_rows -= len(refused)
         return refused

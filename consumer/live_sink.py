@@ -49,6 +49,10 @@ class LiveMetricsSink:
         elif kind == Kind.CANDLE:
             self._candles.append((row, origin))
 
+    def summary(self) -> str:
+        """What this sink wrote, as the processor's last log line says it."""
+        return f"{self.written} rows written to {self.table}"
+
     def pending_rows(self) -> int:
         """Rows added but not yet written."""
         return sum(len(v) for v in self._posts.values()) + len(self._candles)

@@ -35,6 +35,8 @@ class Sink(Protocol):
 
     def pending_rows(self) -> int: ...
 
+    def summary(self) -> str: ...
+
 
 class RecordProcessor(processor.RecordProcessorBase):
     """Processes one shard: parse, drop exact duplicates, deliver, then checkpoint what was delivered.
@@ -201,8 +203,9 @@ class RecordProcessor(processor.RecordProcessorBase):
         if self._deliver():
             self._checkpoint(shutdown_requested_input.checkpointer, at_end=True)
         logger.info(
-            "shard %s: shutting down after %d records, %d duplicates dropped",
+            "shard %s: shutting down after %d records, %d duplicates dropped; %s",
             self.shard_id,
             self.seen,
             self.deduper.dropped,
+            self.sink.summary(),
         )
