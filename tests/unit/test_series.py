@@ -94,7 +94,9 @@ def test_no_trade_and_no_post_minutes_are_zero_not_missing(tmp_path: Path) -> No
         ("09:03", True, "0.25000000", 1, 1, None),
     ]
     page = chart_data(db, "all")
+    day = chart_data(db, "24h")  # a range longer than the series shows the series' minutes, not empty ones before
     db.close()
+    assert day["minutes"] == page["minutes"] == [f"2026-11-28T09:0{m}:00Z" for m in range(4)]
     assert page["volume"] == [1.5, 2.0, 0.0, 0.25] and page["posts"] == {"x": [1, 0, 0, 1]}
     assert page["traded"] == [True, True, False, True] and page["volume_text"][0] == "1.5"
     assert page["series"] == [{"exchange": "upbit", "market": "KRW-BTC"}]

@@ -63,17 +63,17 @@ def chart_data(
     # candle_minutes' numbers, on its minute spine built here: the latest copy of each candle comes from
     # the rollup `load` keeps, DuckDB rounds, numpy places. Per-cell Python and the view's window over a
     # month of minutes cost ~2 s; this ~0.1 s.
-    first = _epoch_minute(start)
-    minutes = np.arange(first, _epoch_minute(one.last) + 1, dtype=np.int64)
+    first_minute = _epoch_minute(max(start, one.first))  # a range longer than the series: the series
+    minutes = np.arange(first_minute, _epoch_minute(one.last) + 1, dtype=np.int64)
     candles = db.execute(
-        "SELECT epoch(minute_utc)::BIGINT // 60 AS minute, round(volume::DOUBLE, 4) AS volume, volume_text, "
+        "SELECT epoch(minute_utc)::BIGINT // 60 AS minute, volume::DOUBLE AS volume, volume_text, "
         "round(open_price::DOUBLE, 4) AS open, round(high_price::DOUBLE, 4) AS high, "
         "round(low_price::DOUBLE, 4) AS low, round(close_price::DOUBLE, 4) AS close "
         f"FROM {_table(db, 'latest_candles', _LATEST_CANDLES)} "
         "WHERE exchange = ? AND market = ? AND minute_utc >= ?",
         [one.exchange, one.market, start],
     ).fetchnumpy()
-    at = np.asarray(candles["minute"], dtype=np.int64) - first
+    at = np.asarray(candles["minute"], dtype=np.int64) - first_minute
     traded = np.zeros(len(minutes), dtype=bool)
     traded[at] = True
     volume = np.zeros(len(minutes))
@@ -104,15 +104,15 @@ def chart_data(
     posts: dict[str, list[int | None]] = {}
     total = np.zeros(len(minutes))
     count_sources = np.asarray(counts["source"], dtype=object)
-    for source, (first, last) in spans.items():
+    for source, (collected_from, collected_to) in spans.items():
         per_minute = np.zeros(len(minutes), dtype=np.int64)
         mine = count_sources == source
-        at = np.searchsorted(minutes, np.asarray(counts["minute"], dtype=np.int64)[mine])
-        inside = (at < len(minutes)) & (minutes[np.minimum(at, len(minutes) - 1)] == counts["minute"][mine])
-        per_minute[at[inside]] = np.asarray(counts["posts"], dtype=np.int64)[mine][inside]
+        place = np.searchsorted(minutes, np.asarray(counts["minute"], dtype=np.int64)[mine])
+        inside = (place < len(minutes)) & (minutes[np.minimum(place, len(minutes) - 1)] == counts["minute"][mine])
+        per_minute[place[inside]] = np.asarray(counts["posts"], dtype=np.int64)[mine][inside]
         total += per_minute
         shown: list[int | None] = list(per_minute.tolist())
-        for i in np.flatnonzero((minutes < first) | (minutes > last)).tolist():
+        for i in np.flatnonzero((minutes < collected_from) | (minutes > collected_to)).tolist():
             shown[i] = None  # not collected then: not 0
         posts[source] = shown
     lead_in: list[float | None] = [None] * min(window - 1, len(minutes))
@@ -125,7 +125,7 @@ def chart_data(
     out.update(
         minutes=[f"{m}:00Z" for m in np.datetime_as_string(minutes.astype("datetime64[m]"), unit="m").tolist()],
         posts=posts,
-        volume=volume.tolist(),
+        volume=np.round(volume, 4).tolist(),
         volume_text=volume_text.tolist(),
         **prices,
         traded=traded.tolist(),
