@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -17,7 +18,7 @@ from botocore.exceptions import (
 )
 from pydantic import SecretStr
 
-from coinstream.config import Settings
+from coinstream.config import Pipeline, Settings
 from coinstream.errors import CoinstreamError, FatalError, RefusedError, TransientError
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ def client(service: Literal["firehose"], settings: Settings) -> FirehoseClient: 
 def client(service: Literal["s3"], settings: Settings) -> S3Client: ...
 @overload
 def client(service: Literal["dynamodb"], settings: Settings) -> DynamoDBClient: ...
+@overload
+def client(service: str, settings: Settings) -> Any: ...
 def client(service: str, settings: Settings) -> Any:
     """A boto3 client for `service`; on the local stack with its endpoint and dummy credentials."""
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
@@ -52,6 +55,46 @@ def client(service: str, settings: Settings) -> Any:
             config=config,
         )
     return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint(service), config=config)
+
+
+#: Stack outputs that name what pipeline.toml gives only the stem of (the bucket, unique per account and region
+#: on AWS): `deployed` sets the stream, bucket and live table from them.
+STACK_NAMES = ("StreamName", "LandingBucket", "LiveTable")
+
+
+def stack_outputs(settings: Settings) -> dict[str, str]:
+    """The outputs of the deployed CloudFormation stack (COINSTREAM_STACK_NAME in the settings' region)."""
+    try:
+        stacks = client("cloudformation", settings).describe_stacks(StackName=settings.stack_name)["Stacks"]
+    except ClientError as exc:
+        if "does not exist" in exc.response.get("Error", {}).get("Message", ""):
+            raise FatalError(
+                f"no CloudFormation stack {settings.stack_name!r} in {settings.region}: deploy it with "
+                "`coinstream deploy --apply`, or point COINSTREAM_STACK_NAME / AWS_REGION at the one you deployed"
+            ) from None
+        raise classify(exc, f"reading the stack {settings.stack_name}") from None
+    except Exception as exc:
+        raise classify(exc, f"reading the stack {settings.stack_name}") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def deployed(settings: Settings, pipeline: Pipeline) -> Pipeline:
+    """The pipeline with the names AWS gave its resources (read from the stack's outputs); unchanged locally."""
+    if settings.target != "aws":
+        return pipeline
+    outputs = stack_outputs(settings)
+    missing = sorted(set(STACK_NAMES) - set(outputs))
+    if missing:
+        raise FatalError(
+            f"stack {settings.stack_name!r} has no output {', '.join(missing)}: an older coinstream deployed it; "
+            "update it with `coinstream deploy --apply`"
+        )
+    return dataclasses.replace(
+        pipeline,
+        stream_name=outputs["StreamName"],
+        bucket=outputs["LandingBucket"],
+        live_table=outputs["LiveTable"],
+    )
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -94,12 +137,19 @@ _TRANSIENT_CODES = {
 _REFUSED_CODES = {"InvalidArgumentException", "ValidationException", "SerializationException"}
 
 
+def _where_to_look() -> str:
+    """The next step for an unreachable or missing resource, on the target this process runs against."""
+    if os.environ.get("COINSTREAM_TARGET", "local").lower() == "aws":
+        return "check the region, credentials and the stack (`coinstream doctor`, `coinstream deploy --status`)"
+    return "is `coinstream local up` running? (pipeline.toml names the resources)"
+
+
 def classify(exc: Exception, what: str) -> CoinstreamError:
     """Map a botocore exception to transient (retry) or fatal (stop, say why): the one place that does."""
     if isinstance(exc, CoinstreamError):
         return exc
     if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | ConnectTimeoutError):
-        return TransientError(f"{what}: cannot reach the endpoint ({exc}); is `coinstream local up` running?")
+        return TransientError(f"{what}: cannot reach the endpoint ({exc}); {_where_to_look()}")
     if isinstance(exc, NoCredentialsError):
         return FatalError(f"{what}: no AWS credentials; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
     if isinstance(exc, ClientError):
@@ -111,8 +161,6 @@ def classify(exc: Exception, what: str) -> CoinstreamError:
         if code in _REFUSED_CODES:
             return RefusedError(f"{what}: {code}: {message}")
         if code == "ResourceNotFoundException":
-            return FatalError(
-                f"{what}: {message or 'not found'}; check the names in pipeline.toml and run `coinstream local up`"
-            )
+            return FatalError(f"{what}: {message or 'not found'}; {_where_to_look()}")
         return FatalError(f"{what}: {code}: {message}")
     return TransientError(f"{what}: {type(exc).__name__}: {exc}")

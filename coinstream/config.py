@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     #: COINSTREAM_REGION if set, else the standard AWS chain (AWS_REGION, AWS_DEFAULT_REGION, the profile's).
     region: str = Field(default_factory=default_region, min_length=1)
     pipeline_file: Path = RESOURCES / "pipeline.toml"
+    #: On AWS: the CloudFormation stack whose outputs name the resources (`coinstream deploy --apply` creates it);
+    #: lower case, as the Redshift Serverless names made from it must be.
+    stack_name: str = Field(default="coinstream", pattern=r"^[a-z][a-z0-9-]{2,40}$")
     #: Every piece of local state (pids, logs, the warehouse file) lives under this folder.
     state_dir: Path = Field(default_factory=default_state_dir)
     host: str = "127.0.0.1"
@@ -151,7 +154,7 @@ class Settings(BaseSettings):
     def endpoint(self, service: str) -> str | None:
         """Endpoint URL of a service: the standard AWS_ENDPOINT_URL_<SERVICE> variable when set (containers
         name their hosts that way), else the local stack's port on loopback; None on AWS (the SDK resolves it)."""
-        explicit = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}")
+        explicit = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}")
         if explicit:
             return explicit
         if self.target == "aws":

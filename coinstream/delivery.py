@@ -89,6 +89,7 @@ def local_definition(stream: DeliveryStream) -> dict[str, Any]:
     runs the COPY step against the local warehouse.
     """
     s3 = dict(stream.definition["RedshiftDestinationConfiguration"]["S3Configuration"])
+    s3.pop("CloudWatchLoggingOptions", None)  # AWS's log group; locally the stack's log folder serves
     s3.setdefault("RoleARN", "arn:aws:iam::000000000000:role/coinstream-firehose")
     if "${" in s3["RoleARN"]:
         s3["RoleARN"] = "arn:aws:iam::000000000000:role/coinstream-firehose"

@@ -10,7 +10,7 @@ import sys
 
 from amazon_kclpy import kcl
 
-from coinstream.aws import client
+from coinstream.aws import client, deployed
 from coinstream.config import Pipeline, load_settings
 from coinstream.delivery import load_delivery_streams
 from coinstream.records import Kind
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = load_settings()
-    pipeline = Pipeline.load(settings.pipeline_file)
+    pipeline = deployed(settings, Pipeline.load(settings.pipeline_file))
     sink: Sink
     window = 0.0  # the live application is for seconds-old figures
     if args.app == LIVE_APP:

@@ -6,11 +6,12 @@ import functools
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
-from coinstream.aws import classify, client
+from coinstream.aws import classify, client, deployed, stack_outputs
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import CoinstreamError
@@ -48,6 +49,16 @@ def checks(settings: Settings, pipeline: Pipeline) -> Iterator[Check]:
     if settings.target == "local":
         yield _run("node", lambda: shutil.which("node") or _missing("node"), "install Node >= 18")
     where = "local stack" if settings.target == "local" else "AWS"
+    if settings.target == "aws":
+        stack = _run(
+            f"stack {settings.stack_name} ({settings.region})",
+            lambda: f"{len(stack_outputs(settings))} outputs",
+            "deploy it with `coinstream deploy --apply`",
+        )
+        yield stack
+        if not stack.ok:
+            return
+        pipeline = deployed(settings, pipeline)
     fix = "run `coinstream local up`" if settings.target == "local" else "check credentials, region and the stack"
 
     def stream() -> str:
@@ -71,6 +82,8 @@ def checks(settings: Settings, pipeline: Pipeline) -> Iterator[Check]:
 
     for stream_def in load_delivery_streams(pipeline).values():
         yield _run(f"firehose {stream_def.name}", functools.partial(delivery, stream_def.name), fix)
+    if settings.target == "aws":
+        yield from aws_checks(settings, pipeline, fix)
     for source in SOURCES.values():
         for probe in source.probes(settings):
             yield _run(probe.what, probe.run, probe.fix)
@@ -79,6 +92,96 @@ def checks(settings: Settings, pipeline: Pipeline) -> Iterator[Check]:
         functools.partial(x_spend, settings),
         "fix or delete the state file it names",
     )
+
+
+#: The KCL applications a deployment runs (their lease tables and CloudWatch namespaces are coinstream-<app>).
+KCL_APPS = ("warehouse", "live")
+
+
+def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Check]:
+    """On AWS: how far behind the stream's readers are, who holds each application's leases, when each
+    delivery stream last landed rows and whether COPY failed (error prefix and delivery log)."""
+    from consumer.checkpoints import leases
+    from consumer.daemon import application_name
+
+    now = datetime.now(UTC)
+    cloudwatch = client("cloudwatch", settings)
+
+    def newest(namespace: str, metric: str, dimensions: list[dict[str, str]]) -> float | None:
+        points = cloudwatch.get_metric_statistics(
+            Namespace=namespace,
+            MetricName=metric,
+            Dimensions=dimensions,
+            StartTime=now - timedelta(minutes=15),
+            EndTime=now,
+            Period=300,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+        return max((p["Maximum"] for p in points), default=None)
+
+    def iterator_age() -> str:
+        age = newest(
+            "AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds", [{"Name": "StreamName", "Value": pipeline.stream_name}]
+        )
+        if age is None:
+            return "no reads in the last 15 minutes (are the consumers running?)"
+        if age > 600_000:
+            raise CoinstreamError(f"readers are {age / 60_000:.0f} minutes behind (records expire after the retention)")
+        return f"readers {age / 1000:.1f} s behind"
+
+    yield _run(f"kinesis {pipeline.stream_name} iterator age", iterator_age, "start more consumer workers")
+    for app_name in KCL_APPS:
+        table = application_name(app_name)
+
+        def application(table: str = table) -> str:
+            found = leases(client("dynamodb", settings), table)
+            if not found:
+                return "no lease table yet (the application has not run)"
+            owners = sorted({lease.owner for lease in found if lease.owner})
+            lag = newest(table, "MillisBehindLatest", [{"Name": "Operation", "Value": "ProcessTask"}])
+            behind = "no MillisBehindLatest in 15 min" if lag is None else f"{lag / 1000:.1f} s behind"
+            finished = sum(lease.checkpoint == "SHARD_END" for lease in found)
+            return (
+                f"{len(found)} leases ({finished} finished), owners {', '.join(owners) or 'none'}; checkpoints {behind}"
+            )
+
+        yield _run(f"kcl {table}", application, "start `coinstream consume --app " + app_name + "`")
+    s3 = client("s3", settings)
+    logs = client("logs", settings)
+    outputs = stack_outputs(settings)
+    for stream_def in load_delivery_streams(pipeline).values():
+
+        def landed(stream_def: Any = stream_def) -> str:
+            def newest_object(prefix: str) -> datetime | None:
+                stamps = [
+                    obj["LastModified"]
+                    for day in (now - timedelta(days=1), now)
+                    for obj in s3.list_objects_v2(Bucket=pipeline.bucket, Prefix=f"{prefix}{day:%Y/%m/%d}/").get(
+                        "Contents", []
+                    )
+                ]
+                return max(stamps, default=None)
+
+            last = newest_object(stream_def.prefix)
+            failed = newest_object(stream_def.error_prefix)
+            log_errors = 0
+            if outputs.get("DeliveryLogGroup"):
+                events = logs.filter_log_events(
+                    logGroupName=outputs["DeliveryLogGroup"],
+                    logStreamNamePrefix=stream_def.name,
+                    startTime=int((now - timedelta(days=1)).timestamp() * 1000),
+                    limit=100,
+                )
+                log_errors = len(events.get("events", []))
+            if failed is not None or log_errors:
+                raise CoinstreamError(
+                    f"COPY into {stream_def.table} failed in the last 24 h ({log_errors} log events; newest error "
+                    f"object {failed or 'none'} under s3://{pipeline.bucket}/{stream_def.error_prefix}); "
+                    "see STL_LOAD_ERRORS"
+                )
+            return f"last landed {last:%Y-%m-%d %H:%M} UTC" if last else "nothing landed in the last 24 h"
+
+        yield _run(f"delivery {stream_def.name} -> {stream_def.table}", landed, fix)
 
 
 def x_spend(settings: Settings, now: datetime | None = None) -> str:

@@ -39,10 +39,14 @@ def friendly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def context() -> tuple[Settings, Pipeline]:
-    """Settings from the environment and the pipeline they name."""
+def context(*, deployed: bool = True) -> tuple[Settings, Pipeline]:
+    """Settings from the environment and the pipeline they name; on AWS with the names the deployed stack gave
+    its resources (`deployed=False` for commands that create or render the stack)."""
+    from coinstream.aws import deployed as deployed_names
+
     settings = load_settings()
-    return settings, Pipeline.load(settings.pipeline_file)
+    pipeline = Pipeline.load(settings.pipeline_file)
+    return settings, deployed_names(settings, pipeline) if deployed else pipeline
 
 
 def require_local(settings: Settings) -> None:

@@ -18,7 +18,7 @@ def doctor() -> None:
     """Check each configured source and AWS endpoint; one line each, what works and what to fix."""
     from operate.doctor import checks
 
-    settings, pipeline = context()
+    settings, pipeline = context(deployed=False)  # doctor reports a missing stack as one of its lines
     failed = 0
     for check in checks(settings, pipeline):
         failed += not check.ok

@@ -1,18 +1,33 @@
-"""`coinstream deploy`: the AWS side as one CloudFormation template, and its cost."""
+"""`coinstream deploy`: the AWS side as one CloudFormation stack: render, price, apply, grant, show, destroy."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from coinstream.errors import FatalError
 from coinstream.x_bill import XPlan, XPrices
-from operate.cli.common import context, friendly, out
+from operate.cli.common import context, err, friendly, out
 
 app = typer.Typer()
+
+#: The consumer applications whose KCL tables (lease, coordinator state, worker metrics) `--destroy` removes.
+KCL_APPS = ("warehouse", "live")
+
+
+def _params(values: list[str]) -> dict[str, str]:
+    out_: dict[str, str] = {}
+    for value in values:
+        key, sep, given = value.partition("=")
+        if not sep or not key:
+            raise FatalError(f"--param {value!r}: write KEY=VALUE, e.g. --param VpcId=vpc-0123")
+        out_[key] = given
+    return out_
 
 
 @app.command()
@@ -20,49 +35,191 @@ app = typer.Typer()
 def deploy(
     check: Annotated[bool, typer.Option("--check", help="Print what would be created and its monthly cost.")] = False,
     render_to: Annotated[Path | None, typer.Option("--render", help="Write the CloudFormation template here.")] = None,
-    posts_per_minute: Annotated[float, typer.Option(help="Traffic the estimate assumes.")] = 60.0,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Create or update the stack through a change set (shown, then asked).")
+    ] = False,
+    grant: Annotated[
+        bool,
+        typer.Option("--grant", help="Create the COPY user in Redshift (after redshift/*.sql; again after rotation)."),
+    ] = False,
+    status: Annotated[bool, typer.Option("--status", help="The stack's status and outputs.")] = False,
+    destroy: Annotated[
+        bool, typer.Option("--destroy", help="Delete the stack and the KCL tables; say what is kept and why.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="With --apply/--destroy: do not ask.")] = False,
+    template: Annotated[
+        Path | None, typer.Option(help="With --apply: deploy this template file instead of the rendered one.")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="With --apply: a stack parameter, KEY=VALUE (repeat).")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="With --check: price in this region (default: the configured one).")
+    ] = None,
+    warehouse: Annotated[
+        str, typer.Option(help="With --check: serverless (the stack's default) or provisioned.")
+    ] = "serverless",
+    posts_per_minute: Annotated[float, typer.Option(help="Traffic the estimate assumes.")] = 100.0,
     candles_per_minute: Annotated[float, typer.Option(help="Traffic the estimate assumes.")] = 2.0,
     record_bytes: Annotated[int, typer.Option(help="Average record size, bytes.")] = 400,
-    redshift_node_type: Annotated[str, typer.Option(help="Redshift node type.")] = "ra3.large",
-    redshift_nodes: Annotated[int, typer.Option(help="Redshift nodes.")] = 1,
+    queries_per_day: Annotated[int, typer.Option(help="Analysis/dashboard sessions a day (Serverless).")] = 4,
+    redshift_node_type: Annotated[str, typer.Option(help="Provisioned: Redshift node type.")] = "ra3.large",
+    redshift_nodes: Annotated[int, typer.Option(help="Provisioned: Redshift nodes.")] = 1,
 ) -> None:
-    """The AWS side as one CloudFormation template (deploy/cloudformation.json) and its estimated cost."""
+    """The AWS side as one CloudFormation stack (deploy/cloudformation.json): its cost, and its whole life."""
+    from operate import cost, lifecycle
     from operate import deploy as dp
 
-    settings, pipeline = context()
+    if not any((check, render_to, apply, grant, status, destroy)):
+        raise FatalError(
+            "say what to do: --check (plan and cost), --render PATH, --apply, --grant, --status or --destroy"
+        )
+    if warehouse not in {"serverless", "provisioned"}:
+        raise FatalError(f"--warehouse {warehouse!r}: choose serverless or provisioned")
+    settings, pipeline = context(deployed=False)
     base = dp.template_path(pipeline)
-    if render_to is None and not check:
-        raise FatalError("say what to do: --check (plan and cost) and/or --render PATH (write the template)")
     if render_to is not None:
         render_to.write_text(dp.render_text(pipeline, base))
         out.print(
-            f"wrote {render_to}; deploy it with: aws cloudformation deploy --template-file {render_to} "
-            "--stack-name coinstream --capabilities CAPABILITY_IAM --parameter-overrides VpcId=... PublicSubnetIds=..."
+            f"wrote {render_to}; apply it with: coinstream deploy --apply --param VpcId=... --param PublicSubnetIds=..."
         )
     if check:
-        template = dp.render(pipeline, base)
-        resources = Table("logical id", "type", title="would be created")
-        for logical, resource in template["Resources"].items():
-            resources.add_row(logical, resource["Type"])
-        out.print(resources)
-        traffic = dp.Traffic(posts_per_minute, candles_per_minute, record_bytes, 2, redshift_node_type, redshift_nodes)
-        bill = dp.estimate(pipeline, traffic)
-        table = Table(
-            "item",
-            "basis",
-            "USD / month",
-            title=f"estimate for {posts_per_minute:g} posts/min and {candles_per_minute:g} candles/min "
-            f"({bill.region} prices as of {bill.as_of})",
+        traffic = cost.Traffic(
+            posts_per_minute=posts_per_minute,
+            candles_per_minute=candles_per_minute,
+            record_bytes=record_bytes,
+            warehouse=warehouse,
+            queries_per_day=queries_per_day,
+            redshift_node_type=redshift_node_type,
+            redshift_nodes=redshift_nodes,
         )
-        for item, basis, usd in bill.lines:
-            table.add_row(item, basis, f"{usd:,.2f}")
-        table.add_row("AWS total", "", f"{bill.total:,.2f}", end_section=True)
-        x_prices = XPrices.load(settings.prices_file)
-        plan = XPlan.of(settings.x_counts_every_minutes, settings.x_sample_every_minutes, settings.x_sample_size)
-        x_lines = plan.lines(x_prices, settings.x_dollars_per_month)
-        for item, basis, usd in x_lines:
-            table.add_row(item, basis, f"{usd:,.2f}")
-        x_total = sum(line[2] for line in x_lines)
-        table.add_row(f"X total (X prices as of {x_prices.as_of})", "", f"{x_total:,.2f}", end_section=True)
-        table.add_row("total", "", f"{bill.total + x_total:,.2f}")
+        _check(settings, pipeline, region or settings.region, traffic)
+    if apply or grant or status or destroy:
+        if settings.target != "aws":
+            raise FatalError(
+                "--apply/--grant/--status/--destroy act on AWS: set COINSTREAM_TARGET=aws (and AWS_REGION)"
+            )
+        from coinstream.aws import client
+
+        cfn = client("cloudformation", settings)
+        stack = settings.stack_name
+        if apply:
+            body = template.read_text() if template else lifecycle.template_body(dp.render(pipeline, base))
+            if template:
+                json.loads(body)  # a clear error for a file that is not JSON comes from friendly
+            done = lifecycle.apply(cfn, stack, body, _params(param or []), _confirm(yes), lambda m: out.print(m))
+            if done is not None:
+                keys = lifecycle.upload_jsonpaths(client("s3", settings), pipeline, done["LandingBucket"])
+                out.print(f"stack {stack} is ready in {settings.region}; uploaded {', '.join(keys)}")
+                out.print(
+                    "next: run redshift/*.sql in order as the admin user (secret RedshiftSecretArn), then "
+                    "`coinstream deploy --grant`"
+                )
+        if grant:
+            _grant(settings, pipeline, lifecycle.outputs(cfn, stack))
+        if status:
+            _status(cfn, stack)
+        if destroy:
+            _destroy(settings, cfn, stack, yes)
+
+
+def _confirm(yes: bool) -> Any:
+    def confirm(changes: list[Any]) -> bool:
+        table = Table("action", "logical id", "type", "replacement", title="change set")
+        for change in changes:
+            table.add_row(change.action, change.logical_id, change.type, change.replacement)
         out.print(table)
+        return yes or typer.confirm("execute this change set?", default=False, err=True)
+
+    return confirm
+
+
+def _grant(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
+    from coinstream.aws import client
+    from coinstream.delivery import load_delivery_streams
+    from operate import lifecycle
+
+    tables = sorted({s.table for s in load_delivery_streams(pipeline).values()})
+    ids = lifecycle.grant_copy_user(
+        client("redshift-data", settings), client("secretsmanager", settings), described, tables
+    )
+    out.print(
+        f"{lifecycle.COPY_USER} may now COPY into {', '.join(tables)} ({len(ids)} statements through the Data API)"
+    )
+
+
+def _status(cfn: Any, stack: str) -> None:
+    from operate import lifecycle
+
+    state = lifecycle.stack_status(cfn, stack)
+    if state is None:
+        raise FatalError(f"no stack {stack}: create it with `coinstream deploy --apply`")
+    table = Table("output", "value", title=f"stack {stack}: {state}")
+    for key, value in lifecycle.outputs(cfn, stack).items():
+        table.add_row(key, value)
+    out.print(table)
+
+
+def _destroy(settings: Any, cfn: Any, stack: str, yes: bool) -> None:
+    from coinstream.aws import client
+    from consumer.daemon import application_name
+    from consumer.replay import start_over
+    from operate import lifecycle
+
+    if lifecycle.stack_status(cfn, stack) is None:
+        raise FatalError(f"no stack {stack} in {settings.region}: nothing to destroy")
+    described = lifecycle.outputs(cfn, stack)
+    kept = lifecycle.kept_after_destroy(cfn, client("s3", settings), stack, described)
+    out.print(f"deletes stack {stack} and the KCL tables of {', '.join(KCL_APPS)}; keeps:")
+    for line in kept:
+        out.print(f"  - {line}")
+    if not yes and not typer.confirm("destroy?", default=False, err=True):
+        raise typer.Exit(1)
+    dynamodb = client("dynamodb", settings)
+    removed = []
+    for app_name in KCL_APPS:  # refused while a worker still renews leases: stop the consumers first
+        removed += start_over(dynamodb, application_name(app_name), watch_seconds=12)
+    err.print(f"deleting stack {stack} (Redshift takes a few minutes)...")
+    lifecycle.destroy(cfn, stack)
+    out.print(f"deleted stack {stack}; removed KCL tables: {', '.join(removed) or 'none existed'}")
+
+
+def _check(settings: Any, pipeline: Any, region: str, traffic: Any) -> None:
+    from operate import cost
+    from operate import deploy as dp
+
+    warehouse = traffic.warehouse
+    template = dp.render(pipeline, dp.template_path(pipeline))
+    resources = Table("logical id", "type", title="would be created")
+    for logical, resource in template["Resources"].items():
+        condition = resource.get("Condition", "")
+        if condition in {"Serverless", "Provisioned"} and condition.lower() != warehouse:
+            continue
+        resources.add_row(logical, resource["Type"])
+    out.print(resources)
+    bill = cost.estimate(pipeline, traffic, region)
+    table = Table(
+        "item",
+        "basis",
+        "USD / month",
+        title=f"estimate for {traffic.posts_per_minute:g} posts/min and {traffic.candles_per_minute:g} candles/min, "
+        f"Redshift {warehouse} ({bill.region} prices as of {bill.as_of})",
+    )
+    for item, basis, usd in bill.lines:
+        table.add_row(item, basis, f"{usd:,.2f}")
+    table.add_row("AWS total", "", f"{bill.total:,.2f}", end_section=True)
+    x_prices = XPrices.load(settings.prices_file)
+    plan = XPlan.of(settings.x_counts_every_minutes, settings.x_sample_every_minutes, settings.x_sample_size)
+    x_lines = plan.lines(x_prices, settings.x_dollars_per_month)
+    for item, basis, usd in x_lines:
+        table.add_row(item, basis, f"{usd:,.2f}")
+    x_total = sum(line[2] for line in x_lines)
+    table.add_row(f"X total (X prices as of {x_prices.as_of})", "", f"{x_total:,.2f}", end_section=True)
+    table.add_row("total", "", f"{bill.total + x_total:,.2f}")
+    out.print(table)
+    other = "provisioned" if warehouse == "serverless" else "serverless"
+    alternative = cost.estimate(pipeline, dataclasses.replace(traffic, warehouse=other), region)
+    out.print(
+        f"with Redshift {other} instead (--warehouse {other}): AWS total {alternative.total:,.2f} USD / month. "
+        "Serverless is priced at its worst case: every COPY wakes it for its 60 s minimum, none overlapping."
+    )

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
-from operate.deploy import PLACEHOLDERS, Traffic, monthly_cost, render, render_text
+from coinstream.errors import FatalError
+from operate.cost import Traffic, estimate
+from operate.deploy import PLACEHOLDERS, render, render_text
+from operate.lifecycle import copy_user_statements, grant_copy_user
 
 TEMPLATE = REPO_ROOT / "deploy" / "cloudformation.json"
 BASE = REPO_ROOT / "deploy" / "base.json"
@@ -51,8 +57,66 @@ def test_redshift_accepts_only_firehose_and_is_encrypted() -> None:
     assert all(
         v["Cidr"] != "0.0.0.0/0" and v["Cidr"].endswith("/27") for v in template["Mappings"]["FirehoseCidr"].values()
     )
-    assert template["Resources"]["RedshiftCluster"]["Properties"]["Encrypted"] is True
-    assert "{{resolve:secretsmanager:" in json.dumps(template["Resources"]["RedshiftCluster"])
+    cluster = template["Resources"]["RedshiftCluster"]["Properties"]
+    assert cluster["Encrypted"] is True
+    assert "{{resolve:secretsmanager:" in json.dumps(cluster)
+    workgroup = template["Resources"]["RedshiftWorkgroup"]["Properties"]
+    assert workgroup["SecurityGroupIds"] == [{"Fn::GetAtt": ["RedshiftSecurityGroup", "GroupId"]}]
+
+
+def test_no_plain_password_tls_only_and_every_delivery_logged() -> None:
+    template = render(pipeline(), BASE)
+    resources = template["Resources"]
+    text = json.dumps(template)
+    assert '"Password"' not in text and '"Username"' not in text  # Firehose reads the COPY user's secret itself
+    # TLS only: the bucket refuses plain HTTP; Redshift (either kind) requires SSL
+    (deny,) = resources["LandingBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert {"ParameterName": "require_ssl", "ParameterValue": "true"} in resources["RedshiftParameterGroup"][
+        "Properties"
+    ]["Parameters"]
+    assert {"ParameterKey": "require_ssl", "ParameterValue": "true"} in resources["RedshiftWorkgroup"]["Properties"][
+        "ConfigParameters"
+    ]
+    log_streams = {r["Properties"]["LogStreamName"] for r in resources.values() if r["Type"] == "AWS::Logs::LogStream"}
+    for logical, resource in resources.items():
+        if resource["Type"] != "AWS::KinesisFirehose::DeliveryStream":
+            continue
+        redshift = resource["Properties"]["RedshiftDestinationConfiguration"]
+        assert redshift["SecretsManagerConfiguration"] == {
+            "Enabled": True,
+            "SecretARN": {"Ref": "CopySecret"},
+            "RoleARN": {"Fn::GetAtt": ["FirehoseRole", "Arn"]},
+        }
+        for where in (redshift, redshift["S3Configuration"], redshift["S3BackupConfiguration"]):
+            logging = where["CloudWatchLoggingOptions"]
+            assert logging["Enabled"] is True and logging["LogGroupName"] == {"Ref": "DeliveryLogGroup"}, logical
+            assert logging["LogStreamName"] in log_streams  # Firehose does not create the stream it logs to
+    firehose = [s for s in statements({"Resources": {"F": resources["FirehoseRole"]}})]
+    assert {
+        "Effect": "Allow",
+        "Action": ["secretsmanager:GetSecretValue"],
+        "Resource": {"Ref": "CopySecret"},
+        "Sid": "CopyUserSecret",
+    } in firehose
+
+
+def test_names_are_unique_per_account_and_region_and_outlive_nothing_by_accident() -> None:
+    resources = render(pipeline(), BASE)["Resources"]
+    bucket = resources["LandingBucket"]
+    assert bucket["Properties"]["BucketName"] == {"Fn::Sub": "coinstream-landing-${AWS::AccountId}-${AWS::Region}"}
+    assert bucket["DeletionPolicy"] == "Retain"  # it holds the backup of every record; destroy says so
+    assert resources["RedshiftNamespace"]["Properties"]["FinalSnapshotName"] == {"Fn::Sub": "${AWS::StackName}-final"}
+    # no lifecycle transition: Firehose's per-interval objects are under 128 KB, which IA / Glacier IR never move
+    for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"]:
+        assert "Transitions" not in rule, rule
+
+
+def test_warehouse_choices_are_serverless_by_default_or_ra3() -> None:
+    parameters = render(pipeline(), BASE)["Parameters"]
+    assert parameters["Warehouse"]["Default"] == "serverless"
+    assert parameters["ServerlessBaseCapacity"]["Default"] == 8
+    assert all(t.startswith("ra3.") for t in parameters["RedshiftNodeType"]["AllowedValues"])  # DC2 is retiring
 
 
 def test_delivery_streams_are_the_firehose_config_files() -> None:
@@ -66,7 +130,7 @@ def test_delivery_streams_are_the_firehose_config_files() -> None:
         raw = json.loads(file.read_text())
         props = streams[raw["DeliveryStreamName"]]
         redshift = props["RedshiftDestinationConfiguration"]
-        assert redshift["Password"] == PLACEHOLDERS["RedshiftPassword"]
+        assert redshift["SecretsManagerConfiguration"]["SecretARN"] == PLACEHOLDERS["CopySecretArn"]
         assert (
             redshift["CopyCommand"]["DataTableName"]
             == raw["RedshiftDestinationConfiguration"]["CopyCommand"]["DataTableName"]
@@ -84,13 +148,89 @@ def test_cfn_lint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_cost_estimate_bills_firehose_in_5kb_units_and_grows_with_traffic() -> None:
-    prices = json.loads((REPO_ROOT / "deploy" / "prices.json").read_text())
-    quiet = {item: usd for item, _, usd in monthly_cost(pipeline(), prices, Traffic(posts_per_minute=10))}
-    busy = {item: usd for item, _, usd in monthly_cost(pipeline(), prices, Traffic(posts_per_minute=10_000))}
-    assert busy["Firehose ingestion"] > quiet["Firehose ingestion"] > 0
-    assert busy["Kinesis shards"] == quiet["Kinesis shards"] == pytest.approx(2 * 730 * 0.015)
-    assert prices["as_of"]
+def test_estimate_in_two_regions_with_every_billed_line() -> None:
+    bills = {
+        (region, warehouse): estimate(pipeline(), Traffic(warehouse=warehouse), region)
+        for region in ("us-east-1", "ap-northeast-2")
+        for warehouse in ("serverless", "provisioned")
+    }
+    for (region, _), bill in bills.items():
+        assert bill.region == region and bill.as_of
+        items = {item for item, _, _ in bill.lines}
+        assert {
+            "Kinesis shards",
+            "Firehose ingestion",
+            "DynamoDB on demand",
+            "Redshift managed storage",
+            "CloudWatch KCL metrics",
+            "EC2 hosts",
+            "Public IPv4 (hosts)",
+        } <= items
+    seoul = {i: usd for i, _, usd in bills["ap-northeast-2", "provisioned"].lines}
+    virginia = {i: usd for i, _, usd in bills["us-east-1", "provisioned"].lines}
+    assert seoul["Kinesis shards"] > virginia["Kinesis shards"] == pytest.approx(2 * 730 * 0.015)
+    assert seoul["Redshift provisioned"] > virginia["Redshift provisioned"]
+    serverless = {i: b for i, b, _ in bills["us-east-1", "serverless"].lines}
+    assert "288 COPYs" in serverless["Redshift Serverless"]  # 3 streams x 96 buffer intervals of 15 minutes a day
+    with pytest.raises(FatalError, match="no prices for eu-west-9; priced regions: ap-northeast-2, us-east-1"):
+        estimate(pipeline(), Traffic(), "eu-west-9")
+
+
+def test_firehose_is_billed_at_the_measured_packing_and_grows_with_traffic() -> None:
+    def firehose(traffic: Traffic) -> float:
+        return {i: usd for i, _, usd in estimate(pipeline(), traffic, "us-east-1").lines}["Firehose ingestion"]
+
+    assert firehose(Traffic(posts_per_minute=10_000)) > firehose(Traffic(posts_per_minute=10)) > 0
+    perfect = Traffic(units_per_1000_rows=1000 * 400 / 5120)
+    assert firehose(Traffic()) > firehose(perfect)  # the estimate does not assume perfect packing
+
+
+def test_the_copy_user_gets_insert_only_and_its_password_never_travels_in_clear() -> None:
+    statements_ = copy_user_statements("coinstream_copy", "s3cret-Pa55", ["raw_candles", "raw_posts"], exists=False)
+    assert statements_ == [
+        "CREATE USER coinstream_copy PASSWORD 'md5"
+        + hashlib.md5(b"s3cret-Pa55coinstream_copy", usedforsecurity=False).hexdigest()
+        + "'",
+        "GRANT USAGE ON SCHEMA public TO coinstream_copy",
+        "GRANT INSERT ON TABLE raw_candles, raw_posts TO coinstream_copy",
+    ]
+    assert "s3cret" not in " ".join(statements_)
+
+
+def test_grant_runs_through_the_data_api_as_admin_and_re_passwords_an_existing_user() -> None:
+    """The Redshift Data API answered by botocore's Stubber (moto's never finishes a statement)."""
+    secrets = boto3.client("secretsmanager", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    data = boto3.client("redshift-data", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    described = {
+        "CopySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:copy-AbCdEf",
+        "RedshiftSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:admin-AbCdEf",
+        "Warehouse": "serverless",
+        "RedshiftWorkgroup": "coinstream-wg",
+    }
+    with Stubber(secrets) as s, Stubber(data) as d:
+        s.add_response(
+            "get_secret_value",
+            {"SecretString": json.dumps({"username": "coinstream_copy", "password": "pw"})},
+            {"SecretId": described["CopySecretArn"]},
+        )
+        target = {
+            "Database": "coinstream",
+            "SecretArn": described["RedshiftSecretArn"],
+            "WorkgroupName": "coinstream-wg",
+        }
+        sqls = copy_user_statements("coinstream_copy", "pw", ["raw_posts"], exists=False)
+        altered = copy_user_statements("coinstream_copy", "pw", ["raw_posts"], exists=True)[0]
+        for number, (sql, status) in enumerate(
+            [(sqls[0], "FAILED"), (altered, "FINISHED"), (sqls[1], "FINISHED"), (sqls[2], "FINISHED")]
+        ):
+            statement = f"00000000-0000-0000-0000-00000000000{number}"
+            d.add_response("execute_statement", {"Id": statement}, {"Sql": sql, **target})
+            answer = {"Id": statement, "Status": status}
+            if status == "FAILED":
+                answer["Error"] = 'ERROR: user "coinstream_copy" already exists'
+            d.add_response("describe_statement", answer, {"Id": statement})
+        ids = grant_copy_user(data, secrets, described, ["raw_posts"], delay=0.01)
+    assert len(ids) == 3
 
 
 def test_render_and_check_from_the_cli(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ INSTRUCTIONS = {
     "ARG",
     "LABEL",
     "EXPOSE",
+    "VOLUME",
 }
 
 
@@ -50,6 +51,10 @@ def test_dockerfile_parses_and_copies_what_exists(dockerfile: Path) -> None:
             for source in sources:
                 assert (REPO_ROOT / source).exists(), f"{dockerfile.name}: COPY {source} does not exist"
     assert ("ENTRYPOINT", '["coinstream"]') in steps
+    # the non-root user writes its state (lock files, cursors, spool) into a volume it owns, not into root's /app
+    assert ("USER", "10001") in steps and ("ENV", "COINSTREAM_STATE_DIR=/var/lib/coinstream") in steps
+    assert ("VOLUME", "/var/lib/coinstream") in steps
+    assert any(word == "RUN" and "chown 10001 /var/lib/coinstream" in rest for word, rest in steps)
 
 
 def test_compose_file_parses_and_builds_from_our_dockerfiles() -> None:

@@ -1,0 +1,245 @@
+"""The stack's life on AWS: apply it through a change set, read its outputs, create the COPY user, destroy it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from coinstream.config import Pipeline
+from coinstream.delivery import load_delivery_streams
+from coinstream.errors import FatalError
+
+#: CloudFormation takes a template body of at most this many bytes inline (larger ones go through S3).
+MAX_TEMPLATE_BODY = 51_200
+#: The COPY user Firehose runs as (CopySecret's username); the tables it may insert into.
+COPY_USER = "coinstream_copy"
+TERMINAL_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of a change set: what CloudFormation will do to one resource."""
+
+    action: str
+    logical_id: str
+    type: str
+    replacement: str
+
+
+def template_body(template: dict[str, Any]) -> str:
+    """The template as CloudFormation receives it (compact JSON), refused when over the inline limit."""
+    body = json.dumps(template, separators=(",", ":"))
+    if len(body.encode()) > MAX_TEMPLATE_BODY:
+        raise FatalError(
+            f"the template is {len(body.encode()):,} bytes; CloudFormation takes {MAX_TEMPLATE_BODY:,} inline "
+            "(fewer delivery streams, or deploy it from S3 with `aws cloudformation deploy --s3-bucket`)"
+        )
+    return body
+
+
+def stack_status(cfn: Any, stack: str) -> str | None:
+    """The stack's status, or None when there is no such stack."""
+    try:
+        return str(cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"])
+    except cfn.exceptions.ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+
+
+def apply(
+    cfn: Any,
+    stack: str,
+    body: str,
+    parameters: dict[str, str],
+    confirm: Callable[[list[Change]], bool],
+    say: Callable[[str], None],
+    delay: int = 5,
+) -> dict[str, str] | None:
+    """Create or update `stack` through a change set: show it, ask `confirm`, execute, wait; the stack's outputs,
+    or None when nothing changed or the change was declined (the change set is removed either way)."""
+    status = stack_status(cfn, stack)
+    if status == "ROLLBACK_COMPLETE":
+        raise FatalError(
+            f"stack {stack} failed to create and was rolled back; see its events, then delete it "
+            "(`coinstream deploy --destroy`) before applying again"
+        )
+    if status is not None and status.endswith("_IN_PROGRESS"):
+        raise FatalError(f"stack {stack} is {status}; wait until it finishes, then apply again")
+    creating = status is None or status == "REVIEW_IN_PROGRESS"
+    declared = set(json.loads(body).get("Parameters", {}))
+    unknown = sorted(set(parameters) - declared)
+    if unknown:
+        raise FatalError(
+            f"--param {', '.join(unknown)}: the template has no such parameter ({', '.join(sorted(declared))})"
+        )
+    params: list[dict[str, Any]] = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())]
+    if not creating:  # an update keeps every parameter it is not given
+        params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(declared - set(parameters))]
+    name = f"coinstream-{time.strftime('%Y%m%d-%H%M%S')}"
+    cfn.create_change_set(
+        StackName=stack,
+        ChangeSetName=name,
+        ChangeSetType="CREATE" if creating else "UPDATE",
+        TemplateBody=body,
+        Parameters=params,
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    described = _wait_change_set(cfn, stack, name, delay)
+    if described["Status"] == "FAILED":
+        reason = str(described.get("StatusReason", ""))
+        cfn.delete_change_set(StackName=stack, ChangeSetName=name)
+        if "didn't contain changes" in reason or "No updates" in reason:
+            say(f"stack {stack} is up to date: nothing to change")
+            return None
+        raise FatalError(f"CloudFormation refused the change set: {reason}")
+    changes = [
+        Change(
+            c["ResourceChange"]["Action"],
+            c["ResourceChange"]["LogicalResourceId"],
+            c["ResourceChange"]["ResourceType"],
+            str(c["ResourceChange"].get("Replacement", "")),
+        )
+        for c in described.get("Changes", [])
+        if c.get("Type") == "Resource"
+    ]
+    if not confirm(changes):
+        cfn.delete_change_set(StackName=stack, ChangeSetName=name)
+        if creating:
+            cfn.delete_stack(StackName=stack)  # the empty REVIEW_IN_PROGRESS stack a CREATE change set leaves
+        say("not applied; nothing was changed")
+        return None
+    cfn.execute_change_set(StackName=stack, ChangeSetName=name)
+    final = _wait_stack(cfn, stack, delay)
+    if final not in TERMINAL_OK:
+        raise FatalError(f"stack {stack} ended {final}: {'; '.join(failed_events(cfn, stack)) or 'see its events'}")
+    return outputs(cfn, stack)
+
+
+def _wait_change_set(cfn: Any, stack: str, name: str, delay: int) -> dict[str, Any]:
+    for _ in range(max(1, 1800 // delay)):
+        described: dict[str, Any] = cfn.describe_change_set(StackName=stack, ChangeSetName=name)
+        if described["Status"] in {"CREATE_COMPLETE", "FAILED"}:
+            return described
+        time.sleep(delay)
+    raise FatalError(f"change set {name} of {stack} was not ready after 30 minutes")
+
+
+def _wait_stack(cfn: Any, stack: str, delay: int) -> str:
+    for _ in range(max(1, 7200 // delay)):
+        status = stack_status(cfn, stack)
+        if status is None:
+            return "DELETE_COMPLETE"
+        if not status.endswith("_IN_PROGRESS"):
+            return status
+        time.sleep(delay)
+    raise FatalError(f"stack {stack} was still changing after 2 hours; see its events in the console")
+
+
+def failed_events(cfn: Any, stack: str) -> list[str]:
+    """The reasons CloudFormation gave for the resources that failed, newest first."""
+    events = cfn.describe_stack_events(StackName=stack).get("StackEvents", [])
+    return [
+        f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}"
+        for e in events
+        if str(e.get("ResourceStatus", "")).endswith("_FAILED")
+    ][:5]
+
+
+def outputs(cfn: Any, stack: str) -> dict[str, str]:
+    """The stack's outputs by key."""
+    described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def upload_jsonpaths(s3: Any, pipeline: Pipeline, bucket: str) -> list[str]:
+    """Put the jsonpaths files COPY names into the deployed bucket (what `coinstream local up` does locally)."""
+    keys = []
+    for stream in load_delivery_streams(pipeline).values():
+        body = (pipeline.root / "s3" / stream.jsonpaths_file).read_bytes()
+        s3.put_object(Bucket=bucket, Key=stream.jsonpaths_key, Body=body)
+        keys.append(stream.jsonpaths_key)
+    return keys
+
+
+def kept_after_destroy(cfn: Any, s3: Any, stack: str, described: dict[str, str]) -> list[str]:
+    """What outlives the stack, on purpose: the bucket (retained: it holds the backup of every record) and the
+    final Redshift snapshot; read before the stack goes."""
+    kept = []
+    bucket = described.get("LandingBucket")
+    if bucket:
+        listed = s3.list_objects_v2(Bucket=bucket, MaxKeys=1000)
+        count = f"{listed.get('KeyCount', 0)}{'+' if listed.get('IsTruncated') else ''}"
+        kept.append(
+            f"s3://{bucket} ({count} objects, among them backup/, every record ever delivered; "
+            f"remove it with `aws s3 rb s3://{bucket} --force` once you no longer need it)"
+        )
+    if described.get("Warehouse") == "serverless":
+        kept.append(f"Redshift Serverless snapshot {stack}-final (delete it in the Redshift console)")
+    elif described.get("RedshiftCluster"):
+        kept.append(
+            "the Redshift cluster's final snapshot (DeletionPolicy Snapshot; delete it in the Redshift console)"
+        )
+    kept.append("the two secrets stay recoverable for Secrets Manager's 7-30 day window, then go")
+    return kept
+
+
+def destroy(cfn: Any, stack: str, delay: int = 5) -> None:
+    """Delete the stack and wait; a failure names the resources that would not go."""
+    cfn.delete_stack(StackName=stack)
+    final = _wait_stack(cfn, stack, delay)
+    if final != "DELETE_COMPLETE":
+        raise FatalError(f"stack {stack} ended {final}: {'; '.join(failed_events(cfn, stack)) or 'see its events'}")
+
+
+def copy_user_statements(username: str, password: str, tables: list[str], *, exists: bool) -> list[str]:
+    """SQL that makes `username` the COPY user: its password as Redshift's md5 form (md5 of password + user name,
+    so the clear password never travels in SQL text), schema usage, INSERT on the raw tables and nothing else."""
+    digest = "md5" + hashlib.md5((password + username).encode(), usedforsecurity=False).hexdigest()
+    verb = "ALTER" if exists else "CREATE"
+    return [
+        f"{verb} USER {username} PASSWORD '{digest}'",
+        f"GRANT USAGE ON SCHEMA public TO {username}",
+        f"GRANT INSERT ON TABLE {', '.join(tables)} TO {username}",
+    ]
+
+
+def grant_copy_user(
+    data_api: Any, secrets: Any, described: dict[str, str], tables: list[str], delay: float = 1.0
+) -> list[str]:
+    """Create (or re-password) the COPY user in Redshift through the Redshift Data API as the admin user, with the
+    password Firehose reads from CopySecret; returns the statements' ids. Run it after the tables exist and after
+    rotating CopySecret."""
+    copy = json.loads(secrets.get_secret_value(SecretId=described["CopySecretArn"])["SecretString"])
+    target: dict[str, str] = {"Database": "coinstream", "SecretArn": described["RedshiftSecretArn"]}
+    if described.get("Warehouse") == "serverless":
+        target["WorkgroupName"] = described["RedshiftWorkgroup"]
+    else:
+        target["ClusterIdentifier"] = described["RedshiftCluster"]
+
+    def run(sql: str) -> tuple[str, str]:
+        statement = data_api.execute_statement(Sql=sql, **target)["Id"]
+        for _ in range(int(300 / delay)):
+            state = data_api.describe_statement(Id=statement)
+            if state["Status"] in {"FINISHED", "FAILED", "ABORTED"}:
+                return statement, "" if state["Status"] == "FINISHED" else str(state.get("Error", state["Status"]))
+            time.sleep(delay)
+        return statement, "no answer after 5 minutes"
+
+    ids = []
+    exists = False
+    for sql in copy_user_statements(copy["username"], copy["password"], tables, exists=exists):
+        statement, error = run(sql)
+        if error and "already exists" in error and sql.startswith("CREATE USER"):
+            exists = True
+            sql = copy_user_statements(copy["username"], copy["password"], tables, exists=True)[0]
+            statement, error = run(sql)
+        if error:
+            first = sql.split(" PASSWORD ")[0]  # never the password's digest
+            raise FatalError(f"Redshift refused `{first} ...`: {error} (were redshift/*.sql run first?)")
+        ids.append(statement)
+    return ids
