@@ -183,6 +183,19 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
 
         yield _run(f"delivery {stream_def.name} -> {stream_def.table}", landed, fix)
 
+    def warehouse_rows() -> str:
+        from operate.lifecycle import newest_rows
+
+        tables = sorted({s.table for s in load_delivery_streams(pipeline).values()})
+        found = newest_rows(client("redshift-data", settings), outputs, tables)
+        return ", ".join(f"{table} {found.get(table) or 'empty'}" for table in tables)
+
+    yield _run(
+        "warehouse newest row per table (Redshift Data API)",
+        warehouse_rows,
+        "run redshift/*.sql, then `coinstream deploy --grant`; check the Firehose delivery log group",
+    )
+
 
 def x_spend(settings: Settings, now: datetime | None = None) -> str:
     """Today's and this month's X spend against the budgets, and what is left today."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from coinstream.errors import FatalError
 MAX_TEMPLATE_BODY = 51_200
 #: The COPY user Firehose runs as (CopySecret's username); the tables it may insert into.
 COPY_USER = "coinstream_copy"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
 TERMINAL_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
 
 
@@ -196,16 +198,43 @@ def destroy(cfn: Any, stack: str, delay: int = 5) -> None:
         raise FatalError(f"stack {stack} ended {final}: {'; '.join(failed_events(cfn, stack)) or 'see its events'}")
 
 
+def _identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise FatalError(f"{name!r} is not a plain SQL name (firehose_config DataTableName, the COPY user)")
+    return name
+
+
 def copy_user_statements(username: str, password: str, tables: list[str], *, exists: bool) -> list[str]:
     """SQL that makes `username` the COPY user: its password as Redshift's md5 form (md5 of password + user name,
     so the clear password never travels in SQL text), schema usage, INSERT on the raw tables and nothing else."""
     digest = "md5" + hashlib.md5((password + username).encode(), usedforsecurity=False).hexdigest()
     verb = "ALTER" if exists else "CREATE"
+    tables = [_identifier(t) for t in [username, *tables]][1:]
     return [
         f"{verb} USER {username} PASSWORD '{digest}'",
         f"GRANT USAGE ON SCHEMA public TO {username}",
         f"GRANT INSERT ON TABLE {', '.join(tables)} TO {username}",
     ]
+
+
+def run_sql(
+    data_api: Any, described: dict[str, str], sql: str, *, delay: float = 1.0, timeout: float = 300.0
+) -> tuple[str, str]:
+    """Run one statement through the Redshift Data API as the admin user (the stack's RedshiftSecretArn), on the
+    workgroup or the cluster the stack made; (statement id, error text or "")."""
+    where = "RedshiftWorkgroup" if described.get("Warehouse") == "serverless" else "RedshiftCluster"
+    missing = [key for key in ("RedshiftSecretArn", where) if not described.get(key)]
+    if missing:
+        raise FatalError(f"the stack has no output {', '.join(missing)}: update it with `coinstream deploy --apply`")
+    target = {"Database": "coinstream", "SecretArn": described["RedshiftSecretArn"]}
+    target["WorkgroupName" if where == "RedshiftWorkgroup" else "ClusterIdentifier"] = described[where]
+    statement = str(data_api.execute_statement(Sql=sql, **target)["Id"])
+    for _ in range(max(1, int(timeout / delay))):
+        state = data_api.describe_statement(Id=statement)
+        if state["Status"] in {"FINISHED", "FAILED", "ABORTED"}:
+            return statement, "" if state["Status"] == "FINISHED" else str(state.get("Error", state["Status"]))
+        time.sleep(delay)
+    return statement, f"no answer after {timeout:g} s"
 
 
 def grant_copy_user(
@@ -215,31 +244,30 @@ def grant_copy_user(
     password Firehose reads from CopySecret; returns the statements' ids. Run it after the tables exist and after
     rotating CopySecret."""
     copy = json.loads(secrets.get_secret_value(SecretId=described["CopySecretArn"])["SecretString"])
-    target: dict[str, str] = {"Database": "coinstream", "SecretArn": described["RedshiftSecretArn"]}
-    if described.get("Warehouse") == "serverless":
-        target["WorkgroupName"] = described["RedshiftWorkgroup"]
-    else:
-        target["ClusterIdentifier"] = described["RedshiftCluster"]
-
-    def run(sql: str) -> tuple[str, str]:
-        statement = data_api.execute_statement(Sql=sql, **target)["Id"]
-        for _ in range(int(300 / delay)):
-            state = data_api.describe_statement(Id=statement)
-            if state["Status"] in {"FINISHED", "FAILED", "ABORTED"}:
-                return statement, "" if state["Status"] == "FINISHED" else str(state.get("Error", state["Status"]))
-            time.sleep(delay)
-        return statement, "no answer after 5 minutes"
-
     ids = []
-    exists = False
-    for sql in copy_user_statements(copy["username"], copy["password"], tables, exists=exists):
-        statement, error = run(sql)
+    for sql in copy_user_statements(copy["username"], copy["password"], tables, exists=False):
+        statement, error = run_sql(data_api, described, sql, delay=delay)
         if error and "already exists" in error and sql.startswith("CREATE USER"):
-            exists = True
             sql = copy_user_statements(copy["username"], copy["password"], tables, exists=True)[0]
-            statement, error = run(sql)
+            statement, error = run_sql(data_api, described, sql, delay=delay)
         if error:
             first = sql.split(" PASSWORD ")[0]  # never the password's digest
             raise FatalError(f"Redshift refused `{first} ...`: {error} (were redshift/*.sql run first?)")
         ids.append(statement)
     return ids
+
+
+def newest_rows(
+    data_api: Any, described: dict[str, str], tables: list[str], *, delay: float = 1.0, timeout: float = 20.0
+) -> dict[str, str | None]:
+    """The newest fetched_at in each raw table (None: empty), in one Data API statement."""
+    # the names are firehose_config's DataTableName values, checked to be plain identifiers
+    sql = " UNION ALL ".join(
+        f"SELECT '{t}', CAST(MAX(fetched_at) AS VARCHAR) FROM {t}"  # noqa: S608
+        for t in map(_identifier, tables)
+    )
+    statement, error = run_sql(data_api, described, sql, delay=delay, timeout=timeout)
+    if error:
+        raise FatalError(f"the warehouse did not answer `SELECT MAX(fetched_at) ...`: {error}")
+    records = data_api.get_statement_result(Id=statement)["Records"]
+    return {row[0]["stringValue"]: None if row[1].get("isNull") else row[1]["stringValue"] for row in records}

@@ -18,7 +18,7 @@ from coinstream.config import Pipeline
 from coinstream.errors import FatalError
 from operate.cost import Traffic, estimate
 from operate.deploy import PLACEHOLDERS, render, render_text
-from operate.lifecycle import copy_user_statements, grant_copy_user
+from operate.lifecycle import copy_user_statements, grant_copy_user, newest_rows
 
 TEMPLATE = REPO_ROOT / "deploy" / "cloudformation.json"
 BASE = REPO_ROOT / "deploy" / "base.json"
@@ -246,3 +246,40 @@ def test_render_and_check_from_the_cli(tmp_path: Path) -> None:
     assert "AWS::KinesisFirehose::DeliveryStream" in result.stdout and "total" in result.stdout
     # one bill: X's lines beside AWS's, priced for the configured schedule
     assert "X counts requests" in result.stdout and "12/day" in result.stdout and "X total" in result.stdout
+
+
+def test_newest_row_per_table_in_one_data_api_statement_on_the_cluster() -> None:
+    data = boto3.client("redshift-data", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    described = {
+        "RedshiftSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:admin-AbCdEf",
+        "Warehouse": "provisioned",
+        "RedshiftCluster": "coinstream-cluster",
+    }
+    statement = "00000000-0000-0000-0000-000000000001"
+    with Stubber(data) as d:
+        d.add_response(
+            "execute_statement",
+            {"Id": statement},
+            {
+                "Sql": "SELECT 'raw_candles', CAST(MAX(fetched_at) AS VARCHAR) FROM raw_candles UNION ALL "
+                "SELECT 'raw_posts', CAST(MAX(fetched_at) AS VARCHAR) FROM raw_posts",
+                "Database": "coinstream",
+                "SecretArn": described["RedshiftSecretArn"],
+                "ClusterIdentifier": "coinstream-cluster",
+            },
+        )
+        d.add_response("describe_statement", {"Id": statement, "Status": "FINISHED"}, {"Id": statement})
+        d.add_response(
+            "get_statement_result",
+            {
+                "Records": [
+                    [{"stringValue": "raw_candles"}, {"stringValue": "2026-11-29 10:15:00"}],
+                    [{"stringValue": "raw_posts"}, {"isNull": True}],
+                ]
+            },
+            {"Id": statement},
+        )
+        found = newest_rows(data, described, ["raw_candles", "raw_posts"], delay=0.01)
+    assert found == {"raw_candles": "2026-11-29 10:15:00", "raw_posts": None}
+    with pytest.raises(FatalError, match="not a plain SQL name"):
+        newest_rows(data, described, ["raw_posts; DROP TABLE raw_posts"])
