@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ import orjson
 
 from coinstream.records import DECIMAL_SCALE, CandlePayload, Envelope, PostCountPayload
 from coinstream.text import matched_terms
-from coinstream.timeutil import kst, minute, ts
+from coinstream.timeutil import kst, ts
 
 _SCALE = Decimal(1).scaleb(-DECIMAL_SCALE)
 _WIDE = Context(prec=40)
@@ -24,32 +25,20 @@ _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9})\b")
 
 
-#: Timestamp text of recent instants (fetch times, batch times, minutes): a record shares them with
-#: its neighbours, and formatting one costs more than the rest of a candle's row.
-_STAMPS: dict[datetime, str] = {}
-_MINUTES: dict[tuple[int, int, int, int, int], tuple[str, str]] = {}
-_CACHE_LIMIT = 20_000
+#: Timestamp text of recent instants (fetch times, batch times): a record shares them with its neighbours,
+#: and formatting one costs more than the rest of a candle's row.
+_stamp = functools.lru_cache(maxsize=20_000)(ts)
 
 
-def _stamp(value: datetime) -> str:
-    text = _STAMPS.get(value)
-    if text is None:
-        if len(_STAMPS) >= _CACHE_LIMIT:
-            _STAMPS.clear()
-        text = _STAMPS[value] = ts(value)
-    return text
+@functools.lru_cache(maxsize=20_000)
+def _minute_text(year: int, month: int, day: int, hour: int, minute_: int) -> tuple[str, str]:
+    at = datetime(year, month, day, hour, minute_, tzinfo=UTC)
+    return ts(at), kst(at)
 
 
 def _minute_columns(value: datetime) -> tuple[str, str]:
     """The UTC minute `value` falls in as (UTC text, KST text) (`value` is UTC: the contract made it so)."""
-    key = (value.year, value.month, value.day, value.hour, value.minute)  # 5x cheaper than replace()
-    columns = _MINUTES.get(key)
-    if columns is None:
-        if len(_MINUTES) >= _CACHE_LIMIT:
-            _MINUTES.clear()
-        at = minute(value)
-        columns = _MINUTES[key] = (ts(at), kst(at))
-    return columns
+    return _minute_text(value.year, value.month, value.day, value.hour, value.minute)  # 5x cheaper than replace()
 
 
 def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:

@@ -26,6 +26,8 @@ class Rollup:
     name: str
     raw_table: str
     keys: tuple[str, ...]
+    #: the rollup's columns, in the order of `ddl` and `rows`
+    columns: tuple[str, ...]
     ddl: str
     #: SELECT of the rollup's rows from `raw` (the raw table, possibly narrowed to the touched keys)
     rows: str
@@ -36,6 +38,7 @@ ROLLUPS = (
         name="post_minutes",
         raw_table="raw_posts",
         keys=("source", "minute_utc"),
+        columns=("source", "minute_utc", "posts", "last_created_at"),
         ddl="""CREATE TABLE IF NOT EXISTS post_minutes (
             source VARCHAR NOT NULL, minute_utc TIMESTAMP NOT NULL, posts BIGINT NOT NULL,
             last_created_at TIMESTAMP, PRIMARY KEY (source, minute_utc))""",
@@ -47,6 +50,17 @@ ROLLUPS = (
         name="latest_candles",
         raw_table="raw_candles",
         keys=("exchange", "market", "minute_utc"),
+        columns=(
+            "exchange",
+            "market",
+            "minute_utc",
+            "volume",
+            "open_price",
+            "high_price",
+            "low_price",
+            "close_price",
+            "volume_text",
+        ),
         ddl="""CREATE TABLE IF NOT EXISTS latest_candles (
             exchange VARCHAR NOT NULL, market VARCHAR NOT NULL, minute_utc TIMESTAMP NOT NULL,
             volume DECIMAL(38, 8), open_price DECIMAL(38, 8), high_price DECIMAL(38, 8),
@@ -61,6 +75,19 @@ ROLLUPS = (
     ),
 )
 BY_RAW_TABLE = {r.raw_table: r for r in ROLLUPS}
+BY_NAME = {r.name: r for r in ROLLUPS}
+
+
+def readable(db: Any) -> dict[str, str]:
+    """What a reader selects FROM for each rollup: the table, or — in a warehouse no command has given its
+    rollups yet (made by an older version and not loaded since) — the same rows computed on the spot."""
+    present = {name for (name,) in db.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    return {
+        r.name: r.name
+        if r.name in present
+        else f"(SELECT * FROM ({r.rows.format(raw=r.raw_table)}) AS {r.name}({', '.join(r.columns)}))"
+        for r in ROLLUPS
+    }
 
 
 def create(db: Any, tables: set[str]) -> None:

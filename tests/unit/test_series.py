@@ -15,7 +15,7 @@ from coinstream import records
 from producer.sources import simulated
 from tests.warehouse_data import NOW, warehouse_of
 from warehouse.analysis import analyze
-from warehouse.dashboard.data import chart_data
+from warehouse.dashboard.data import chart_data, freshness
 from warehouse.series import all_series, series
 
 T0 = datetime(2026, 11, 28, 9, tzinfo=UTC)
@@ -100,6 +100,31 @@ def test_no_trade_and_no_post_minutes_are_zero_not_missing(tmp_path: Path) -> No
     assert page["volume"] == [1.5, 2.0, 0.0, 0.25] and page["posts"] == {"x": [1, 0, 0, 1]}
     assert page["traded"] == [True, True, False, True] and page["volume_text"][0] == "1.5"
     assert page["series"] == [{"exchange": "upbit", "market": "KRW-BTC"}]
+
+
+def test_a_warehouse_without_rollups_shows_the_same_page(tmp_path: Path) -> None:
+    """An older warehouse (no rollup tables yet) is read through the rollups' own SQL: the page is the same."""
+    warehouse_of(
+        tmp_path / "w.duckdb",
+        [
+            candle("upbit", 0, "1.5"),
+            candle("upbit", 2, "0.10"),
+            post("a", 0),
+            post("a", 0),  # a replayed post counts once
+            post("b", 2, source="bluesky"),
+        ],
+    )
+    db = duckdb.connect(str(tmp_path / "w.duckdb"))
+    with_rollups = chart_data(db, "all"), freshness(db)
+    db.execute("DROP TABLE post_minutes")
+    db.execute("DROP TABLE latest_candles")
+    without = chart_data(db, "all"), freshness(db)
+    db.close()
+    assert without == with_rollups
+    assert with_rollups[0]["volume"] == [1.5, 0.0, 0.1] and with_rollups[0]["posts"] == {
+        "x": [1, None, None],
+        "bluesky": [None, None, 1],
+    }
 
 
 def test_posts_without_any_candle_still_have_every_minute(tmp_path: Path) -> None:
