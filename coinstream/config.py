@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     kinesis_tls_port: int = Field(default=4567, ge=1, le=65535)
     moto_port: int = Field(default=5055, ge=1, le=65535)
     warehouse_file: Path | None = None
+    #: Where `load` puts delivered rows and `analyze` reads them: the DuckDB file standing in for Redshift, or
+    #: Apache Iceberg tables on the stack's S3 (the warehouse without a cluster; warehouse/lake.py).
+    warehouse: Literal["redshift", "iceberg"] = "redshift"
     #: The offline source replays the recorded API answers in this folder (<source>/*.json).
     offline_dir: Path | None = None
     #: API base URLs (a local server in tests; the real APIs by default).

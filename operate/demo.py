@@ -91,11 +91,20 @@ def run_demo(
             Row(stream.table, produced[kind_name], consumed[kind_name], delivered, totals.get(stream.table, 0))
         )
     dead = local_stack.status(settings, pipeline).objects.get(pipeline.dead_letter_prefix, (0, 0))[1]
+    where = (
+        f"the Iceberg tables under s3://{pipeline.bucket}/iceberg/"
+        if settings.warehouse == "iceberg"
+        else str(settings.warehouse_path)
+    )
     summary.note = (
         f"produced = put on the stream this run; consumed = checkpointed by the '{APP}' app; delivered = rows "
-        f"Firehose landed in s3://{pipeline.bucket}; loaded = rows in {settings.warehouse_path} "
+        f"Firehose landed in s3://{pipeline.bucket}; loaded = rows in {where} "
         f"({sum(report.rows.values())} new this run). Exact duplicates are dropped by the consumer. "
         f"Dead-lettered records: {dead}. The stack is still up: `coinstream local status`, `coinstream local down`. "
-        "See it: `coinstream dashboard`, then open http://127.0.0.1:8050/ ; the numbers: `coinstream analyze`."
+        + (
+            "See it: `coinstream analyze --html charts.html`; the numbers: `coinstream analyze`."
+            if settings.warehouse == "iceberg"
+            else "See it: `coinstream dashboard`, then open http://127.0.0.1:8050/ ; the numbers: `coinstream analyze`."
+        )
     )
     return summary

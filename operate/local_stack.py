@@ -238,7 +238,17 @@ def warehouse(settings: Settings, pipeline: Pipeline) -> AbstractContextManager[
 
 
 def copy_delivered(settings: Settings, pipeline: Pipeline) -> tuple[LoadReport, dict[str, int]]:
-    """What Firehose's COPY step does on AWS: load every delivered S3 object not loaded yet; (report, row counts)."""
+    """What Firehose's COPY step does on AWS: load every delivered S3 object not loaded yet; (report, row counts).
+    With COINSTREAM_WAREHOUSE=iceberg, what its Iceberg destination does: append them to the lake's tables."""
+    if settings.warehouse == "iceberg":
+        from warehouse import lake
+
+        the_lake = lake.Lake(lake.config_of(settings, pipeline.bucket))
+        streams = load_delivery_streams(pipeline).values()
+        report = lake.load(
+            the_lake, client("s3", settings), pipeline.bucket, streams, pipeline.root / "s3", pipeline.root / "redshift"
+        )
+        return report, lake.row_counts(the_lake, pipeline.root / "redshift")
     with warehouse(settings, pipeline) as wh:
         report = wh.load(
             client("s3", settings), pipeline.bucket, load_delivery_streams(pipeline).values(), pipeline.root / "s3"
@@ -248,6 +258,10 @@ def copy_delivered(settings: Settings, pipeline: Pipeline) -> tuple[LoadReport, 
 
 def warehouse_rows(settings: Settings, pipeline: Pipeline) -> dict[str, int]:
     """Rows per warehouse table ({} before the first load)."""
+    if settings.warehouse == "iceberg":
+        from warehouse import lake
+
+        return lake.row_counts(lake.Lake(lake.config_of(settings, pipeline.bucket)), pipeline.root / "redshift")
     if not settings.warehouse_path.exists():
         return {}
     with warehouse(settings, pipeline) as wh:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,8 +190,16 @@ class Warehouse:
             raise FatalError(f"table {table!r} is not defined by any file in {self.redshift_dir}")
         return self._columns[table]
 
-    def load(self, s3: S3Client, bucket: str, streams: Iterable[DeliveryStream], jsonpaths_dir: Path) -> LoadReport:
-        """COPY every not-yet-loaded object under each delivery stream's prefix into its table."""
+    def load(
+        self,
+        s3: S3Client,
+        bucket: str,
+        streams: Iterable[DeliveryStream],
+        jsonpaths_dir: Path,
+        on_copied: Callable[[str, str], None] | None = None,
+    ) -> LoadReport:
+        """COPY every not-yet-loaded object under each delivery stream's prefix into its table; `on_copied(key,
+        table)` runs after each object's COPY committed (loaded or failed whole)."""
         report = LoadReport()
         loaded = {r[0] for r in self.db.execute("SELECT object_key FROM coinstream_loaded_objects").fetchall()}
         for stream in streams:
@@ -220,6 +228,8 @@ class Warehouse:
                 except Exception as exc:
                     raise classify(exc, f"reading s3://{bucket}/{key}") from None
                 rows, errors = self._copy(key, stream.table, columns, paths, body, etag, stream.max_errors)
+                if on_copied is not None:
+                    on_copied(key, stream.table)
                 if rows < 0:  # as Firehose does once its retries end: the object goes under the error prefix
                     report.objects_failed += 1
                     report.errors += errors
@@ -329,9 +339,24 @@ class Warehouse:
             logger.warning("%s: %d rows rejected, see the stl_load_errors table", key, len(errors))
         return good, len(errors)
 
+    def raw_tables(self) -> list[str]:
+        """The tables COPY loads (redshift/*.sql's raw_*; not the spine's number tables)."""
+        return [t for t in self._columns if t.startswith("raw_")]
+
+    def columns_of(self, table: str) -> list[str]:
+        """Column names of any table of the warehouse (the bookkeeping ones too), in order."""
+        cursor = self.db.cursor()
+        try:
+            rows = cursor.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", [table]
+            ).fetchall()
+        finally:
+            cursor.close()
+        return [str(r[0]) for r in rows]
+
     def row_counts(self) -> dict[str, int]:
         """Rows per raw table (what COPY loads; not the spine's number tables)."""
-        tables = [t for t in self._columns if t.startswith("raw_")]
+        tables = self.raw_tables()
         return {t: int(self.db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}  # type: ignore[index]  # noqa: S608
 
 

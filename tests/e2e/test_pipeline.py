@@ -29,6 +29,20 @@ def test_every_produced_record_reaches_the_warehouse_exactly_once(tmp_path: Path
         again = coinstream(env, "load")
         assert "loaded 0 objects" in again.stdout and "already loaded" in again.stdout
 
+        # the warehouse without a cluster: the same delivered objects appended to Iceberg tables on the stack's S3
+        lake_env = {**env, "COINSTREAM_WAREHOUSE": "iceberg"}
+        into_lake = coinstream(lake_env, "load")
+        assert into_lake.returncode == 0, into_lake.stderr
+        assert "30 rows into raw_candles, 40 rows into raw_posts" in into_lake.stdout
+        assert "loaded 0 objects" in coinstream(lake_env, "load").stdout
+        figures = coinstream(env, "analyze", "--window", "10")
+        from_lake = coinstream(lake_env, "analyze", "--window", "10")
+        assert figures.returncode == 0 and "posts/minute vs volume/minute" in figures.stdout, figures.stderr
+        assert from_lake.stdout == figures.stdout  # identical figures, whichever warehouse holds the rows
+        compacted = coinstream(lake_env, "compact", "--keep-hours", "0")
+        assert compacted.returncode == 0 and "raw_posts: " in compacted.stdout and "-> 1" in compacted.stdout
+        assert coinstream(lake_env, "analyze", "--window", "10").stdout == figures.stdout
+
         status = coinstream(env, "local", "status")
         assert status.returncode == 0 and "72 records" in status.stdout and "30 rows" in status.stdout
 
