@@ -50,6 +50,21 @@ def test_iam_has_no_wildcard_action_and_wildcard_resources_only_where_aws_has_no
             assert actions == ["cloudwatch:PutMetricData"] and "Condition" in statement, statement
 
 
+def test_hosts_may_read_their_own_stacks_outputs_only() -> None:
+    """Producers and KCL workers read the resource names from the stack's outputs (coinstream.aws.deployed)."""
+    resources = render(pipeline(), BASE)["Resources"]
+    for role in ("ProducerRole", "ConsumerRole"):
+        found = [
+            s
+            for p in resources[role]["Properties"]["Policies"]
+            for s in p["PolicyDocument"]["Statement"]
+            if "cloudformation:DescribeStacks" in s["Action"]
+        ]
+        assert found and found[0]["Resource"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*"
+        }, role
+
+
 def test_redshift_accepts_only_firehose_and_is_encrypted() -> None:
     template = render(pipeline(), BASE)
     (rule,) = template["Resources"]["RedshiftSecurityGroup"]["Properties"]["SecurityGroupIngress"]
