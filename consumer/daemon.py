@@ -17,6 +17,10 @@ LOGBACK = Path(__file__).with_name("logback.xml")
 MIN_JAVA_MAJOR = 11
 
 
+#: The consumer applications a deployment runs (the README's systemd units): `warehouse` and `live`.
+DEPLOYED_APPS = ("warehouse", "live")
+
+
 def application_name(app: str) -> str:
     """The KCL application name (and lease table name) of a coinstream consumer app."""
     return f"coinstream-{app}"

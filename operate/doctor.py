@@ -94,15 +94,11 @@ def checks(settings: Settings, pipeline: Pipeline) -> Iterator[Check]:
     )
 
 
-#: The KCL applications a deployment runs (their lease tables and CloudWatch namespaces are coinstream-<app>).
-KCL_APPS = ("warehouse", "live")
-
-
 def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Check]:
     """On AWS: how far behind the stream's readers are, who holds each application's leases, when each
     delivery stream last landed rows and whether COPY failed (error prefix and delivery log)."""
     from consumer.checkpoints import leases
-    from consumer.daemon import application_name
+    from consumer.daemon import DEPLOYED_APPS, application_name
 
     now = datetime.now(UTC)
     cloudwatch = client("cloudwatch", settings)
@@ -130,7 +126,7 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
         return f"readers {age / 1000:.1f} s behind"
 
     yield _run(f"kinesis {pipeline.stream_name} iterator age", iterator_age, "start more consumer workers")
-    for app_name in KCL_APPS:
+    for app_name in DEPLOYED_APPS:  # lease tables and CloudWatch namespaces are coinstream-<app>
         table = application_name(app_name)
 
         def application(table: str = table) -> str:

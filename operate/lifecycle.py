@@ -168,7 +168,7 @@ def upload_jsonpaths(s3: Any, pipeline: Pipeline, bucket: str) -> list[str]:
     return keys
 
 
-def kept_after_destroy(cfn: Any, s3: Any, stack: str, described: dict[str, str]) -> list[str]:
+def kept_after_destroy(s3: Any, stack: str, described: dict[str, str]) -> list[str]:
     """What outlives the stack, on purpose: the bucket (retained: it holds the backup of every record) and the
     final Redshift snapshot; read before the stack goes."""
     kept = []

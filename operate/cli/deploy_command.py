@@ -16,9 +16,6 @@ from operate.cli.common import context, err, friendly, out
 
 app = typer.Typer()
 
-#: The consumer applications whose KCL tables (lease, coordinator state, worker metrics) `--destroy` removes.
-KCL_APPS = ("warehouse", "live")
-
 
 def _params(values: list[str]) -> dict[str, str]:
     out_: dict[str, str] = {}
@@ -162,22 +159,22 @@ def _status(cfn: Any, stack: str) -> None:
 
 def _destroy(settings: Any, cfn: Any, stack: str, yes: bool) -> None:
     from coinstream.aws import client
-    from consumer.daemon import application_name
+    from consumer.daemon import DEPLOYED_APPS, application_name
     from consumer.replay import start_over
     from operate import lifecycle
 
     if lifecycle.stack_status(cfn, stack) is None:
         raise FatalError(f"no stack {stack} in {settings.region}: nothing to destroy")
     described = lifecycle.outputs(cfn, stack)
-    kept = lifecycle.kept_after_destroy(cfn, client("s3", settings), stack, described)
-    out.print(f"deletes stack {stack} and the KCL tables of {', '.join(KCL_APPS)}; keeps:")
+    kept = lifecycle.kept_after_destroy(client("s3", settings), stack, described)
+    out.print(f"deletes stack {stack} and the KCL tables of {', '.join(DEPLOYED_APPS)}; keeps:")
     for line in kept:
         out.print(f"  - {line}")
     if not yes and not typer.confirm("destroy?", default=False, err=True):
         raise typer.Exit(1)
     dynamodb = client("dynamodb", settings)
     removed = []
-    for app_name in KCL_APPS:  # refused while a worker still renews leases: stop the consumers first
+    for app_name in DEPLOYED_APPS:  # refused while a worker still renews leases: stop the consumers first
         removed += start_over(dynamodb, application_name(app_name), watch_seconds=12)
     err.print(f"deleting stack {stack} (Redshift takes a few minutes)...")
     lifecycle.destroy(cfn, stack)
