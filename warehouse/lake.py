@@ -13,7 +13,6 @@ on top: the same numbers through the same SQL, whichever warehouse holds the row
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,8 +26,6 @@ from warehouse.loader import LoadReport, Warehouse
 if TYPE_CHECKING:
     import pyarrow as pa
     from mypy_boto3_s3 import S3Client
-
-logger = logging.getLogger(__name__)
 
 NAMESPACE = "coinstream"
 #: Tables besides the raw ones that `load` keeps in the lake: rejected rows, and the objects already loaded.
@@ -106,9 +103,12 @@ class Lake:
 
     def scan(self, name: str) -> pa.Table | None:
         """Every row of a table (None: the lake has no such table yet)."""
-        if name not in self.names():
+        from pyiceberg.exceptions import NoSuchTableError
+
+        try:
+            return self.catalog.load_table((NAMESPACE, name)).scan().to_arrow()
+        except NoSuchTableError:
             return None
-        return self.catalog.load_table((NAMESPACE, name)).scan().to_arrow()
 
 
 def load(
