@@ -17,6 +17,7 @@ from coinstream.records import Kind
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
 from consumer.firehose_sink import FirehoseSink
+from consumer.lake_rows import LakeRows
 from consumer.live_sink import LiveMetricsSink
 from consumer.processor import RecordProcessor, Sink
 
@@ -58,7 +59,11 @@ def main(argv: list[str] | None = None) -> None:
         sink = LiveMetricsSink(pipeline.live_table, client("dynamodb", settings), ttl_days=pipeline.live_ttl_days)
     else:
         streams = {Kind(kind): s.name for kind, s in load_delivery_streams(pipeline).items()}
-        sink = FirehoseSink(streams, client("firehose", settings))
+        shape = None
+        if settings.warehouse == "iceberg" and settings.target == "aws":
+            # Firehose's Iceberg destination (locally the rows land in S3 and `load` appends them to the lake)
+            shape = LakeRows.of(pipeline)
+        sink = FirehoseSink(streams, client("firehose", settings), shape=shape)
         window = settings.delivery_window_seconds
     dead = DeadLetterSink(pipeline.bucket, pipeline.dead_letter_prefix, args.app, client("s3", settings))
     processor = RecordProcessor(

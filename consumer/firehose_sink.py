@@ -1,5 +1,7 @@
 """Firehose sink: packs rows into ~5 KB records, sends them in PutRecordBatch calls, resends only failed entries.
 
+For an Iceberg destination (`shape`) each row is a record of its own, shaped as the table's columns.
+
 Every row travels with the stream record it came from (its `Origin`), so a row Firehose refuses for
 good (too large, invalid) is handed back with the service's reason and that record is dead-lettered,
 while the rest of the batch is delivered.
@@ -80,13 +82,16 @@ class FirehoseSink:
         firehose: FirehoseClient,
         *,
         target_record_bytes: int = DEFAULT_TARGET_RECORD_BYTES,
+        shape: Callable[[Kind, dict[str, Any]], dict[str, Any]] | None = None,
         max_attempts: int = 10,
         max_wait: float = 20.0,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.streams_by_kind = streams_by_kind
         self.firehose = firehose
-        self.target_record_bytes = target_record_bytes
+        # an Iceberg destination takes one JSON object per record, keys named as the table's columns
+        self.shape = shape
+        self.target_record_bytes = 0 if shape is not None else target_record_bytes
         self.max_attempts = max_attempts
         self.max_wait = max_wait
         self._sleep = sleep
@@ -97,7 +102,7 @@ class FirehoseSink:
 
     def add(self, kind: Kind, row: dict[str, Any], origin: Origin) -> None:
         """Queue one row for the delivery stream of its kind; a row Firehose could never take is refused now."""
-        line = row_line(row)
+        line = row_line(row) if self.shape is None else orjson.dumps(self.shape(kind, row))
         if len(line) > MAX_BYTES_PER_RECORD:
             raise RefusedError(f"its row is {len(line):,} bytes, over Firehose's 1,000 KiB record limit")
         self._rows.setdefault(kind, []).append((line, origin))

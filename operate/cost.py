@@ -18,6 +18,12 @@ FIREHOSE_UNIT_BYTES = 5120
 KINESIS_PAYLOAD_UNIT_BYTES = 25 * 1024
 #: Redshift Serverless bills at least 60 s of its base capacity each time it wakes (for a COPY or a query).
 SERVERLESS_MINIMUM_SECONDS = 60
+#: The warehouses an estimate knows: Redshift Serverless or provisioned, or Iceberg tables queried by Athena.
+WAREHOUSES = ("serverless", "provisioned", "iceberg")
+#: Athena bills at least 10 MB per query.
+ATHENA_MINIMUM_BYTES = 10 * 1024**2
+#: S3 PUTs of one Iceberg commit: a data file, a manifest, a manifest list and the table's metadata file.
+ICEBERG_PUTS_PER_COMMIT = 4
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,11 @@ class Traffic:
     instance_type: str = "t4g.small"
     disk_gb: int = 8
     units_per_1000_rows: float = MEASURED_UNITS_PER_1000_ROWS
+    #: Iceberg: the share of the raw rows' bytes an analysis query scans (Parquet: the columns read, compressed)
+    scanned_share: float = 0.3
+    #: Iceberg: Glue compaction DPU-hours a day for the three tables (assumed: Firehose commits one small file per
+    #: table every 15 minutes; compaction bills at least a minute per run)
+    compaction_dpu_hours_per_day: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -99,27 +110,42 @@ def monthly_cost(
         f"{units / 1e6:.2f} M (25 KB each)",
         units / 1e6 * prices["kinesis_put_payload_units_per_million"],
     )
-    billed_gb = records * traffic.units_per_1000_rows / 1000 * FIREHOSE_UNIT_BYTES / 1024**3
-    line(
-        "Firehose ingestion",
-        f"{billed_gb:.2f} GB billed ({traffic.units_per_1000_rows:g} 5 KB units per 1,000 rows, measured)",
-        billed_gb * prices["firehose_per_gb_ingested"],
-    )
+    if traffic.warehouse not in WAREHOUSES:
+        raise FatalError(f"--warehouse {traffic.warehouse!r}: choose {', '.join(WAREHOUSES)}")
+    lake = traffic.warehouse == "iceberg"
+    if lake:
+        line(
+            "Firehose ingestion (to Iceberg)",
+            f"{rows_gb:.2f} GB (billed per byte: no 5 KB rounding, one row per record)",
+            rows_gb * prices["firehose_iceberg_per_gb"],
+        )
+    else:
+        billed_gb = records * traffic.units_per_1000_rows / 1000 * FIREHOSE_UNIT_BYTES / 1024**3
+        line(
+            "Firehose ingestion",
+            f"{billed_gb:.2f} GB billed ({traffic.units_per_1000_rows:g} 5 KB units per 1,000 rows, measured)",
+            billed_gb * prices["firehose_per_gb_ingested"],
+        )
     line(
         "S3 storage (a month of rows + gzip backup)",
         f"{rows_gb * 1.2:.2f} GB",
         rows_gb * 1.2 * prices["s3_standard_gb_month"],
     )
     objects = 0.0
+    commits = 0.0
     for stream in streams:
         conf = stream.definition["RedshiftDestinationConfiguration"]
-        objects += minutes * 60 / conf["S3Configuration"]["BufferingHints"]["IntervalInSeconds"]
+        landed = minutes * 60 / conf["S3Configuration"]["BufferingHints"]["IntervalInSeconds"]
+        commits += landed
+        objects += landed * (ICEBERG_PUTS_PER_COMMIT if lake else 1)
         objects += (
             minutes * 60 / conf.get("S3BackupConfiguration", {}).get("BufferingHints", {}).get("IntervalInSeconds", 900)
         )
     line(
         "S3 PUT requests",
-        f"{objects:,.0f} objects (one per buffer interval per stream)",
+        f"{objects:,.0f} objects ("
+        + (f"{ICEBERG_PUTS_PER_COMMIT} per Iceberg commit" if lake else "one per buffer interval")
+        + " per stream, and the backup)",
         objects / 1000 * prices["s3_put_per_1000"],
     )
     renewals = pipeline.shards * 2 * hours * 3600 / 3.3  # two applications, a lease renewal every ~3.3 s
@@ -131,7 +157,27 @@ def monthly_cost(
         f"{writes / 1e6:.1f} M write units (leases, checkpoints; live keys in transactions, 2 units each)",
         writes / 1e6 * prices["dynamodb_write_request_units_per_million"],
     )
-    if traffic.warehouse == "serverless":
+    if lake:
+        queries = traffic.queries_per_day * days
+        scanned_tb = queries * max(ATHENA_MINIMUM_BYTES, rows_gb * 1024**3 * traffic.scanned_share) / 1024**4
+        line(
+            "Athena queries",
+            f"{queries:.0f} queries, {scanned_tb * 1024:.1f} GB scanned (a month of rows, "
+            f"{traffic.scanned_share:.0%} of their bytes each)",
+            scanned_tb * prices["athena_per_tb_scanned"],
+        )
+        glue_requests = commits * 2 + queries * 10  # Firehose: GetTable + UpdateTable per commit; Athena's lookups
+        line(
+            "Glue Data Catalog",
+            f"{glue_requests / 1e6:.3f} M requests, {len(streams)} tables (first 1 M requests and objects free)",
+            max(0.0, glue_requests - 1e6) / 1e6 * prices["glue_requests_per_million"],
+        )
+        line(
+            "Glue table optimizers",
+            f"{traffic.compaction_dpu_hours_per_day:g} DPU-h/day compaction (assumed)",
+            traffic.compaction_dpu_hours_per_day * days * prices["glue_dpu_hour"],
+        )
+    elif traffic.warehouse == "serverless":
         # every delivery stream COPYs once per buffer interval; each COPY (and each query session) wakes the
         # workgroup for at least 60 s of its base capacity. Worst case: no two wake-ups overlap.
         wakes = sum(
@@ -155,14 +201,13 @@ def monthly_cost(
             traffic.redshift_nodes * node_hour * hours,
         )
         line("Public IPv4 (Redshift cluster)", f"1 x {hours:g} h", hours * prices["public_ipv4_hour"])
-    else:
-        raise FatalError(f"--warehouse {traffic.warehouse!r}: choose serverless or provisioned")
-    line(
-        "Redshift managed storage",
-        f"{rows_gb:.2f} GB (first month; grows each month)",
-        rows_gb * prices["redshift_managed_storage_gb_month"],
-    )
-    line("Secrets Manager", "2 secrets (admin, COPY user)", 2 * prices["secrets_manager_secret_month"])
+    if not lake:
+        line(
+            "Redshift managed storage",
+            f"{rows_gb:.2f} GB (first month; grows each month)",
+            rows_gb * prices["redshift_managed_storage_gb_month"],
+        )
+        line("Secrets Manager", "2 secrets (admin, COPY user)", 2 * prices["secrets_manager_secret_month"])
     alarms = 1 + len(streams)
     line("CloudWatch alarms", f"{alarms} alarms", alarms * prices["cloudwatch_alarm_month"])
     metrics = 2 * (20 + 6 * pipeline.shards)  # KCL metricsLevel SUMMARY, per application: per-operation + per-shard

@@ -1,8 +1,10 @@
 """The AWS side as one CloudFormation template, rendered from the files the local stack reads.
 
-The template is rendered from deploy/base.json (everything but the delivery streams), the
-names and sizes in pipeline.toml, and the delivery stream definitions in firehose_config/ —
-the same files the local stack reads — so the two sides cannot drift apart.
+The template is rendered from deploy/base.json (what every warehouse shares), deploy/<warehouse>.json (Redshift,
+or Iceberg tables with Athena), the names and sizes in pipeline.toml, and the delivery stream definitions in
+firehose_config/ — the same files the local stack reads — so the two sides cannot drift apart. For the Iceberg
+warehouse the Glue tables' columns come from redshift/001_raw_tables.sql and each delivery stream's Iceberg
+destination from its Redshift definition (table, S3 backup and error prefixes, buffering, retries, logs).
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ from typing import Any
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
+from warehouse.athena import glue_columns
+from warehouse.lake import NAMESPACE
+
+#: The warehouses a stack can have: deploy/<name>.json holds what each adds to deploy/base.json.
+WAREHOUSES = ("redshift", "iceberg")
+#: Firehose's Iceberg destination commits at most every 900 s and buffers up to 128 MB.
+_ICEBERG_BUFFER_MB = 128
 
 _RENDER_TOKEN = re.compile(r"@(\w+)@")
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -34,6 +43,7 @@ PLACEHOLDERS: dict[str, Any] = {
     "CopySecretArn": {"Ref": "CopySecret"},
     "DeliveryLogGroup": {"Ref": "DeliveryLogGroup"},
     "Bucket": {"Ref": "LandingBucket"},
+    "GlueCatalogArn": {"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:catalog"},
 }
 
 
@@ -58,8 +68,10 @@ def _to_cfn(value: Any) -> Any:
     return value
 
 
-def render(pipeline: Pipeline, base: Path) -> dict[str, Any]:
-    """The full template: base resources, names from pipeline.toml, one delivery stream per kind."""
+def render(pipeline: Pipeline, base: Path, warehouse: str = "redshift") -> dict[str, Any]:
+    """The full template: shared resources, the warehouse's, names from pipeline.toml, one delivery stream per kind."""
+    if warehouse not in WAREHOUSES:
+        raise FatalError(f"warehouse {warehouse!r}: choose {' or '.join(WAREHOUSES)} (COINSTREAM_WAREHOUSE)")
     streams = load_delivery_streams(pipeline, values={})
     tokens: dict[str, Any] = {
         "Stream": pipeline.stream_name,
@@ -68,6 +80,7 @@ def render(pipeline: Pipeline, base: Path) -> dict[str, Any]:
         "Bucket": pipeline.bucket,
         "LiveTable": pipeline.live_table,
         "DeadLetterPrefix": pipeline.dead_letter_prefix,
+        "LakeDatabase": NAMESPACE,
         "DeliveryStreamArns": [{"Fn::GetAtt": [_logical_id(s.name), "Arn"]} for s in streams.values()],
     }
 
@@ -83,35 +96,159 @@ def render(pipeline: Pipeline, base: Path) -> dict[str, Any]:
             return _RENDER_TOKEN.sub(lambda m: str(tokens[m.group(1)]), value)
         return value
 
-    template: dict[str, Any] = fill(json.loads(base.read_text()))
+    template: dict[str, Any] = fill(_merged(base, base.parent / f"{warehouse}.json"))
     resources = template["Resources"]
+    # the delivery streams start once the role may do what they do (policies added by the warehouse's file)
+    policies = [k for k, v in resources.items() if v["Type"] == "AWS::IAM::Policy"]
+    tables = _lake_tables(pipeline, resources) if warehouse == "iceberg" else {}
     for stream in streams.values():
         # The file's ${Bucket} was kept (values={}), so it becomes a reference to the bucket resource.
         definition = json.loads((pipeline.delivery_files[stream.kind]).read_text())
+        if warehouse == "iceberg":
+            definition = iceberg_definition(definition)
         logical = _logical_id(stream.name)
         resources[logical] = {
             "Type": "AWS::KinesisFirehose::DeliveryStream",
-            "DependsOn": sorted(_log_streams(definition, resources)),
+            # Firehose reads the Glue table when the stream is created: the table comes first
+            "DependsOn": sorted({*_log_streams(definition, resources), *policies, *tables.get(stream.table, [])}),
             "Properties": _to_cfn(definition),
         }
-        resources[f"{logical}FailureAlarm"] = {
-            "Type": "AWS::CloudWatch::Alarm",
+        resources[f"{logical}FailureAlarm"] = _failure_alarm(logical, stream, warehouse)
+    return template
+
+
+def _merged(base: Path, addition: Path) -> dict[str, Any]:
+    """deploy/base.json with a warehouse's file added section by section (its Description replaces the base's)."""
+    template: dict[str, Any] = json.loads(base.read_text())
+    more: dict[str, Any] = json.loads(addition.read_text())
+    for section, entries in more.items():
+        if not isinstance(entries, dict):
+            template[section] = entries
+            continue
+        twice = set(template.get(section, {})) & set(entries)
+        if twice:
+            raise FatalError(f"{addition}: {section} {sorted(twice)} are in {base.name} already; name them once")
+        template.setdefault(section, {}).update(entries)
+    return template
+
+
+def _lake_tables(pipeline: Pipeline, resources: dict[str, Any]) -> dict[str, list[str]]:
+    """A Glue Iceberg table per raw table (columns from redshift/001_raw_tables.sql) with its optimizers:
+    compaction of Firehose's small files, snapshot retention, orphan-file deletion. {table: [logical ids]}."""
+    out: dict[str, list[str]] = {}
+    for table, columns in glue_columns(pipeline.root / "redshift").items():
+        logical = "Lake" + "".join(p.capitalize() for p in table.split("_")) + "Table"
+        resources[logical] = {
+            "Type": "AWS::Glue::Table",
+            "DependsOn": ["LakeDatabase"],
             "Properties": {
-                "AlarmDescription": f"{stream.name}: COPY into {stream.table} is failing (see `coinstream doctor`, "
-                f"STL_LOAD_ERRORS, the delivery log group and the bucket's {stream.error_prefix})",
-                "Namespace": "AWS/Firehose",
-                "MetricName": "DeliveryToRedshift.Success",
-                "Dimensions": [{"Name": "DeliveryStreamName", "Value": {"Ref": logical}}],
-                "Statistic": "Minimum",
-                "Period": 300,
-                "EvaluationPeriods": 3,
-                "Threshold": 1,
-                "ComparisonOperator": "LessThanThreshold",
-                "TreatMissingData": "notBreaching",
-                "AlarmActions": [{"Ref": "AlarmTopic"}],
+                "CatalogId": {"Ref": "AWS::AccountId"},
+                "DatabaseName": NAMESPACE,
+                "OpenTableFormatInput": {"IcebergInput": {"MetadataOperation": "CREATE", "Version": "2"}},
+                "TableInput": {
+                    "Name": table,
+                    "TableType": "EXTERNAL_TABLE",
+                    "StorageDescriptor": {
+                        "Location": {"Fn::Sub": f"s3://${{LandingBucket}}/iceberg/{table}"},
+                        "Columns": [{"Name": name, "Type": kind} for name, kind in columns],
+                    },
+                },
             },
         }
-    return template
+        optimizers: dict[str, dict[str, Any]] = {
+            "compaction": {"CompactionConfiguration": {"IcebergConfiguration": {"Strategy": "binpack"}}},
+            "retention": {
+                "RetentionConfiguration": {
+                    "IcebergConfiguration": {
+                        "SnapshotRetentionPeriodInDays": {"Ref": "SnapshotRetentionDays"},
+                        "NumberOfSnapshotsToRetain": 1,
+                        "CleanExpiredFiles": True,
+                    }
+                }
+            },
+            "orphan_file_deletion": {
+                "OrphanFileDeletionConfiguration": {"IcebergConfiguration": {"OrphanFileRetentionPeriodInDays": 3}}
+            },
+        }
+        for kind, configuration in optimizers.items():
+            resources[logical + "".join(p.capitalize() for p in kind.split("_"))] = {
+                "Type": "AWS::Glue::TableOptimizer",
+                "DependsOn": [logical],
+                "Properties": {
+                    "CatalogId": {"Ref": "AWS::AccountId"},
+                    "DatabaseName": NAMESPACE,
+                    "TableName": table,
+                    "Type": kind,
+                    "TableOptimizerConfiguration": {
+                        "Enabled": True,
+                        "RoleArn": {"Fn::GetAtt": ["LakeOptimizerRole", "Arn"]},
+                        **configuration,
+                    },
+                },
+            }
+        out[table] = [logical]
+    return out
+
+
+def iceberg_definition(redshift: dict[str, Any]) -> dict[str, Any]:
+    """The Iceberg form of a firehose_config Redshift definition: the same stream name, table, backup of every
+    record, error prefix, retries and logging; rows appended (AppendOnly: the views keep one copy per key, as on
+    Redshift). Firehose takes one JSON object per record whose keys are the table's columns
+    (consumer/lake_rows.py shapes them)."""
+    destination = redshift["RedshiftDestinationConfiguration"]
+    landing = destination["S3Configuration"]
+    backup = destination.get("S3BackupConfiguration", landing)
+    logging = dict(destination["CloudWatchLoggingOptions"])
+    logging["LogStreamName"] = logging["LogStreamName"].removesuffix("-redshift") + "-iceberg"
+    return {
+        "DeliveryStreamName": redshift["DeliveryStreamName"],
+        "DeliveryStreamType": redshift.get("DeliveryStreamType", "DirectPut"),
+        "IcebergDestinationConfiguration": {
+            "RoleARN": destination["RoleARN"],
+            "CatalogConfiguration": {"CatalogArn": "${GlueCatalogArn}"},
+            "DestinationTableConfigurationList": [
+                {
+                    "DestinationDatabaseName": NAMESPACE,
+                    "DestinationTableName": destination["CopyCommand"]["DataTableName"],
+                    "S3ErrorOutputPrefix": landing["ErrorOutputPrefix"],
+                }
+            ],
+            "AppendOnly": True,
+            "BufferingHints": {
+                "IntervalInSeconds": landing["BufferingHints"]["IntervalInSeconds"],
+                "SizeInMBs": _ICEBERG_BUFFER_MB,
+            },
+            "RetryOptions": destination.get("RetryOptions", {"DurationInSeconds": 3600}),
+            "s3BackupMode": "AllData" if destination.get("S3BackupMode") == "Enabled" else "FailedDataOnly",
+            "S3Configuration": backup,
+            "CloudWatchLoggingOptions": logging,
+        },
+    }
+
+
+def _failure_alarm(logical: str, stream: Any, warehouse: str) -> dict[str, Any]:
+    if warehouse == "iceberg":
+        what = f"rows for {stream.table} are failing to reach the Iceberg table (the bucket's {stream.error_prefix})"
+        metric, statistic, threshold, comparison = "DeliveryToIceberg.FailedRowCount", "Sum", 0, "GreaterThanThreshold"
+    else:
+        what = f"COPY into {stream.table} is failing (STL_LOAD_ERRORS, the bucket's {stream.error_prefix})"
+        metric, statistic, threshold, comparison = "DeliveryToRedshift.Success", "Minimum", 1, "LessThanThreshold"
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": f"{stream.name}: {what}; see `coinstream doctor` and the delivery log group",
+            "Namespace": "AWS/Firehose",
+            "MetricName": metric,
+            "Dimensions": [{"Name": "DeliveryStreamName", "Value": {"Ref": logical}}],
+            "Statistic": statistic,
+            "Period": 300,
+            "EvaluationPeriods": 3 if warehouse == "redshift" else 1,
+            "Threshold": threshold,
+            "ComparisonOperator": comparison,
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": "AlarmTopic"}],
+        },
+    }
 
 
 def _log_streams(definition: Any, resources: dict[str, Any]) -> set[str]:
@@ -136,9 +273,18 @@ def _log_streams(definition: Any, resources: dict[str, Any]) -> set[str]:
     return found
 
 
-def render_text(pipeline: Pipeline, base: Path) -> str:
-    """The template as committed in deploy/cloudformation.json (stable formatting)."""
-    return json.dumps(render(pipeline, base), indent=2, sort_keys=False) + "\n"
+def render_text(pipeline: Pipeline, base: Path, warehouse: str = "redshift") -> str:
+    """The template as committed in deploy/cloudformation.json (or cloudformation-iceberg.json): stable formatting."""
+    return json.dumps(render(pipeline, base, warehouse), indent=2, sort_keys=False) + "\n"
+
+
+def committed_path(pipeline: Pipeline, warehouse: str) -> Path:
+    """Where the rendered template of a warehouse is committed (for review and for `--apply --template`)."""
+    return (
+        pipeline.root
+        / "deploy"
+        / ("cloudformation.json" if warehouse == "redshift" else f"cloudformation-{warehouse}.json")
+    )
 
 
 def template_path(pipeline: Pipeline) -> Path:

@@ -237,6 +237,33 @@ def run_sql(
     return statement, f"no answer after {timeout:g} s"
 
 
+def run_athena(
+    athena: Any, workgroup: str, database: str, statements: list[str], *, delay: float = 1.0, timeout: float = 300.0
+) -> list[str]:
+    """Run statements one after another in the stack's Athena workgroup and database (the workgroup enforces its
+    results location and scan limit); the query ids. A failed one stops the run, named with Athena's reason."""
+    ids = []
+    for sql in statements:
+        query = str(
+            athena.start_query_execution(
+                QueryString=sql, WorkGroup=workgroup, QueryExecutionContext={"Database": database}
+            )["QueryExecutionId"]
+        )
+        for _ in range(max(1, int(timeout / delay))):
+            status = athena.get_query_execution(QueryExecutionId=query)["QueryExecution"]["Status"]
+            if status["State"] in {"SUCCEEDED", "FAILED", "CANCELLED"}:
+                break
+            time.sleep(delay)
+        else:
+            raise FatalError(f"Athena gave no answer to `{sql[:60]}...` in {timeout:g} s (query {query})")
+        if status["State"] != "SUCCEEDED":
+            raise FatalError(
+                f"Athena refused `{' '.join(sql.split()[:6])} ...`: {status.get('StateChangeReason', status['State'])}"
+            )
+        ids.append(query)
+    return ids
+
+
 def grant_copy_user(
     data_api: Any, secrets: Any, described: dict[str, str], tables: list[str], delay: float = 1.0
 ) -> list[str]:

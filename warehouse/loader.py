@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel, ParseError
+from sqlglot.errors import ErrorLevel
 
 from coinstream.aws import classify
 from coinstream.delivery import DeliveryStream
 from coinstream.errors import FatalError
+from coinstream.tables import load_jsonpaths, redshift_statements
 from warehouse import rollups
 
 if TYPE_CHECKING:
@@ -42,63 +41,11 @@ CREATE TABLE IF NOT EXISTS stl_load_errors (
     raw_line VARCHAR, logged_at TIMESTAMP
 );
 """
-_PATH_TOKEN = re.compile(r"""\[\s*'([^']*)'\s*\]|\[\s*"([^"]*)"\s*\]|\[\s*(\d+)\s*\]|\.([A-Za-z_][\w]*)""")
-
-
-def redshift_statements(sql_file: Path) -> list[exp.Expr]:
-    """Parse a file of Redshift SQL; a statement Redshift would not accept fails with the file named."""
-    try:
-        return [s for s in sqlglot.parse(sql_file.read_text(), read="redshift", error_level=ErrorLevel.RAISE) if s]
-    except ParseError as exc:
-        raise FatalError(
-            f"{sql_file}: not valid Redshift SQL: {exc.errors[0]['description'] if exc.errors else exc}"
-        ) from None
 
 
 def to_duckdb(statement: exp.Expr) -> str:
     """Translate one Redshift statement to DuckDB SQL."""
     return statement.sql(dialect="duckdb", unsupported_level=ErrorLevel.IGNORE)
-
-
-def parse_jsonpath(path: str) -> list[str | int]:
-    """Steps of a Redshift JSONPath ($['a']['b'], $.a.b, $['a'][0]).
-
-    Wildcards and filters are refused, as Redshift refuses them.
-    """
-    if not path.startswith("$"):
-        raise ValueError(f"{path!r} does not start with $")
-    steps: list[str | int] = []
-    pos = 1
-    while pos < len(path):
-        match = _PATH_TOKEN.match(path, pos)
-        if not match:
-            raise ValueError(
-                f"{path!r}: unsupported at {path[pos:]!r} (Redshift takes only explicit names and indexes)"
-            )
-        name1, name2, index, dotted = match.groups()
-        steps.append(int(index) if index is not None else (name1 if name1 is not None else name2 or dotted))
-        pos = match.end()
-    if not steps:
-        raise ValueError(f"{path!r} names no element")
-    return steps
-
-
-def load_jsonpaths(file: Path) -> list[list[str | int]]:
-    """Read a jsonpaths file exactly as COPY would, refusing what COPY would silently misread."""
-    try:
-        doc = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FatalError(f"{file}: cannot read a jsonpaths file ({exc})") from None
-    if not isinstance(doc, dict) or list(doc) != ["jsonpaths"]:
-        found = list(doc) if isinstance(doc, dict) else type(doc).__name__
-        raise FatalError(
-            f'{file}: the only top-level key must be exactly "jsonpaths" (found {found}); '
-            "with any other key Redshift COPY silently falls back to 'auto'"
-        )
-    try:
-        return [parse_jsonpath(p) for p in doc["jsonpaths"]]
-    except (TypeError, ValueError) as exc:
-        raise FatalError(f"{file}: {exc}") from None
 
 
 def extract(row: Any, steps: list[str | int]) -> Any:

@@ -39,6 +39,9 @@ def deploy(
         bool,
         typer.Option("--grant", help="Create the COPY user in Redshift (after redshift/*.sql; again after rotation)."),
     ] = False,
+    views: Annotated[
+        bool, typer.Option("--views", help="Iceberg: create (or replace) the views in Athena, from redshift/*.sql.")
+    ] = False,
     status: Annotated[bool, typer.Option("--status", help="The stack's status and outputs.")] = False,
     destroy: Annotated[
         bool, typer.Option("--destroy", help="Delete the stack and the KCL tables; say what is kept and why.")
@@ -54,8 +57,12 @@ def deploy(
         str | None, typer.Option(help="With --check: price in this region (default: the configured one).")
     ] = None,
     warehouse: Annotated[
-        str, typer.Option(help="With --check: serverless (the stack's default) or provisioned.")
-    ] = "serverless",
+        str | None,
+        typer.Option(
+            help="With --check: the warehouse the detailed bill is for: serverless or provisioned (Redshift), or "
+            "iceberg (default: iceberg when COINSTREAM_WAREHOUSE=iceberg, else serverless). All three are compared."
+        ),
+    ] = None,
     posts_per_minute: Annotated[float, typer.Option(help="Traffic the estimate assumes.")] = 100.0,
     candles_per_minute: Annotated[float, typer.Option(help="Traffic the estimate assumes.")] = 2.0,
     record_bytes: Annotated[int, typer.Option(help="Average record size, bytes.")] = 400,
@@ -63,22 +70,27 @@ def deploy(
     redshift_node_type: Annotated[str, typer.Option(help="Provisioned: Redshift node type.")] = "ra3.large",
     redshift_nodes: Annotated[int, typer.Option(help="Provisioned: Redshift nodes.")] = 1,
 ) -> None:
-    """The AWS side as one CloudFormation stack (deploy/cloudformation.json): its cost, and its whole life."""
+    """The AWS side as one CloudFormation stack (deploy/cloudformation.json, or cloudformation-iceberg.json with
+    COINSTREAM_WAREHOUSE=iceberg): its cost, and its whole life."""
     from operate import cost, lifecycle
     from operate import deploy as dp
 
-    if not any((check, render_to, apply, grant, status, destroy)):
+    if not any((check, render_to, apply, grant, views, status, destroy)):
         raise FatalError(
-            "say what to do: --check (plan and cost), --render PATH, --apply, --grant, --status or --destroy"
+            "say what to do: --check (plan and cost), --render PATH, --apply, --grant, --views, --status or --destroy"
         )
-    if warehouse not in {"serverless", "provisioned"}:
-        raise FatalError(f"--warehouse {warehouse!r}: choose serverless or provisioned")
     settings, pipeline = context(deployed=False)
+    if warehouse is None:
+        warehouse = "iceberg" if settings.warehouse == "iceberg" else "serverless"
+    if warehouse not in cost.WAREHOUSES:
+        raise FatalError(f"--warehouse {warehouse!r}: choose {', '.join(cost.WAREHOUSES)}")
     base = dp.template_path(pipeline)
     if render_to is not None:
-        render_to.write_text(dp.render_text(pipeline, base))
+        render_to.write_text(dp.render_text(pipeline, base, settings.warehouse))
+        params = "" if settings.warehouse == "iceberg" else " --param VpcId=... --param PublicSubnetIds=..."
         out.print(
-            f"wrote {render_to}; apply it with: coinstream deploy --apply --param VpcId=... --param PublicSubnetIds=..."
+            f"wrote {render_to} (warehouse {settings.warehouse}: COINSTREAM_WAREHOUSE); "
+            f"apply it with: coinstream deploy --apply{params}"
         )
     if check:
         traffic = cost.Traffic(
@@ -91,17 +103,21 @@ def deploy(
             redshift_nodes=redshift_nodes,
         )
         _check(settings, pipeline, region or settings.region, traffic)
-    if apply or grant or status or destroy:
+    if apply or grant or views or status or destroy:
         if settings.target != "aws":
             raise FatalError(
-                "--apply/--grant/--status/--destroy act on AWS: set COINSTREAM_TARGET=aws (and AWS_REGION)"
+                "--apply/--grant/--views/--status/--destroy act on AWS: set COINSTREAM_TARGET=aws (and AWS_REGION)"
             )
         from coinstream.aws import client
 
         cfn = client("cloudformation", settings)
         stack = settings.stack_name
         if apply:
-            body = template.read_text() if template else lifecycle.template_body(dp.render(pipeline, base))
+            body = (
+                template.read_text()
+                if template
+                else lifecycle.template_body(dp.render(pipeline, base, settings.warehouse))
+            )
             if template:
                 json.loads(body)  # a clear error for a file that is not JSON comes from friendly
             done = lifecycle.apply(cfn, stack, body, _params(param or []), _confirm(yes), lambda m: out.print(m))
@@ -109,11 +125,15 @@ def deploy(
                 keys = lifecycle.upload_jsonpaths(client("s3", settings), pipeline, done["LandingBucket"])
                 out.print(f"stack {stack} is ready in {settings.region}; uploaded {', '.join(keys)}")
                 out.print(
-                    "next: run redshift/*.sql in order as the admin user (secret RedshiftSecretArn), then "
+                    "next: `coinstream deploy --views` (creates the views in Athena)"
+                    if settings.warehouse == "iceberg"
+                    else "next: run redshift/*.sql in order as the admin user (secret RedshiftSecretArn), then "
                     "`coinstream deploy --grant`"
                 )
         if grant:
             _grant(settings, pipeline, lifecycle.outputs(cfn, stack))
+        if views:
+            _views(settings, pipeline, lifecycle.outputs(cfn, stack))
         if status:
             _status(cfn, stack)
         if destroy:
@@ -143,6 +163,23 @@ def _grant(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
     out.print(
         f"{lifecycle.COPY_USER} may now COPY into {', '.join(tables)} ({len(ids)} statements through the Data API)"
     )
+
+
+def _views(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
+    from coinstream.aws import client
+    from operate import lifecycle
+    from warehouse.athena import view_statements
+
+    if "AthenaWorkGroup" not in described:
+        raise FatalError(
+            f"stack {settings.stack_name} has no Athena workgroup: --views is for the Iceberg warehouse "
+            "(COINSTREAM_WAREHOUSE=iceberg, then `coinstream deploy --apply`)"
+        )
+    statements = view_statements(pipeline.root / "redshift")
+    ids = lifecycle.run_athena(
+        client("athena", settings), described["AthenaWorkGroup"], described["LakeDatabase"], statements
+    )
+    out.print(f"created the views in {described['LakeDatabase']} ({len(ids)} Athena statements)")
 
 
 def _status(cfn: Any, stack: str) -> None:
@@ -186,7 +223,7 @@ def _check(settings: Any, pipeline: Any, region: str, traffic: Any) -> None:
     from operate import deploy as dp
 
     warehouse = traffic.warehouse
-    template = dp.render(pipeline, dp.template_path(pipeline))
+    template = dp.render(pipeline, dp.template_path(pipeline), "iceberg" if warehouse == "iceberg" else "redshift")
     resources = Table("logical id", "type", title="would be created")
     for logical, resource in template["Resources"].items():
         condition = resource.get("Condition", "")
@@ -195,12 +232,13 @@ def _check(settings: Any, pipeline: Any, region: str, traffic: Any) -> None:
         resources.add_row(logical, resource["Type"])
     out.print(resources)
     bill = cost.estimate(pipeline, traffic, region)
+    what = "Iceberg tables + Athena" if warehouse == "iceberg" else f"Redshift {warehouse}"
     table = Table(
         "item",
         "basis",
         "USD / month",
         title=f"estimate for {traffic.posts_per_minute:g} posts/min and {traffic.candles_per_minute:g} candles/min, "
-        f"Redshift {warehouse} ({bill.region} prices as of {bill.as_of})",
+        f"{what} ({bill.region} prices as of {bill.as_of})",
     )
     for item, basis, usd in bill.lines:
         table.add_row(item, basis, f"{usd:,.2f}")
@@ -214,9 +252,24 @@ def _check(settings: Any, pipeline: Any, region: str, traffic: Any) -> None:
     table.add_row(f"X total (X prices as of {x_prices.as_of})", "", f"{x_total:,.2f}", end_section=True)
     table.add_row("total", "", f"{bill.total + x_total:,.2f}")
     out.print(table)
-    other = "provisioned" if warehouse == "serverless" else "serverless"
-    alternative = cost.estimate(pipeline, dataclasses.replace(traffic, warehouse=other), region)
+    out.print(_side_by_side(pipeline, traffic, region))
     out.print(
-        f"with Redshift {other} instead (--warehouse {other}): AWS total {alternative.total:,.2f} USD / month. "
-        "Serverless is priced at its worst case: every COPY wakes it for its 60 s minimum, none overlapping."
+        "Serverless is priced at its worst case: every COPY wakes it for its 60 s minimum, none overlapping. "
+        "Iceberg: Athena bills the bytes each query scans (at least 10 MB), nothing while idle."
     )
+
+
+def _side_by_side(pipeline: Any, traffic: Any, region: str) -> Table:
+    """The same traffic priced on each warehouse: every line, the totals, and what dominates each."""
+    from operate import cost
+
+    bills = {w: cost.estimate(pipeline, dataclasses.replace(traffic, warehouse=w), region) for w in cost.WAREHOUSES}
+    names = {"serverless": "Redshift Serverless", "provisioned": "Redshift RA3", "iceberg": "Iceberg + Athena"}
+    table = Table("item (USD / month)", *(names[w] for w in bills), title="the same traffic on each warehouse")
+    items = list(dict.fromkeys(item for bill in bills.values() for item, _, _ in bill.lines))
+    for item in items:
+        cells = [{i: usd for i, _, usd in bill.lines}.get(item) for bill in bills.values()]
+        table.add_row(item, *("-" if usd is None else f"{usd:,.2f}" for usd in cells))
+    table.add_row("AWS total", *(f"{bill.total:,.2f}" for bill in bills.values()), end_section=True)
+    table.add_row("largest line", *(max(bill.lines, key=lambda line: line[2])[0] for bill in bills.values()))
+    return table

@@ -17,9 +17,10 @@ from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
 from coinstream.records import Kind, count_key, envelope
+from coinstream.tables import load_jsonpaths, redshift_statements
 from consumer.enrich import enrich
 from tests.conftest import FETCHED, make_candle, make_post
-from warehouse.loader import Warehouse, load_jsonpaths, redshift_statements, to_duckdb
+from warehouse.loader import Warehouse, to_duckdb
 
 #: Row fields whose column has another name (the price columns say what they are).
 RENAMED = {"open": "open_price", "high": "high_price", "low": "low_price", "close": "close_price"}

@@ -17,8 +17,9 @@ from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from coinstream.errors import FatalError
 from operate.cost import Traffic, estimate
-from operate.deploy import PLACEHOLDERS, render, render_text
-from operate.lifecycle import copy_user_statements, grant_copy_user, newest_rows
+from operate.deploy import PLACEHOLDERS, WAREHOUSES, committed_path, render, render_text
+from operate.lifecycle import copy_user_statements, grant_copy_user, newest_rows, run_athena
+from warehouse.athena import glue_columns
 
 TEMPLATE = REPO_ROOT / "deploy" / "cloudformation.json"
 BASE = REPO_ROOT / "deploy" / "base.json"
@@ -33,17 +34,22 @@ def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     for resource in template["Resources"].values():
         for policy in resource.get("Properties", {}).get("Policies", []):
             out.extend(policy["PolicyDocument"]["Statement"])
+        if resource["Type"] == "AWS::IAM::Policy":
+            out.extend(resource["Properties"]["PolicyDocument"]["Statement"])
     return out
 
 
-def test_committed_template_is_rendered_from_the_current_files() -> None:
-    assert TEMPLATE.read_text() == render_text(pipeline(), BASE), (
-        "deploy/cloudformation.json is stale: run `coinstream deploy --render deploy/cloudformation.json`"
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_committed_template_is_rendered_from_the_current_files(warehouse: str) -> None:
+    committed = committed_path(pipeline(), warehouse)
+    assert committed.read_text() == render_text(pipeline(), BASE, warehouse), (
+        f"{committed.name} is stale: run `COINSTREAM_WAREHOUSE={warehouse} coinstream deploy --render {committed}`"
     )
 
 
-def test_iam_has_no_wildcard_action_and_wildcard_resources_only_where_aws_has_no_resource_arns() -> None:
-    for statement in statements(render(pipeline(), BASE)):
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_iam_has_no_wildcard_action_and_wildcard_resources_only_where_aws_has_no_resource_arns(warehouse: str) -> None:
+    for statement in statements(render(pipeline(), BASE, warehouse)):
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all("*" not in a for a in actions), statement
         if statement["Resource"] == "*":
@@ -107,7 +113,7 @@ def test_no_plain_password_tls_only_and_every_delivery_logged() -> None:
             logging = where["CloudWatchLoggingOptions"]
             assert logging["Enabled"] is True and logging["LogGroupName"] == {"Ref": "DeliveryLogGroup"}, logical
             assert logging["LogStreamName"] in log_streams  # Firehose does not create the stream it logs to
-    firehose = [s for s in statements({"Resources": {"F": resources["FirehoseRole"]}})]
+    firehose = statements({"Resources": {k: resources[k] for k in ("FirehoseRole", "FirehoseCopySecretPolicy")}})
     assert {
         "Effect": "Allow",
         "Action": ["secretsmanager:GetSecretValue"],
@@ -157,10 +163,54 @@ def test_delivery_streams_are_the_firehose_config_files() -> None:
         assert "'s3://${Bucket}/jsonpaths/" in redshift["CopyCommand"]["CopyOptions"]["Fn::Sub"][0]
 
 
-def test_cfn_lint_passes() -> None:
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_cfn_lint_passes(warehouse: str) -> None:
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    result = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True, check=False)
+    template = committed_path(pipeline(), warehouse)
+    result = subprocess.run([str(cfn_lint), str(template)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert len(json.dumps(json.loads(template.read_text()), separators=(",", ":"))) < 51_200  # inline body limit
+
+
+def test_the_iceberg_stack_has_no_cluster_and_delivers_every_kind_to_its_glue_table() -> None:
+    template = render(pipeline(), BASE, "iceberg")
+    resources = template["Resources"]
+    assert not [k for k, r in resources.items() if r["Type"].startswith(("AWS::Redshift", "AWS::SecretsManager"))]
+    assert "VpcId" not in template["Parameters"]  # nothing runs in the user's VPC
+    tables = {
+        r["Properties"]["TableInput"]["Name"]: (k, r) for k, r in resources.items() if r["Type"] == "AWS::Glue::Table"
+    }
+    columns = glue_columns(REPO_ROOT / "redshift")
+    assert set(tables) == set(columns)
+    for name, (_, table) in tables.items():
+        assert table["Properties"]["OpenTableFormatInput"]["IcebergInput"]["MetadataOperation"] == "CREATE"
+        described = table["Properties"]["TableInput"]["StorageDescriptor"]["Columns"]
+        assert [(c["Name"], c["Type"]) for c in described] == columns[name]
+        optimizers = {
+            r["Properties"]["Type"]
+            for r in resources.values()
+            if r["Type"] == "AWS::Glue::TableOptimizer" and r["Properties"]["TableName"] == name
+        }
+        assert optimizers == {"compaction", "retention", "orphan_file_deletion"}
+    for file in sorted((REPO_ROOT / "firehose_config").glob("*.json")):
+        raw = json.loads(file.read_text())["RedshiftDestinationConfiguration"]
+        logical, stream = next(
+            (k, r)
+            for k, r in resources.items()
+            if r["Type"] == "AWS::KinesisFirehose::DeliveryStream"
+            and r["Properties"]["DeliveryStreamName"] == json.loads(file.read_text())["DeliveryStreamName"]
+        )
+        iceberg = stream["Properties"]["IcebergDestinationConfiguration"]
+        (target,) = iceberg["DestinationTableConfigurationList"]
+        table = raw["CopyCommand"]["DataTableName"]
+        assert target["DestinationTableName"] == table and "UniqueKeys" not in target and iceberg["AppendOnly"]
+        assert tables[table][0] in stream["DependsOn"]  # Firehose reads the table when the stream is created
+        assert iceberg["s3BackupMode"] == "AllData"  # the two-year backup of every record, as on Redshift
+        alarm = resources[f"{logical}FailureAlarm"]["Properties"]
+        assert alarm["MetricName"] == "DeliveryToIceberg.FailedRowCount"
+    workgroup = resources["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
+    assert workgroup["EnforceWorkGroupConfiguration"] is True
+    assert workgroup["BytesScannedCutoffPerQuery"] == {"Ref": "AthenaBytesScannedCutoff"}
 
 
 def test_estimate_in_two_regions_with_every_billed_line() -> None:
@@ -298,3 +348,45 @@ def test_newest_row_per_table_in_one_data_api_statement_on_the_cluster() -> None
     assert found == {"raw_candles": "2026-11-29 10:15:00", "raw_posts": None}
     with pytest.raises(FatalError, match="not a plain SQL name"):
         newest_rows(data, described, ["raw_posts; DROP TABLE raw_posts"])
+
+
+def test_the_iceberg_warehouse_is_priced_beside_redshift_without_a_cluster() -> None:
+    bills = {w: estimate(pipeline(), Traffic(warehouse=w), "us-east-1") for w in ("serverless", "iceberg")}
+    lake = {item: (basis, usd) for item, basis, usd in bills["iceberg"].lines}
+    assert not [item for item in lake if item.startswith(("Redshift", "Secrets"))]
+    assert {"Athena queries", "Glue Data Catalog", "Glue table optimizers", "Firehose ingestion (to Iceberg)"} <= set(
+        lake
+    )
+    assert "no 5 KB rounding" in lake["Firehose ingestion (to Iceberg)"][0]
+    assert bills["iceberg"].total < bills["serverless"].total / 4
+    busier = estimate(pipeline(), Traffic(warehouse="iceberg", queries_per_day=400), "us-east-1")
+    assert {i: usd for i, _, usd in busier.lines}["Athena queries"] > lake["Athena queries"][1]
+
+
+def test_views_run_one_athena_query_each_and_a_refusal_is_named() -> None:
+    """Athena answered by botocore's Stubber: the statements are those of warehouse.athena.view_statements."""
+    athena = boto3.client("athena", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    statements = ["CREATE OR REPLACE VIEW a AS SELECT 1 AS n", "CREATE OR REPLACE VIEW b AS SELECT n FROM a"]
+    with Stubber(athena) as stub:
+        for number, sql in enumerate(statements):
+            query = f"q{number}"
+            stub.add_response(
+                "start_query_execution",
+                {"QueryExecutionId": query},
+                {"QueryString": sql, "WorkGroup": "coinstream", "QueryExecutionContext": {"Database": "coinstream"}},
+            )
+            for state in ("RUNNING", "SUCCEEDED"):
+                stub.add_response(
+                    "get_query_execution",
+                    {"QueryExecution": {"Status": {"State": state}}},
+                    {"QueryExecutionId": query},
+                )
+        assert run_athena(athena, "coinstream", "coinstream", statements, delay=0.01) == ["q0", "q1"]
+    with Stubber(athena) as stub:
+        stub.add_response("start_query_execution", {"QueryExecutionId": "q9"})
+        stub.add_response(
+            "get_query_execution",
+            {"QueryExecution": {"Status": {"State": "FAILED", "StateChangeReason": "line 1:8: mismatched input"}}},
+        )
+        with pytest.raises(FatalError, match="Athena refused `CREATE OR REPLACE VIEW a AS ...`: line 1:8"):
+            run_athena(athena, "coinstream", "coinstream", statements[:1], delay=0.01)

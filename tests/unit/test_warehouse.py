@@ -17,9 +17,10 @@ from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
+from coinstream.tables import load_jsonpaths, parse_jsonpath
 from consumer.enrich import enrich as to_row
 from tests.conftest import FETCHED, make_candle, make_post
-from warehouse.loader import Warehouse, extract, load_jsonpaths, open_warehouse, parse_jsonpath
+from warehouse.loader import Warehouse, extract, open_warehouse
 
 BUCKET = "coinstream-landing"
 
