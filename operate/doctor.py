@@ -145,6 +145,7 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
     s3 = client("s3", settings)
     logs = client("logs", settings)
     outputs = stack_outputs(settings)
+    lake = outputs.get("Warehouse") == "iceberg"
     for stream_def in load_delivery_streams(pipeline).values():
 
         def landed(stream_def: Any = stream_def) -> str:
@@ -158,7 +159,9 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
                 ]
                 return max(stamps, default=None)
 
-            last = newest_object(stream_def.prefix)
+            # Iceberg: Firehose writes the tables' files itself; the backup of every record shows what arrived
+            arrived = stream_def.definition["RedshiftDestinationConfiguration"].get("S3BackupConfiguration", {})
+            last = newest_object(arrived.get("Prefix", stream_def.prefix) if lake else stream_def.prefix)
             failed = newest_object(stream_def.error_prefix)
             log_errors = 0
             if outputs.get("DeliveryLogGroup"):
@@ -170,26 +173,36 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
                 )
                 log_errors = len(events.get("events", []))
             if failed is not None or log_errors:
+                what = (
+                    f"rows for the Iceberg table {stream_def.table} failed"
+                    if lake
+                    else f"COPY into {stream_def.table} failed"
+                )
                 raise CoinstreamError(
-                    f"COPY into {stream_def.table} failed in the last 24 h ({log_errors} log events; newest error "
+                    f"{what} in the last 24 h ({log_errors} log events; newest error "
                     f"object {failed or 'none'} under s3://{pipeline.bucket}/{stream_def.error_prefix}); "
-                    "see STL_LOAD_ERRORS"
+                    + ("see the delivery log group" if lake else "see STL_LOAD_ERRORS")
                 )
             return f"last landed {last:%Y-%m-%d %H:%M} UTC" if last else "nothing landed in the last 24 h"
 
         yield _run(f"delivery {stream_def.name} -> {stream_def.table}", landed, fix)
 
     def warehouse_rows() -> str:
-        from operate.lifecycle import newest_rows
+        from operate.lifecycle import newest_lake_rows, newest_rows
 
         tables = sorted({s.table for s in load_delivery_streams(pipeline).values()})
-        found = newest_rows(client("redshift-data", settings), outputs, tables)
+        if lake:
+            found = newest_lake_rows(client("athena", settings), outputs, tables)
+        else:
+            found = newest_rows(client("redshift-data", settings), outputs, tables)
         return ", ".join(f"{table} {found.get(table) or 'empty'}" for table in tables)
 
     yield _run(
-        "warehouse newest row per table (Redshift Data API)",
+        f"warehouse newest row per table ({'Athena' if lake else 'Redshift Data API'})",
         warehouse_rows,
-        "run redshift/*.sql, then `coinstream deploy --grant`; check the Firehose delivery log group",
+        "check the Firehose delivery log group and the Glue tables"
+        if lake
+        else "run redshift/*.sql, then `coinstream deploy --grant`; check the Firehose delivery log group",
     )
 
 

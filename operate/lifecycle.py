@@ -284,17 +284,36 @@ def grant_copy_user(
     return ids
 
 
+def _newest_rows_sql(tables: list[str]) -> str:
+    # the names are firehose_config's DataTableName values, checked to be plain identifiers
+    return " UNION ALL ".join(
+        f"SELECT '{t}', CAST(MAX(fetched_at) AS VARCHAR) FROM {t}"  # noqa: S608
+        for t in map(_identifier, tables)
+    )
+
+
 def newest_rows(
     data_api: Any, described: dict[str, str], tables: list[str], *, delay: float = 1.0, timeout: float = 20.0
 ) -> dict[str, str | None]:
     """The newest fetched_at in each raw table (None: empty), in one Data API statement."""
-    # the names are firehose_config's DataTableName values, checked to be plain identifiers
-    sql = " UNION ALL ".join(
-        f"SELECT '{t}', CAST(MAX(fetched_at) AS VARCHAR) FROM {t}"  # noqa: S608
-        for t in map(_identifier, tables)
-    )
-    statement, error = run_sql(data_api, described, sql, delay=delay, timeout=timeout)
+    statement, error = run_sql(data_api, described, _newest_rows_sql(tables), delay=delay, timeout=timeout)
     if error:
         raise FatalError(f"the warehouse did not answer `SELECT MAX(fetched_at) ...`: {error}")
     records = data_api.get_statement_result(Id=statement)["Records"]
     return {row[0]["stringValue"]: None if row[1].get("isNull") else row[1]["stringValue"] for row in records}
+
+
+def newest_lake_rows(
+    athena: Any, described: dict[str, str], tables: list[str], *, delay: float = 1.0, timeout: float = 60.0
+) -> dict[str, str | None]:
+    """The newest fetched_at in each Iceberg table (None: empty), in one Athena query of the stack's workgroup."""
+    (query,) = run_athena(
+        athena,
+        described["AthenaWorkGroup"],
+        described["LakeDatabase"],
+        [_newest_rows_sql(tables)],
+        delay=delay,
+        timeout=timeout,
+    )
+    rows = athena.get_query_results(QueryExecutionId=query)["ResultSet"]["Rows"][1:]  # the first row: the header
+    return {row["Data"][0]["VarCharValue"]: row["Data"][1].get("VarCharValue") for row in rows}

@@ -34,12 +34,10 @@ def analyze(
     ] = None,
 ) -> None:
     """How strongly, and with what lag, posts per minute move with volume per minute, per exchange and market."""
-    import duckdb
-
     from coinstream.timeutil import parse_from
     from warehouse.analysis import analyze as run_analysis
     from warehouse.analysis import as_dict
-    from warehouse.loader import open_warehouse
+    from warehouse.reading import open_reader
     from warehouse.series import POSTS, all_series, pick_series, series, sources_counted
 
     if posts != "auto" and posts not in POSTS:
@@ -47,19 +45,11 @@ def analyze(
     settings, pipeline = context()
     start = parse_from(from_) if from_ else None
     end = parse_from(to) if to else None
-    if settings.warehouse == "iceberg":
-        from warehouse import lake
-
-        # the lake's rows in an in-memory DuckDB, under the same views: the same SQL reads both warehouses
-        db = lake.reader(lake.Lake(lake.config_of(settings, pipeline.bucket)), pipeline.root / "redshift").db
-    else:
-        if not settings.warehouse_path.exists():
-            raise FatalError(
-                f"no warehouse at {settings.warehouse_path} yet: run `coinstream demo` or `coinstream load`"
-            )
-        with open_warehouse(settings.warehouse_path, pipeline.root / "redshift"):
-            pass  # creates the views a warehouse from an older version may lack
-        db = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    db = open_reader(settings, pipeline)()  # the DuckDB file, or the lake's tables under the same views
+    if db is None:
+        raise FatalError(
+            f"no rows in the {settings.warehouse} warehouse yet: run `coinstream demo` or `coinstream load`"
+        )
     try:
         chosen = pick_series(all_series(db), exchange, market)
         results = []
@@ -102,27 +92,15 @@ def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1
     from coinstream.processes import ensure_port_free
     from operate import local_stack
     from warehouse.dashboard.server import chart_library, serve
+    from warehouse.reading import open_reader
 
     settings, pipeline = context()
-    if settings.warehouse == "iceberg":
-        raise FatalError(
-            "the dashboard reads the DuckDB warehouse file; with COINSTREAM_WAREHOUSE=iceberg use "
-            "`coinstream analyze --html PATH` for the charts (a dashboard over the lake is not built yet)"
-        )
     chart_library()  # missing: one line naming the fix, before anything listens
-    if settings.warehouse_path.exists():
-        from warehouse.loader import open_warehouse
-
-        try:
-            with open_warehouse(settings.warehouse_path, pipeline.root / "redshift"):
-                pass  # a warehouse from an older version gets the rollups the page reads
-        except FatalError:
-            pass  # another command has it open: the page counts from the raw tables until the next load
+    reader = open_reader(settings, pipeline)
     ensure_port_free(port, "dashboard", "--port", settings.host)
-    server = serve(
-        settings.warehouse_path, settings.host, port, stack_panel=lambda: local_stack.stack_panel(settings, pipeline)
-    )
-    out.print(f"dashboard on http://{settings.host}:{port}/ (Ctrl-C stops it); warehouse {settings.warehouse_path}")
+    server = serve(reader, settings.host, port, stack_panel=lambda: local_stack.stack_panel(settings, pipeline))
+    where = settings.warehouse_path if settings.warehouse == "redshift" else "the Iceberg tables (COINSTREAM_WAREHOUSE)"
+    out.print(f"dashboard on http://{settings.host}:{port}/ (Ctrl-C stops it); warehouse {where}")
     try:
         server.serve_forever()
     finally:

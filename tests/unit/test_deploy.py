@@ -18,7 +18,7 @@ from coinstream.config import Pipeline
 from coinstream.errors import FatalError
 from operate.cost import Traffic, estimate
 from operate.deploy import PLACEHOLDERS, WAREHOUSES, committed_path, render, render_text
-from operate.lifecycle import copy_user_statements, grant_copy_user, newest_rows, run_athena
+from operate.lifecycle import copy_user_statements, grant_copy_user, newest_lake_rows, newest_rows, run_athena
 from warehouse.athena import glue_columns
 
 TEMPLATE = REPO_ROOT / "deploy" / "cloudformation.json"
@@ -390,3 +390,19 @@ def test_views_run_one_athena_query_each_and_a_refusal_is_named() -> None:
         )
         with pytest.raises(FatalError, match="Athena refused `CREATE OR REPLACE VIEW a AS ...`: line 1:8"):
             run_athena(athena, "coinstream", "coinstream", statements[:1], delay=0.01)
+
+
+def test_newest_lake_row_per_table_in_one_athena_query() -> None:
+    athena = boto3.client("athena", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    described = {"AthenaWorkGroup": "coinstream", "LakeDatabase": "coinstream", "Warehouse": "iceberg"}
+    with Stubber(athena) as stub:
+        stub.add_response("start_query_execution", {"QueryExecutionId": "q1"})
+        stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": "SUCCEEDED"}}})
+        header = {"Data": [{"VarCharValue": "_col0"}, {"VarCharValue": "_col1"}]}
+        rows = [
+            {"Data": [{"VarCharValue": "raw_candles"}, {"VarCharValue": "2026-11-29 12:00:00.000"}]},
+            {"Data": [{"VarCharValue": "raw_posts"}, {}]},
+        ]
+        stub.add_response("get_query_results", {"ResultSet": {"Rows": [header, *rows]}}, {"QueryExecutionId": "q1"})
+        found = newest_lake_rows(athena, described, ["raw_candles", "raw_posts"], delay=0.01)
+    assert found == {"raw_candles": "2026-11-29 12:00:00.000", "raw_posts": None}

@@ -7,6 +7,8 @@ rejected rows and the same analysis figures; loading again appends nothing.
 from __future__ import annotations
 
 import json
+import threading
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +28,9 @@ from producer.sources import simulated
 from tests.warehouse_data import NOW
 from warehouse import lake
 from warehouse.analysis import analyze
+from warehouse.dashboard.server import serve
 from warehouse.loader import Warehouse
+from warehouse.reading import LakeReader, warehouse_file
 from warehouse.series import all_series, series
 
 BUCKET = "coinstream-landing"
@@ -121,3 +125,62 @@ def test_the_lake_holds_what_the_duckdb_warehouse_holds_and_analysis_agrees(
     finally:
         read.close()
         duck.close()
+
+
+def test_the_dashboard_reads_the_lake_through_the_same_interface_as_the_duckdb_file(
+    tmp_path: Path, moto_s3: tuple[str, Any]
+) -> None:
+    endpoint, s3 = moto_s3
+    bucket = f"{BUCKET}-dashboard"
+    _deliver(s3, bucket)
+    streams = list(load_delivery_streams(Pipeline.load(REPO_ROOT / "pipeline.toml")).values())
+    config = lake.LakeConfig(
+        catalog_file=tmp_path / "iceberg" / "catalog.db",
+        location=f"s3://{bucket}/iceberg",
+        s3_endpoint=endpoint,
+        region="us-east-1",
+        access_key="local",
+        secret_key="local",
+    )
+    the_lake = lake.Lake(config)
+    lake_reader = LakeReader(the_lake, config.catalog_file, REPO_ROOT / "redshift")
+    assert lake_reader() is None  # nothing loaded yet: the page says it is empty
+    lake.load(the_lake, s3, bucket, streams, REPO_ROOT / "s3", REPO_ROOT / "redshift")
+    duck = Warehouse(tmp_path / "wh.duckdb", REPO_ROOT / "redshift")
+    duck.apply_ddl()
+    duck.load(s3, bucket, streams, REPO_ROOT / "s3")
+    duck.close()
+    file_reader = warehouse_file(tmp_path / "wh.duckdb", REPO_ROOT / "redshift")
+
+    def page(reader: Any) -> dict[str, Any]:
+        server = serve(reader, "127.0.0.1", 0)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}/api/data?range=all&window=30"
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                return dict(json.loads(answer.read()))
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    from_lake, from_file = page(lake_reader), page(file_reader)
+    assert from_lake == from_file and from_lake.get("minutes"), sorted(from_lake)
+    version = lake_reader.version()
+    held = lake_reader()
+    assert held is not None
+    held.close()
+    assert lake_reader._snapshot is not None and lake_reader.version() == version  # reused while nothing changes
+
+    # a later load is seen on the next request: the lake's version changed, the snapshot is rebuilt
+    first_object = s3.list_objects_v2(Bucket=bucket, Prefix=streams[0].prefix)["Contents"][0]["Key"]
+    copy = s3.get_object(Bucket=bucket, Key=first_object)["Body"].read()  # a replayed delivery: raw rows twice
+    s3.put_object(Bucket=bucket, Key=f"{streams[0].prefix}2026/11/28/13/replayed", Body=copy)
+    lake.load(the_lake, s3, bucket, streams, REPO_ROOT / "s3", REPO_ROOT / "redshift")
+    assert lake_reader.version() != version
+    after = lake_reader()
+    assert after is not None
+    table = streams[0].table
+    count = after.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+    after.close()
+    assert count is not None and count[0] == lake.row_counts(the_lake, REPO_ROOT / "redshift")[table]

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import duckdb
-
 from coinstream.errors import FatalError
 from warehouse.dashboard.data import RANGES, chart_data
+from warehouse.reading import Busy, Reader
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -33,8 +32,8 @@ def no_stack() -> dict[str, Any]:
 class Handler(SimpleHTTPRequestHandler):
     """Static files from the package, plus /api/data."""
 
-    def __init__(self, *args: Any, warehouse_path: Path, stack_panel: StackPanel, **kwargs: Any) -> None:
-        self.warehouse_path = warehouse_path
+    def __init__(self, *args: Any, reader: Reader, stack_panel: StackPanel, **kwargs: Any) -> None:
+        self.reader = reader
         self.stack_panel = stack_panel
         super().__init__(*args, directory=str(STATIC), **kwargs)
 
@@ -53,13 +52,13 @@ class Handler(SimpleHTTPRequestHandler):
         except ValueError:
             self._json({"error": "window must be a number of minutes"}, 400)
             return
-        if not self.warehouse_path.exists():
-            self._json({"empty": True, "freshness": {}, "stack": self.stack_panel()})
-            return
         try:
-            db = duckdb.connect(str(self.warehouse_path), read_only=True)
-        except duckdb.Error:
+            db = self.reader()
+        except Busy:
             self._json({"error": "the warehouse is busy (a load is running); the page retries"}, 503)
+            return
+        if db is None:
+            self._json({"empty": True, "freshness": {}, "stack": self.stack_panel()})
             return
         try:
             data = chart_data(
@@ -87,9 +86,9 @@ class Handler(SimpleHTTPRequestHandler):
         logger.debug(format, *args)
 
 
-def serve(warehouse_path: Path, host: str, port: int, stack_panel: StackPanel = no_stack) -> ThreadingHTTPServer:
-    """A server bound to host:port (not started) that reads the warehouse file and the given stack panel."""
-    handler = partial(Handler, warehouse_path=warehouse_path, stack_panel=stack_panel)
+def serve(reader: Reader, host: str, port: int, stack_panel: StackPanel = no_stack) -> ThreadingHTTPServer:
+    """A server bound to host:port (not started) that reads the warehouse through `reader`, and the stack panel."""
+    handler = partial(Handler, reader=reader, stack_panel=stack_panel)
     return ThreadingHTTPServer((host, port), handler)
 
 

@@ -1,0 +1,99 @@
+"""One way to read either warehouse: a DuckDB connection holding the raw tables, the views of redshift/*.sql and
+the dashboard's rollups, whichever warehouse holds the rows.
+
+- The DuckDB warehouse file (COINSTREAM_WAREHOUSE=redshift, locally): opened read-only for each reader.
+- The lake (COINSTREAM_WAREHOUSE=iceberg, locally): the Iceberg tables scanned into an in-memory DuckDB with
+  the same views, rebuilt only when a table's snapshot changed (a `load` committed), and shared by readers.
+
+The analysis and the dashboard take a `Reader` and never ask which warehouse is behind it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from coinstream.config import Pipeline, Settings
+from coinstream.errors import FatalError
+from warehouse import lake as lakes
+from warehouse.loader import Warehouse, open_warehouse
+
+#: A connection to read from (the caller closes it), or None while the warehouse holds nothing yet; raises
+#: `Busy` while a writer holds the warehouse.
+Reader = Callable[[], duckdb.DuckDBPyConnection | None]
+
+
+class Busy(FatalError):
+    """The warehouse is being written (a `load` holds the DuckDB file); try again in a moment."""
+
+
+def warehouse_file(path: Path, redshift_dir: Path) -> Reader:
+    """Readers of the DuckDB warehouse file; first brings an older file's views and rollups up to date."""
+    if path.exists():
+        try:
+            with open_warehouse(path, redshift_dir):
+                pass  # a warehouse from an older version gets the views and rollups readers expect
+        except FatalError:
+            pass  # another command has it open: the readers wait for it
+
+    def read() -> duckdb.DuckDBPyConnection | None:
+        if not path.exists():
+            return None
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.Error:
+            raise Busy(f"{path}: the warehouse is busy (a load is running); try again in a moment") from None
+
+    return read
+
+
+class LakeReader:
+    """Readers of the lake: one in-memory DuckDB per version of the lake's tables, each reader a cursor of it."""
+
+    def __init__(self, lake: lakes.Lake, catalog_file: Path, redshift_dir: Path) -> None:
+        self.lake = lake
+        self.catalog_file = catalog_file
+        self.redshift_dir = redshift_dir
+        self._lock = threading.Lock()
+        self._version: tuple[tuple[str, str], ...] | None = None
+        self._snapshot: Warehouse | None = None
+
+    def version(self) -> tuple[tuple[str, str], ...]:
+        """Each table's current metadata file: a commit to any table changes it (read from the SQL catalog)."""
+        if not self.catalog_file.exists():
+            return ()
+        catalog = sqlite3.connect(f"file:{self.catalog_file}?mode=ro", uri=True)
+        try:
+            rows = catalog.execute(
+                "SELECT table_name, metadata_location FROM iceberg_tables WHERE table_namespace = ?",
+                (lakes.NAMESPACE,),
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return ()  # the catalog has no table yet
+        finally:
+            catalog.close()
+        return tuple(sorted((str(name), str(location)) for name, location in rows))
+
+    def __call__(self) -> duckdb.DuckDBPyConnection | None:
+        with self._lock:
+            version = self.version()
+            if not version:
+                return None
+            if version != self._version or self._snapshot is None:
+                # the previous snapshot is left to its readers; it goes when the last one closes
+                self._snapshot = lakes.reader(self.lake, self.redshift_dir)
+                self._version = version
+            return self._snapshot.db.cursor()
+
+
+def open_reader(settings: Settings, pipeline: Pipeline) -> Reader:
+    """The reader of the configured warehouse (COINSTREAM_WAREHOUSE)."""
+    redshift_dir = pipeline.root / "redshift"
+    if settings.warehouse == "iceberg":
+        config = lakes.config_of(settings, pipeline.bucket)
+        return LakeReader(lakes.Lake(config), config.catalog_file, redshift_dir)
+    return warehouse_file(settings.warehouse_path, redshift_dir)
