@@ -70,6 +70,17 @@ def _deliver(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key=f"{streams['candle'].prefix}2026/11/28/12/bad", Body=b'{"open_price": "x"}\n')
 
 
+def _config(tmp_path: Path, endpoint: str, bucket: str) -> lake.LakeConfig:
+    return lake.LakeConfig(
+        catalog_file=tmp_path / "iceberg" / "catalog.db",
+        location=f"s3://{bucket}/iceberg",
+        s3_endpoint=endpoint,
+        region="us-east-1",
+        access_key="local",
+        secret_key="local",
+    )
+
+
 def _figures(db: Any) -> list[tuple[str, Any]]:
     out = []
     for one in all_series(db):
@@ -85,14 +96,7 @@ def test_the_lake_holds_what_the_duckdb_warehouse_holds_and_analysis_agrees(
     bucket = f"{BUCKET}-lake"
     _deliver(s3, bucket)
     streams = list(load_delivery_streams(Pipeline.load(REPO_ROOT / "pipeline.toml")).values())
-    config = lake.LakeConfig(
-        catalog_file=tmp_path / "iceberg" / "catalog.db",
-        location=f"s3://{bucket}/iceberg",
-        s3_endpoint=endpoint,
-        region="us-east-1",
-        access_key="local",
-        secret_key="local",
-    )
+    config = _config(tmp_path, endpoint, bucket)
     the_lake = lake.Lake(config)
     first = lake.load(the_lake, s3, bucket, streams, REPO_ROOT / "s3", REPO_ROOT / "redshift")
     again = lake.load(lake.Lake(config), s3, bucket, streams, REPO_ROOT / "s3", REPO_ROOT / "redshift")
@@ -134,14 +138,7 @@ def test_the_dashboard_reads_the_lake_through_the_same_interface_as_the_duckdb_f
     bucket = f"{BUCKET}-dashboard"
     _deliver(s3, bucket)
     streams = list(load_delivery_streams(Pipeline.load(REPO_ROOT / "pipeline.toml")).values())
-    config = lake.LakeConfig(
-        catalog_file=tmp_path / "iceberg" / "catalog.db",
-        location=f"s3://{bucket}/iceberg",
-        s3_endpoint=endpoint,
-        region="us-east-1",
-        access_key="local",
-        secret_key="local",
-    )
+    config = _config(tmp_path, endpoint, bucket)
     the_lake = lake.Lake(config)
     lake_reader = LakeReader(the_lake, config.catalog_file, REPO_ROOT / "redshift")
     assert lake_reader() is None  # nothing loaded yet: the page says it is empty
