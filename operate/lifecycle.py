@@ -13,6 +13,7 @@ from typing import Any
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
+from warehouse.athena import run_athena
 
 #: CloudFormation takes a template body of at most this many bytes inline (larger ones go through S3).
 MAX_TEMPLATE_BODY = 51_200
@@ -235,33 +236,6 @@ def run_sql(
             return statement, "" if state["Status"] == "FINISHED" else str(state.get("Error", state["Status"]))
         time.sleep(delay)
     return statement, f"no answer after {timeout:g} s"
-
-
-def run_athena(
-    athena: Any, workgroup: str, database: str, statements: list[str], *, delay: float = 1.0, timeout: float = 300.0
-) -> list[str]:
-    """Run statements one after another in the stack's Athena workgroup and database (the workgroup enforces its
-    results location and scan limit); the query ids. A failed one stops the run, named with Athena's reason."""
-    ids = []
-    for sql in statements:
-        query = str(
-            athena.start_query_execution(
-                QueryString=sql, WorkGroup=workgroup, QueryExecutionContext={"Database": database}
-            )["QueryExecutionId"]
-        )
-        for _ in range(max(1, int(timeout / delay))):
-            status = athena.get_query_execution(QueryExecutionId=query)["QueryExecution"]["Status"]
-            if status["State"] in {"SUCCEEDED", "FAILED", "CANCELLED"}:
-                break
-            time.sleep(delay)
-        else:
-            raise FatalError(f"Athena gave no answer to `{sql[:60]}...` in {timeout:g} s (query {query})")
-        if status["State"] != "SUCCEEDED":
-            raise FatalError(
-                f"Athena refused `{' '.join(sql.split()[:6])} ...`: {status.get('StateChangeReason', status['State'])}"
-            )
-        ids.append(query)
-    return ids
 
 
 def grant_copy_user(

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import boto3
 from moto import mock_aws
@@ -17,7 +18,9 @@ from coinstream.records import Envelope
 from coinstream.timeutil import epoch_minute
 from consumer.enrich import enrich
 from producer.sources import simulated
+from warehouse.analysis import analyze
 from warehouse.loader import Warehouse
+from warehouse.series import all_series, series
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
@@ -45,3 +48,12 @@ def simulated_warehouse(path: Path, sim: simulated.Simulation, minutes: int) -> 
     last = epoch_minute(NOW) - 1
     first = last - minutes + 1
     warehouse_of(path, [*simulated.candles(sim, first, last, NOW), *simulated.posts(sim, first, last, NOW)])
+
+
+def figures(db: Any) -> list[tuple[str, Any]]:
+    """The analysis of every series a warehouse connection holds, as `coinstream analyze` computes it."""
+    out = []
+    for one in all_series(db):
+        minutes, counts, volume = series(db, one, None, None, "auto")
+        out.append((one.name, analyze(minutes, counts, volume, window=60)))
+    return out

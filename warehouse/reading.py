@@ -4,6 +4,8 @@ the dashboard's rollups, whichever warehouse holds the rows.
 - The DuckDB warehouse file (COINSTREAM_WAREHOUSE=redshift, locally): opened read-only for each reader.
 - The lake (COINSTREAM_WAREHOUSE=iceberg, locally): the Iceberg tables scanned into an in-memory DuckDB with
   the same views, rebuilt only when a table's snapshot changed (a `load` committed), and shared by readers.
+- The lake on AWS (COINSTREAM_TARGET=aws): Athena computes minute_metrics with its views (warehouse/athena.py);
+  the result file it writes to S3 becomes that table in an in-memory DuckDB (what the analysis reads).
 
 The analysis and the dashboard take a `Reader` and never ask which warehouse is behind it.
 """
@@ -11,15 +13,19 @@ The analysis and the dashboard take a `Reader` and never ask which warehouse is 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import duckdb
 
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
 from warehouse import lake as lakes
+from warehouse.athena import run_athena
 from warehouse.loader import Warehouse, open_warehouse
 
 #: A connection to read from (the caller closes it), or None while the warehouse holds nothing yet; raises
@@ -90,9 +96,66 @@ class LakeReader:
             return self._snapshot.db.cursor()
 
 
+@dataclass
+class AthenaReader:
+    """minute_metrics as Athena computes it over the Iceberg tables, in an in-memory DuckDB (with raw_candles'
+    series bounds as a view of it): what `analyze` reads. Each call runs one query; Athena bills its scan."""
+
+    athena: Any
+    s3: Any
+    workgroup: str
+    database: str
+    redshift_dir: Path
+    delay: float = 1.0
+    #: The one view the analysis reads (the series bounds it takes from raw_candles come from it too).
+    QUERY: ClassVar[str] = "SELECT * FROM minute_metrics"
+
+    def __call__(self) -> duckdb.DuckDBPyConnection | None:
+        (query,) = run_athena(self.athena, self.workgroup, self.database, [self.QUERY], delay=self.delay)
+        execution = self.athena.get_query_execution(QueryExecutionId=query)["QueryExecution"]
+        bucket, _, key = execution["ResultConfiguration"]["OutputLocation"].removeprefix("s3://").partition("/")
+        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        # the column types are the local view's: the same definitions, translated (warehouse/athena.py)
+        shape = Warehouse(Path(":memory:"), self.redshift_dir)
+        try:
+            shape.apply_ddl()
+            columns = shape.db.execute("DESCRIBE SELECT * FROM minute_metrics").fetchall()
+        finally:
+            shape.close()
+        db = duckdb.connect()
+        listed = ", ".join(f'"{name}" {kind}' for name, kind, *_ in columns)
+        db.execute(f"CREATE TABLE minute_metrics ({listed})")
+        with tempfile.NamedTemporaryFile(suffix=".csv") as result:
+            result.write(body)
+            result.flush()
+            # Athena's CSV: a header, every value quoted, NULL as an empty field
+            db.execute(
+                "INSERT INTO minute_metrics SELECT * FROM read_csv(?, header = true, all_varchar = true)", [result.name]
+            )
+        if not db.execute("SELECT count(*) FROM minute_metrics").fetchone()[0]:  # type: ignore[index]
+            db.close()
+            return None
+        db.execute("CREATE VIEW raw_candles AS SELECT exchange, market, minute_utc FROM minute_metrics WHERE traded")
+        return db
+
+
 def open_reader(settings: Settings, pipeline: Pipeline) -> Reader:
-    """The reader of the configured warehouse (COINSTREAM_WAREHOUSE)."""
+    """The reader of the configured warehouse (COINSTREAM_WAREHOUSE, COINSTREAM_TARGET)."""
     redshift_dir = pipeline.root / "redshift"
+    if settings.target == "aws":
+        from coinstream.aws import client, stack_outputs
+
+        outputs = stack_outputs(settings)
+        if outputs.get("Warehouse") != "iceberg":
+            raise FatalError(
+                f"stack {settings.stack_name} keeps its rows in Redshift: query the views there (query editor, or "
+                "the Data API); `analyze` reads AWS through Athena, on a stack deployed with "
+                "COINSTREAM_WAREHOUSE=iceberg"
+            )
+        athena = client("athena", settings)
+        return AthenaReader(
+            athena, client("s3", settings), outputs["AthenaWorkGroup"], outputs["LakeDatabase"], redshift_dir
+        )
     if settings.warehouse == "iceberg":
         config = lakes.config_of(settings, pipeline.bucket)
         return LakeReader(lakes.Lake(config), config.catalog_file, redshift_dir)

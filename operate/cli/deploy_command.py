@@ -167,8 +167,7 @@ def _grant(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
 
 def _views(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
     from coinstream.aws import client
-    from operate import lifecycle
-    from warehouse.athena import view_statements
+    from warehouse.athena import run_athena, view_statements
 
     if "AthenaWorkGroup" not in described:
         raise FatalError(
@@ -176,9 +175,7 @@ def _views(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
             "(COINSTREAM_WAREHOUSE=iceberg, then `coinstream deploy --apply`)"
         )
     statements = view_statements(pipeline.root / "redshift")
-    ids = lifecycle.run_athena(
-        client("athena", settings), described["AthenaWorkGroup"], described["LakeDatabase"], statements
-    )
+    ids = run_athena(client("athena", settings), described["AthenaWorkGroup"], described["LakeDatabase"], statements)
     out.print(f"created the views in {described['LakeDatabase']} ({len(ids)} Athena statements)")
 
 

@@ -43,6 +43,8 @@ def analyze(
     if posts != "auto" and posts not in POSTS:
         raise FatalError(f"--posts {posts!r} is not a choice: use auto, {', '.join(POSTS)}")
     settings, pipeline = context()
+    if html is not None and settings.target == "aws":
+        raise FatalError("--html draws from a local warehouse; on AWS `analyze` prints the figures only")
     start = parse_from(from_) if from_ else None
     end = parse_from(to) if to else None
     db = open_reader(settings, pipeline)()  # the DuckDB file, or the lake's tables under the same views

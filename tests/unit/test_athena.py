@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 import duckdb
 import pytest
 import sqlglot
+from botocore.stub import Stubber
+from moto import mock_aws
 from sqlglot.errors import ErrorLevel
 
 from coinstream import REPO_ROOT
 from coinstream.errors import FatalError
 from producer.sources import simulated
-from tests.warehouse_data import simulated_warehouse
+from tests.warehouse_data import figures, simulated_warehouse
 from warehouse.athena import glue_columns, view_statements
 from warehouse.loader import Warehouse
+from warehouse.reading import AthenaReader, warehouse_file
 
 REDSHIFT = REPO_ROOT / "redshift"
 VIEWS = ("candles", "posts", "post_counts", "candle_minutes", "minute_posts", "minute_metrics")
@@ -92,3 +96,50 @@ def test_a_column_type_iceberg_lacks_is_named_with_the_fix(tmp_path: Path) -> No
     (tmp_path / "001_raw.sql").write_text("CREATE TABLE raw_x (k VARCHAR(8) NOT NULL, shape GEOMETRY);")
     with pytest.raises(FatalError, match=r"raw_x\.shape is GEOMETRY.*use one of"):
         glue_columns(tmp_path)
+
+
+def test_analyze_on_aws_reads_athenas_minute_metrics_and_gets_the_localfigures(tmp_path: Path) -> None:
+    """Athena answered by botocore's Stubber, its result file (CSV as Athena writes it) on moto's S3: the figures
+    equal those of the DuckDB warehouse holding the same rows."""
+    native = tmp_path / "native.duckdb"
+    simulated_warehouse(native, simulated.Simulation(seed=5, lag_minutes=3), minutes=300)
+    file_db = warehouse_file(native, REDSHIFT)()
+    assert file_db is not None
+    expected = figures(file_db)
+    timestamps = [n for n, kind, *_ in file_db.execute("DESCRIBE minute_metrics").fetchall() if kind == "TIMESTAMP"]
+    listed = ", ".join(
+        f"strftime({c}, '%Y-%m-%d %H:%M:%S.%g') AS {c}" if c in timestamps else c
+        for (c,) in file_db.execute("SELECT column_name FROM (DESCRIBE minute_metrics)").fetchall()
+    )
+    csv = tmp_path / "result.csv"
+    file_db.execute(f"COPY (SELECT {listed} FROM minute_metrics) TO '{csv}' (HEADER, FORCE_QUOTE *)")
+    file_db.close()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="landing")
+        s3.put_object(Bucket="landing", Key="athena-results/q1.csv", Body=csv.read_bytes())
+        athena = boto3.client("athena", region_name="us-east-1")
+        with Stubber(athena) as stub:
+            stub.add_response(
+                "start_query_execution",
+                {"QueryExecutionId": "q1"},
+                {
+                    "QueryString": "SELECT * FROM minute_metrics",
+                    "WorkGroup": "coinstream",
+                    "QueryExecutionContext": {"Database": "coinstream"},
+                },
+            )
+            stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": "SUCCEEDED"}}})
+            stub.add_response(
+                "get_query_execution",
+                {
+                    "QueryExecution": {
+                        "Status": {"State": "SUCCEEDED"},
+                        "ResultConfiguration": {"OutputLocation": "s3://landing/athena-results/q1.csv"},
+                    }
+                },
+            )
+            db = AthenaReader(athena, s3, "coinstream", "coinstream", REDSHIFT, delay=0.01)()
+    assert db is not None
+    assert figures(db) == expected and expected
+    db.close()

@@ -25,13 +25,11 @@ from coinstream.processes import free_port
 from coinstream.timeutil import epoch_minute
 from consumer.enrich import enrich
 from producer.sources import simulated
-from tests.warehouse_data import NOW
+from tests.warehouse_data import NOW, figures
 from warehouse import lake
-from warehouse.analysis import analyze
 from warehouse.dashboard.server import serve
 from warehouse.loader import Warehouse
 from warehouse.reading import LakeReader, warehouse_file
-from warehouse.series import all_series, series
 
 BUCKET = "coinstream-landing"
 
@@ -81,14 +79,6 @@ def _config(tmp_path: Path, endpoint: str, bucket: str) -> lake.LakeConfig:
     )
 
 
-def _figures(db: Any) -> list[tuple[str, Any]]:
-    out = []
-    for one in all_series(db):
-        minutes, counts, volume = series(db, one, None, None, "auto")
-        out.append((one.name, analyze(minutes, counts, volume, window=60)))
-    return out
-
-
 def test_the_lake_holds_what_the_duckdb_warehouse_holds_and_analysis_agrees(
     tmp_path: Path, moto_s3: tuple[str, Any]
 ) -> None:
@@ -124,7 +114,7 @@ def test_the_lake_holds_what_the_duckdb_warehouse_holds_and_analysis_agrees(
             assert read.db.execute(query).fetchall() == duck.db.execute(query).fetchall(), view
         errors = "SELECT object_key, line_number, err_reason FROM stl_load_errors ORDER BY ALL"
         assert read.db.execute(errors).fetchall() == duck.db.execute(errors).fetchall() != []
-        lake_figures, duck_figures = _figures(read.db), _figures(duck.db)
+        lake_figures, duck_figures = figures(read.db), figures(duck.db)
         assert lake_figures == duck_figures and len(duck_figures) == 1
     finally:
         read.close()
