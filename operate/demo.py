@@ -101,10 +101,6 @@ def run_demo(
         f"Firehose landed in s3://{pipeline.bucket}; loaded = rows in {where} "
         f"({sum(report.rows.values())} new this run). Exact duplicates are dropped by the consumer. "
         f"Dead-lettered records: {dead}. The stack is still up: `coinstream local status`, `coinstream local down`. "
-        + (
-            "See it: `coinstream analyze --html charts.html`; the numbers: `coinstream analyze`."
-            if settings.warehouse == "iceberg"
-            else "See it: `coinstream dashboard`, then open http://127.0.0.1:8050/ ; the numbers: `coinstream analyze`."
-        )
+        + "See it: `coinstream dashboard`, then open http://127.0.0.1:8050/ ; the numbers: `coinstream analyze`."
     )
     return summary

@@ -170,8 +170,8 @@ def upload_jsonpaths(s3: Any, pipeline: Pipeline, bucket: str) -> list[str]:
 
 
 def kept_after_destroy(s3: Any, stack: str, described: dict[str, str]) -> list[str]:
-    """What outlives the stack, on purpose: the bucket (retained: it holds the backup of every record) and the
-    final Redshift snapshot; read before the stack goes."""
+    """What outlives the stack, on purpose: the bucket (retained: it holds the backup of every record, and the
+    Iceberg tables' files) and the final Redshift snapshot; read before the stack goes."""
     kept = []
     bucket = described.get("LandingBucket")
     if bucket:
@@ -187,7 +187,13 @@ def kept_after_destroy(s3: Any, stack: str, described: dict[str, str]) -> list[s
         kept.append(
             "the Redshift cluster's final snapshot (DeletionPolicy Snapshot; delete it in the Redshift console)"
         )
-    kept.append("the two secrets stay recoverable for Secrets Manager's 7-30 day window, then go")
+    if described.get("Warehouse") == "iceberg":
+        kept.append(
+            "the Iceberg tables' data and metadata files under iceberg/ in that bucket (the Glue tables that "
+            "describe them go with the stack; registering the newest metadata file again restores a table)"
+        )
+    else:
+        kept.append("the two secrets stay recoverable for Secrets Manager's 7-30 day window, then go")
     return kept
 
 

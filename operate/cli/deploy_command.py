@@ -210,7 +210,7 @@ def _destroy(settings: Any, cfn: Any, stack: str, yes: bool) -> None:
     removed = []
     for app_name in DEPLOYED_APPS:  # refused while a worker still renews leases: stop the consumers first
         removed += start_over(dynamodb, application_name(app_name), watch_seconds=12)
-    err.print(f"deleting stack {stack} (Redshift takes a few minutes)...")
+    err.print(f"deleting stack {stack} (a few minutes)...")
     lifecycle.destroy(cfn, stack)
     out.print(f"deleted stack {stack}; removed KCL tables: {', '.join(removed) or 'none existed'}")
 
