@@ -3,7 +3,8 @@
 Redshift's COPY maps a row's JSON keys to columns through the jsonpaths files of s3/. Firehose's Iceberg
 destination has no such map: it matches each record's top-level keys to the table's column names, wants every
 column present (null where the row has none), timestamps as microseconds since the epoch, and one JSON object per
-record (it is billed per byte, with no 5 KB rounding, so nothing is lost by not packing). The same jsonpaths and
+record (it is billed per byte, with no 5 KB rounding, so nothing is lost by not packing). Decimals go as exact
+JSON numbers (the row carries them as text, so no float ever rounds them). The same jsonpaths and
 DDL that COPY uses define the shape here, so the two warehouses cannot disagree on which key is which column.
 """
 
@@ -26,13 +27,21 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _TEXT = {exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR, exp.DataType.Type.TEXT, exp.DataType.Type.NVARCHAR}
 
-#: (JSON key of the row, column of the table, how the value is written: "timestamp", "text" or "as_is")
+#: (JSON key of the row, column of the table, how the value is written: "timestamp", "text", "number" or "as_is")
 Field = tuple[str, str, str]
 
 
 def microseconds(text: str) -> int:
     """A UTC timestamp column's text ("2026-11-28 12:00:00[.ffffff]") as microseconds since the epoch."""
     return (datetime.fromisoformat(text).replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND
+
+
+def _how(kind: exp.DataType) -> str:
+    if kind.this == exp.DataType.Type.TIMESTAMP:
+        return "timestamp"
+    if kind.this in _TEXT:
+        return "text"
+    return "number" if kind.this == exp.DataType.Type.DECIMAL else "as_is"
 
 
 class LakeRows:
@@ -63,8 +72,7 @@ class LakeRows:
                     raise FatalError(
                         f"{jsonpaths}: {column} is read from a nested path; Iceberg rows are flat: name a top-level key"
                     )
-                how = "timestamp" if kind_of.this == exp.DataType.Type.TIMESTAMP else "as_is"
-                shaped.append((steps[0], column, "text" if kind_of.this in _TEXT else how))
+                shaped.append((steps[0], column, _how(kind_of)))
             fields[Kind(kind)] = shaped
         return cls(fields)
 
@@ -77,5 +85,7 @@ class LakeRows:
                     value = microseconds(value)
                 elif how == "text" and isinstance(value, list | dict):
                     value = orjson.dumps(value).decode()  # as COPY stores a JSON array in a VARCHAR
+                elif how == "number" and isinstance(value, str):
+                    value = orjson.Fragment(value)  # the decimal text as an exact JSON number, never a float
             out[column] = value
         return out

@@ -38,6 +38,9 @@ def test_each_kind_becomes_exactly_its_glue_tables_columns() -> None:
     assert list(candle) == [c for c, _ in tables["raw_candles"]]
     assert list(post) == [c for c, _ in tables["raw_posts"]]
     assert candle["open_price"] is not None and "open" not in candle  # COPY's jsonpaths renamed it
+    assert b'"volume":2.25,' in orjson.dumps(candle)  # a JSON number
+    wide = shape(Kind.CANDLE, enrich(make_candle(volume="123456789012345678901.12345678"), NOW))
+    assert b'"volume":123456789012345678901.12345678,' in orjson.dumps(wide)  # exact: never through a float
     assert candle["minute_utc"] == int(datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()) * 1_000_000
     assert candle["processed_at"] == int(NOW.timestamp() * 1_000_000)
     assert post["created_at"] == int(datetime(2026, 11, 27, 12, 0, 17, tzinfo=UTC).timestamp()) * 1_000_000
