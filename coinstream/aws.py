@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
@@ -164,3 +165,30 @@ def classify(exc: Exception, what: str) -> CoinstreamError:
             return FatalError(f"{what}: {message or 'not found'}; {_where_to_look()}")
         return FatalError(f"{what}: {code}: {message}")
     return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def run_athena(
+    athena: Any, workgroup: str, database: str, statements: list[str], *, delay: float = 1.0, timeout: float = 300.0
+) -> list[str]:
+    """Run statements one after another in the stack's Athena workgroup and database (the workgroup enforces its
+    results location and scan limit); the query ids. A failed one stops the run, named with Athena's reason."""
+    ids = []
+    for sql in statements:
+        query = str(
+            athena.start_query_execution(
+                QueryString=sql, WorkGroup=workgroup, QueryExecutionContext={"Database": database}
+            )["QueryExecutionId"]
+        )
+        for _ in range(max(1, int(timeout / delay))):
+            status = athena.get_query_execution(QueryExecutionId=query)["QueryExecution"]["Status"]
+            if status["State"] in {"SUCCEEDED", "FAILED", "CANCELLED"}:
+                break
+            time.sleep(delay)
+        else:
+            raise FatalError(f"Athena gave no answer to `{sql[:60]}...` in {timeout:g} s (query {query})")
+        if status["State"] != "SUCCEEDED":
+            raise FatalError(
+                f"Athena refused `{' '.join(sql.split()[:6])} ...`: {status.get('StateChangeReason', status['State'])}"
+            )
+        ids.append(query)
+    return ids

@@ -16,6 +16,8 @@ from typing import Any
 from coinstream.config import Pipeline
 from coinstream.errors import FatalError
 
+#: The Glue database (and, locally, the pyiceberg namespace) of the Iceberg tables the streams deliver into.
+LAKE_DATABASE = "coinstream"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _JSONPATHS = re.compile(r"FORMAT\s+AS\s+JSON\s+'s3://[^/']+/([^']+)'", re.IGNORECASE)
 _MAXERROR = re.compile(r"\bMAXERROR\s+(?:AS\s+)?(\d+)", re.IGNORECASE)

@@ -17,7 +17,6 @@ from coinstream.records import Kind
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
 from consumer.firehose_sink import FirehoseSink
-from consumer.lake_rows import LakeRows
 from consumer.live_sink import LiveMetricsSink
 from consumer.processor import RecordProcessor, Sink
 
@@ -62,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         shape = None
         if settings.warehouse == "iceberg" and settings.target == "aws":
             # Firehose's Iceberg destination (locally the rows land in S3 and `load` appends them to the lake)
+            from consumer.lake_rows import LakeRows  # reads redshift/*.sql with sqlglot
+
             shape = LakeRows.of(pipeline)
         sink = FirehoseSink(streams, client("firehose", settings), shape=shape)
         window = settings.delivery_window_seconds

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from coinstream.config import Pipeline
+from coinstream.delivery import LAKE_DATABASE as NAMESPACE
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
-from warehouse.athena import glue_columns
-from warehouse.lake import NAMESPACE
 
 #: The warehouses a stack can have: deploy/<name>.json holds what each adds to deploy/base.json.
 WAREHOUSES = ("redshift", "iceberg")
@@ -135,6 +134,12 @@ def _merged(base: Path, addition: Path) -> dict[str, Any]:
 def _lake_tables(pipeline: Pipeline, resources: dict[str, Any]) -> dict[str, list[str]]:
     """A Glue Iceberg table per raw table (columns from redshift/001_raw_tables.sql) with its optimizers:
     compaction of Firehose's small files, snapshot retention, orphan-file deletion. {table: [logical ids]}."""
+    try:
+        from warehouse.athena import glue_columns
+    except ImportError:
+        raise FatalError(
+            "rendering the Iceberg stack reads redshift/*.sql with sqlglot: pip install 'coinstream[warehouse]'"
+        ) from None
     out: dict[str, list[str]] = {}
     for table, columns in glue_columns(pipeline.root / "redshift").items():
         logical = "Lake" + "".join(p.capitalize() for p in table.split("_")) + "Table"

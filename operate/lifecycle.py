@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from coinstream.aws import run_athena
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
-from warehouse.athena import run_athena
 
 #: CloudFormation takes a template body of at most this many bytes inline (larger ones go through S3).
 MAX_TEMPLATE_BODY = 51_200

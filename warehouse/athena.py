@@ -9,9 +9,7 @@ filled by INSERT ... SELECT, is a view of sequence() there.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -98,30 +96,3 @@ def glue_type(sql_file: Path, table: str, column: str, kind: exp.DataType) -> st
             f"use one of VARCHAR, TIMESTAMP, BOOLEAN, INTEGER, BIGINT, DOUBLE PRECISION, DATE or DECIMAL(p, s)"
         )
     return _GLUE_TYPES[kind.this]
-
-
-def run_athena(
-    athena: Any, workgroup: str, database: str, statements: list[str], *, delay: float = 1.0, timeout: float = 300.0
-) -> list[str]:
-    """Run statements one after another in the stack's Athena workgroup and database (the workgroup enforces its
-    results location and scan limit); the query ids. A failed one stops the run, named with Athena's reason."""
-    ids = []
-    for sql in statements:
-        query = str(
-            athena.start_query_execution(
-                QueryString=sql, WorkGroup=workgroup, QueryExecutionContext={"Database": database}
-            )["QueryExecutionId"]
-        )
-        for _ in range(max(1, int(timeout / delay))):
-            status = athena.get_query_execution(QueryExecutionId=query)["QueryExecution"]["Status"]
-            if status["State"] in {"SUCCEEDED", "FAILED", "CANCELLED"}:
-                break
-            time.sleep(delay)
-        else:
-            raise FatalError(f"Athena gave no answer to `{sql[:60]}...` in {timeout:g} s (query {query})")
-        if status["State"] != "SUCCEEDED":
-            raise FatalError(
-                f"Athena refused `{' '.join(sql.split()[:6])} ...`: {status.get('StateChangeReason', status['State'])}"
-            )
-        ids.append(query)
-    return ids

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coinstream.delivery import DeliveryStream
+from coinstream.delivery import LAKE_DATABASE, DeliveryStream
 from coinstream.errors import FatalError
 from warehouse.loader import LoadReport, Warehouse
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from mypy_boto3_s3 import S3Client
 
-NAMESPACE = "coinstream"
+NAMESPACE = LAKE_DATABASE
 #: Tables besides the raw ones that `load` keeps in the lake: rejected rows, and the objects already loaded.
 BOOKKEEPING = ("stl_load_errors", "coinstream_loaded_objects")
 

@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 import duckdb
 
+from coinstream.aws import run_athena
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
 from warehouse import lake as lakes
-from warehouse.athena import run_athena
 from warehouse.loader import Warehouse, open_warehouse
 
 #: A connection to read from (the caller closes it), or None while the warehouse holds nothing yet; raises

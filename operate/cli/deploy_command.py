@@ -166,9 +166,14 @@ def _grant(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
 
 
 def _views(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
-    from coinstream.aws import client
-    from warehouse.athena import run_athena, view_statements
+    from coinstream.aws import client, run_athena
 
+    try:
+        from warehouse.athena import view_statements
+    except ImportError:
+        raise FatalError(
+            "--views translates redshift/*.sql with sqlglot: pip install 'coinstream[warehouse]'"
+        ) from None
     if "AthenaWorkGroup" not in described:
         raise FatalError(
             f"stack {settings.stack_name} has no Athena workgroup: --views is for the Iceberg warehouse "

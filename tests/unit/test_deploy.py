@@ -14,12 +14,13 @@ import pytest
 from botocore.stub import Stubber
 
 from coinstream import REPO_ROOT
+from coinstream.aws import run_athena
 from coinstream.config import Pipeline
 from coinstream.errors import FatalError
 from operate.cost import Traffic, estimate
 from operate.deploy import PLACEHOLDERS, WAREHOUSES, committed_path, render, render_text
 from operate.lifecycle import copy_user_statements, grant_copy_user, newest_lake_rows, newest_rows
-from warehouse.athena import glue_columns, run_athena
+from warehouse.athena import glue_columns
 
 TEMPLATE = REPO_ROOT / "deploy" / "cloudformation.json"
 BASE = REPO_ROOT / "deploy" / "base.json"
