@@ -117,6 +117,8 @@ class Shard:
     shard_id: str
     parents: tuple[str, ...]
     closed: bool
+    #: the hash keys it takes (starting, ending), as decimal text
+    hash_range: tuple[str, str] = ("", "")
 
 
 def list_shards(kinesis: KinesisClient, stream: str) -> list[Shard]:
@@ -131,9 +133,64 @@ def list_shards(kinesis: KinesisClient, stream: str) -> list[Shard]:
             s["ShardId"],
             tuple(p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")) if p),
             "EndingSequenceNumber" in s["SequenceNumberRange"],
+            (s["HashKeyRange"]["StartingHashKey"], s["HashKeyRange"]["EndingHashKey"]),
         )
         for s in found
     ]
+
+
+def seed_leases(kinesis: KinesisClient, dynamodb: DynamoDBClient, stream: str, table: str) -> int:
+    """Give a new application its lease table with one unowned lease per shard at TRIM_HORIZON, as KCL's first
+    shard sync would; returns the leases made (0: left to KCL). For one host (the local stack) only.
+
+    KCL 3.1.3 waits a random 1-30 s before its first shard sync while the lease table is empty
+    (Scheduler.shouldInitiateLeaseSync, MIN/MAX_WAIT_TIME_FOR_LEASE_TABLE_CHECK_MILLIS: hard-coded, so that a
+    fleet starting together does not sync shards all at once). With leases present it skips the wait and the
+    sync, and assigns these leases on its first pass; it adds its lease-owner index to the table itself. A stream
+    that was resharded is left to KCL, whose sync knows how to write the parents of each lease."""
+    try:
+        dynamodb.describe_table(TableName=table)
+        return 0  # not new: KCL's own leases, or another worker's seed
+    except dynamodb.exceptions.ResourceNotFoundException:
+        pass
+    except Exception as exc:
+        raise classify(exc, f"reading lease table {table}") from None
+    shards = list_shards(kinesis, stream)
+    if not shards or any(s.parents or s.closed for s in shards):
+        return 0
+    try:
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except dynamodb.exceptions.ResourceInUseException:
+        return 0  # another worker of the application got there first
+    except Exception as exc:
+        raise classify(exc, f"creating lease table {table}") from None
+    dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    made = 0
+    for shard in shards:
+        try:
+            dynamodb.put_item(
+                TableName=table,
+                Item={
+                    "leaseKey": {"S": shard.shard_id},
+                    "leaseCounter": {"N": "0"},
+                    "checkpoint": {"S": "TRIM_HORIZON"},
+                    "checkpointSubSequenceNumber": {"N": "0"},
+                    "ownerSwitchesSinceCheckpoint": {"N": "0"},
+                    # without its hash range KCL's lease auditor counts the stream as having holes
+                    "startingHashKey": {"S": shard.hash_range[0]},
+                    "endingHashKey": {"S": shard.hash_range[1]},
+                },
+                ConditionExpression="attribute_not_exists(leaseKey)",
+            )
+            made += 1
+        except dynamodb.exceptions.ConditionalCheckFailedException:
+            continue
+    return made
 
 
 def list_shard_ids(kinesis: KinesisClient, stream: str) -> list[str]:

@@ -14,7 +14,7 @@ from coinstream.aws import child_env, client
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
 from coinstream.processes import stop_group
-from consumer.checkpoints import ShardProgress, progress
+from consumer.checkpoints import ShardProgress, progress, seed_leases
 from consumer.daemon import application_name, command
 from consumer.leader_watchdog import LeaderWatchdog
 
@@ -30,12 +30,23 @@ def _die_with_parent() -> None:
         pass
 
 
+def seed(settings: Settings, pipeline: Pipeline, app: str) -> None:
+    """On the local stack (one host), give a new application its leases so KCL skips its start-up jitter."""
+    if settings.target == "local" and settings.kcl_fast_start:
+        made = seed_leases(
+            client("kinesis", settings), client("dynamodb", settings), pipeline.stream_name, application_name(app)
+        )
+        if made:
+            logger.info("new application %s: seeded %d leases at TRIM_HORIZON", application_name(app), made)
+
+
 def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str | None = None) -> int:
     """Run one worker in the foreground until SIGTERM/SIGINT, then stop it gracefully; 0 on a clean stop.
 
     On the signal the daemon's shutdown hook asks every record processor to finish its batch,
     deliver, and checkpoint (`shutdown_requested`) before it exits.
     """
+    seed(settings, pipeline, app)
     argv, _ = command(settings, pipeline, app, worker_id)
     # Same process group as this command, and told to stop if this command dies: killing the
     # service (systemd, a supervisor, `kill -9 -PGID`) must never leave an orphaned daemon.
@@ -105,6 +116,7 @@ def start_worker(
     settings: Settings, pipeline: Pipeline, app: str, log_file: Path, worker_id: str | None = None
 ) -> subprocess.Popen[bytes]:
     """Start one worker in the background, logging to `log_file`."""
+    seed(settings, pipeline, app)
     argv, _ = command(settings, pipeline, app, worker_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
