@@ -46,8 +46,8 @@ def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str
     On the signal the daemon's shutdown hook asks every record processor to finish its batch,
     deliver, and checkpoint (`shutdown_requested`) before it exits.
     """
+    argv, _ = command(settings, pipeline, app, worker_id)  # Java and the jars first: one line if either is missing
     seed(settings, pipeline, app)
-    argv, _ = command(settings, pipeline, app, worker_id)
     # Same process group as this command, and told to stop if this command dies: killing the
     # service (systemd, a supervisor, `kill -9 -PGID`) must never leave an orphaned daemon.
     proc = subprocess.Popen(argv, env=child_env(settings), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
@@ -116,8 +116,8 @@ def start_worker(
     settings: Settings, pipeline: Pipeline, app: str, log_file: Path, worker_id: str | None = None
 ) -> subprocess.Popen[bytes]:
     """Start one worker in the background, logging to `log_file`."""
+    argv, _ = command(settings, pipeline, app, worker_id)  # Java and the jars first: one line if either is missing
     seed(settings, pipeline, app)
-    argv, _ = command(settings, pipeline, app, worker_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         return subprocess.Popen(
