@@ -79,7 +79,11 @@ class LakeReader:
                 (lakes.NAMESPACE,),
             ).fetchall()
         except sqlite3.OperationalError:
-            return ()  # the catalog has no table yet
+            # no table yet, or a pyiceberg that keeps its catalog otherwise: ask the catalog (slower, same answer)
+            rows = [
+                (name, self.lake.catalog.load_table((lakes.NAMESPACE, name)).metadata_location)
+                for name in self.lake.names()
+            ]
         finally:
             catalog.close()
         return tuple(sorted((str(name), str(location)) for name, location in rows))
