@@ -14,9 +14,4 @@ _BTC_WORD = re.compile(r"(?<![a-z0-9])btc(?![a-z0-9])")
 def matched_terms(text: str, terms: tuple[str, ...] = DEFAULT_TERMS) -> list[str]:
     """Which watched terms a text contains ("btc" only as a word, not inside another one)."""
     lowered = text.lower()
-    found = []
-    for term in terms:
-        hit = _BTC_WORD.search(lowered) if term == "btc" else term in lowered
-        if hit:
-            found.append(term)
-    return found
+    return [term for term in terms if term in lowered and (term != "btc" or _BTC_WORD.search(lowered))]

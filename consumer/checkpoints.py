@@ -139,15 +139,23 @@ def list_shards(kinesis: KinesisClient, stream: str) -> list[Shard]:
     ]
 
 
-def seed_leases(kinesis: KinesisClient, dynamodb: DynamoDBClient, stream: str, table: str) -> int:
-    """Give a new application its lease table with one unowned lease per shard at TRIM_HORIZON, as KCL's first
-    shard sync would; returns the leases made (0: left to KCL). For one host (the local stack) only.
+def seed_leases(
+    kinesis: KinesisClient, dynamodb: DynamoDBClient, stream: str, table: str, owner: str | None = None
+) -> int:
+    """Give a new application its lease table with one lease per shard at TRIM_HORIZON, as KCL's first shard
+    sync would, owned by `owner` (None: unowned); returns the leases made (0: left to KCL). For one host (the
+    local stack) only.
 
     KCL 3.1.3 waits a random 1-30 s before its first shard sync while the lease table is empty
     (Scheduler.shouldInitiateLeaseSync, MIN/MAX_WAIT_TIME_FOR_LEASE_TABLE_CHECK_MILLIS: hard-coded, so that a
     fleet starting together does not sync shards all at once). With leases present it skips the wait and the
-    sync, and assigns these leases on its first pass; it adds its lease-owner index to the table itself. A stream
-    that was resharded is left to KCL, whose sync knows how to write the parents of each lease."""
+    sync; it adds its lease-owner index to the table itself. Unowned leases wait for the leader's
+    LeaseAssignmentManager, whose first pass runs before any worker has reported metrics and so assigns
+    nothing: the leases are assigned one `leaseAssignmentIntervalMillis` later (20 s) and found by the worker's
+    next lease discovery (every 10 s). A lease owned by the worker about to start is found by that worker's
+    first discovery, at once, and the leader leaves an owned lease alone until it expires (a worker that never
+    came would lose it after failoverTimeMillis). A stream that was resharded is left to KCL, whose sync knows
+    how to write the parents of each lease."""
     try:
         dynamodb.describe_table(TableName=table)
         return 0  # not new: KCL's own leases, or another worker's seed
@@ -181,6 +189,7 @@ def seed_leases(kinesis: KinesisClient, dynamodb: DynamoDBClient, stream: str, t
                     "checkpoint": {"S": "TRIM_HORIZON"},
                     "checkpointSubSequenceNumber": {"N": "0"},
                     "ownerSwitchesSinceCheckpoint": {"N": "0"},
+                    **({"leaseOwner": {"S": owner}} if owner else {}),
                     # without its hash range KCL's lease auditor counts the stream as having holes
                     "startingHashKey": {"S": shard.hash_range[0]},
                     "endingHashKey": {"S": shard.hash_range[1]},

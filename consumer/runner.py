@@ -5,8 +5,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import signal
+import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,14 +32,39 @@ def _die_with_parent() -> None:
         pass
 
 
-def seed(settings: Settings, pipeline: Pipeline, app: str) -> None:
-    """On the local stack (one host), give a new application its leases so KCL skips its start-up jitter."""
-    if settings.target == "local" and settings.kcl_fast_start:
+def _fast_start(settings: Settings) -> bool:
+    return settings.target == "local" and settings.kcl_fast_start
+
+
+def name_worker(settings: Settings, worker_id: str | None) -> tuple[str | None, str | None]:
+    """(the daemon's worker id, the owner of the leases a new application is seeded with).
+
+    A worker started without a name is the application's only one (`consume`, `demo`): on the local stack it is
+    named here and a new application's leases are seeded as its own, so it starts reading at once. Named
+    workers (`--worker-id`, several of one application) get unowned leases, which KCL's leader spreads."""
+    if worker_id is None and _fast_start(settings):
+        named = f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+        return named, named
+    return worker_id, None
+
+
+def seed(settings: Settings, pipeline: Pipeline, app: str, owner: str | None = None) -> None:
+    """On the local stack (one host), give a new application its leases so KCL skips its start-up waits."""
+    if _fast_start(settings):
         made = seed_leases(
-            client("kinesis", settings), client("dynamodb", settings), pipeline.stream_name, application_name(app)
+            client("kinesis", settings),
+            client("dynamodb", settings),
+            pipeline.stream_name,
+            application_name(app),
+            owner,
         )
         if made:
-            logger.info("new application %s: seeded %d leases at TRIM_HORIZON", application_name(app), made)
+            logger.info(
+                "new application %s: seeded %d leases at TRIM_HORIZON%s",
+                application_name(app),
+                made,
+                f", owned by worker {owner}" if owner else "",
+            )
 
 
 def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str | None = None) -> int:
@@ -46,8 +73,9 @@ def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str
     On the signal the daemon's shutdown hook asks every record processor to finish its batch,
     deliver, and checkpoint (`shutdown_requested`) before it exits.
     """
-    argv, _ = command(settings, pipeline, app, worker_id)  # Java and the jars first: one line if either is missing
-    seed(settings, pipeline, app)
+    worker_id, owner = name_worker(settings, worker_id)
+    argv, prop_file = command(settings, pipeline, app, worker_id)  # Java and jars first: one line if either is missing
+    seed(settings, pipeline, app, owner)
     # Same process group as this command, and told to stop if this command dies: killing the
     # service (systemd, a supervisor, `kill -9 -PGID`) must never leave an orphaned daemon.
     proc = subprocess.Popen(argv, env=child_env(settings), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
@@ -69,6 +97,8 @@ def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str
         stop_daemon(proc, processors)
     code = proc.wait()
     watchdog.stop()
+    if owner:
+        prop_file.unlink(missing_ok=True)  # named for this run only
     return 0 if stopping else code
 
 
@@ -116,8 +146,9 @@ def start_worker(
     settings: Settings, pipeline: Pipeline, app: str, log_file: Path, worker_id: str | None = None
 ) -> subprocess.Popen[bytes]:
     """Start one worker in the background, logging to `log_file`."""
+    worker_id, owner = name_worker(settings, worker_id)
     argv, _ = command(settings, pipeline, app, worker_id)  # Java and the jars first: one line if either is missing
-    seed(settings, pipeline, app)
+    seed(settings, pipeline, app, owner)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         return subprocess.Popen(
@@ -173,3 +204,5 @@ def run_until_caught_up(
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        if _fast_start(settings) and isinstance(proc.args, list):
+            Path(str(proc.args[-1])).unlink(missing_ok=True)  # the properties of a worker named for this run

@@ -75,7 +75,7 @@ def run_demo(
         say(f"producing {kind.value}s from {where}")
         result = produce(kind, source, settings, pipeline, from_dir=from_dir, backfill_minutes=minutes)
         produced[kind.value] += result.sent
-    say("consuming with the KCL MultiLangDaemon until every record is checkpointed (KCL takes ~30-60 s to start)")
+    say("consuming with the KCL MultiLangDaemon until every record is checkpointed (a new KCL app starts in ~15 s)")
     run_until_caught_up(settings, pipeline, APP)
     say("loading delivered S3 objects into the local warehouse")
     streams = load_delivery_streams(pipeline)

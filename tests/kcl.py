@@ -31,12 +31,14 @@ def caught_up(settings: Settings, pipeline: Pipeline, app: str) -> Callable[[], 
 
 
 @contextmanager
-def worker(env: dict[str, str], app: str, worker_id: str, logs: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`coinstream consume` as a long-running service, in the background; always stopped afterwards."""
+def worker(env: dict[str, str], app: str, worker_id: str | None, logs: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`coinstream consume` as a long-running service, in the background; always stopped afterwards. A worker
+    with an id is one of several; one without is the application's only worker (it owns a new app's leases)."""
     logs.mkdir(parents=True, exist_ok=True)
-    with (logs / f"{app}-{worker_id}.log").open("ab") as log:
+    named = ["--worker-id", worker_id] if worker_id else []
+    with (logs / f"{app}-{worker_id or 'only'}.log").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "operate", "consume", "--app", app, "--worker-id", worker_id],
+            [sys.executable, "-m", "operate", "consume", "--app", app, *named],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
@@ -199,6 +200,18 @@ class Warehouse:
         ).fetchall()
         return [(str(n), str(t), bool(nullable)) for n, t, nullable in rows]
 
+    def _stage(self, staged: list[list[Any]], width: int) -> None:
+        """Insert the staged rows ([line, c0, c1, ...]) into coinstream_stage in one scan of column arrays
+        (DuckDB's executemany inserts row by row: ~1.8 ms a row, 4 s for the demo's 2,400 rows)."""
+        by_column = list(zip(*staged, strict=True))
+        arrays = {"line": np.array(by_column[0], dtype=np.int64)}
+        arrays.update((f"c{i}", np.array(by_column[i + 1], dtype=object)) for i in range(width))
+        self.db.register("coinstream_staged_rows", arrays)
+        try:
+            self.db.execute("INSERT INTO coinstream_stage SELECT * FROM coinstream_staged_rows")
+        finally:
+            self.db.unregister("coinstream_staged_rows")
+
     def _copy(
         self,
         key: str,
@@ -241,8 +254,7 @@ class Warehouse:
         try:
             self.db.execute(f"CREATE OR REPLACE TEMP TABLE coinstream_stage (line BIGINT, {stage_cols})")
             if staged:
-                marks = ", ".join("?" for _ in range(len(columns) + 1))
-                self.db.executemany(f"INSERT INTO coinstream_stage VALUES ({marks})", staged)  # noqa: S608
+                self._stage(staged, len(columns))
             rejected = self.db.execute(
                 f"SELECT line, to_json(coinstream_stage)::VARCHAR FROM coinstream_stage WHERE {bad_checks}"  # noqa: S608
             ).fetchall()

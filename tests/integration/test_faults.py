@@ -29,7 +29,7 @@ def test_a_firehose_outage_keeps_memory_flat_and_loses_nothing(tmp_path: Path) -
         with fault_proxy(str(settings.endpoint("firehose"))) as proxy:
             worker_env = {**env, "AWS_ENDPOINT_URL_FIREHOSE": proxy.url}  # only the worker's Firehose goes through it
             assert not writer.put([make_post(f"warm-{i}", minute=i % 30) for i in range(500)]).unsent
-            with worker(worker_env, "warehouse", "w1", tmp_path / "logs"):
+            with worker(worker_env, "warehouse", None, tmp_path / "logs"):
                 wait_for("the first records delivered", caught_up(settings, pipeline, "warehouse"), timeout=420)
                 before = {pid: rss_kib(pid) for pid in processor_pids("warehouse")}
                 checkpointed = sum(s.checkpointed for s in app_progress(settings, pipeline, "warehouse"))

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
+import orjson
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from msgspec.structs import replace
 
-from coinstream.text import matched_terms
+from coinstream.text import DEFAULT_TERMS, matched_terms
 from consumer.dedupe import Deduper
-from consumer.enrich import decimal_column, enrich
+from consumer.enrich import decimal_column, enrich, fit_list
 from tests.conftest import FETCHED, make_candle, make_post
 
 
@@ -73,3 +77,31 @@ def test_a_wide_price_is_rounded_to_the_columns_scale_not_refused() -> None:
     # (found by the property test of coinone's near-miss answers)
     assert decimal_column("102922537955748077209.802576849") == "102922537955748077209.80257685"
     assert decimal_column("999999999999999999999999999999.123456789") == "999999999999999999999999999999.12345679"
+
+
+def _texts(pieces: list[str], max_pieces: int) -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(pieces), max_size=max_pieces).map("".join)
+
+
+_WORDS = _texts([*'ab#$_1 é비İß"\\\x01', "btc", "BTC", "bitcoin", "😀"], 20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(_WORDS, max_size=12), max_bytes=st.integers(min_value=0, max_value=400))
+@example(items=["\x01" * 10], max_bytes=60)  # each character escaped as \u0001: 64 bytes, not 54
+def test_fit_list_keeps_the_longest_prefix_whose_json_fits(items: list[str], max_bytes: int) -> None:
+    kept, cut = fit_list(items, max_bytes)
+    fitting = [n for n in range(len(items) + 1) if len(orjson.dumps(items[:n])) <= max_bytes]
+    want = max(fitting, default=0)  # the empty array's "[]" is the column's floor
+    assert (kept, cut) == (items[:want], want < len(items))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_texts([*list("ab #$_1é비"), "btc", "BTC", "wbtc", "Bitcoin", "#BTC", "$btc"], 60))
+def test_tags_and_terms_of_a_post_follow_their_definitions(text: str) -> None:
+    row = enrich(make_post("1", text=text), FETCHED)
+    assert row["hashtags"] == sorted({t.lower() for t in re.findall(r"(?<![\w#])#(\w+)", text)})
+    assert row["cashtags"] == sorted({t.upper() for t in re.findall(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9})\b", text)})
+    lowered = text.lower()
+    words = re.findall(r"[a-z0-9]+", lowered)
+    assert row["matched_terms"] == [t for t in DEFAULT_TERMS if ("btc" in words if t == "btc" else t in lowered)]

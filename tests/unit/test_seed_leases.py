@@ -4,13 +4,16 @@ what KCL's first shard sync would write, or nothing where KCL must decide."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from coinstream.config import Settings
 from consumer.checkpoints import leases, list_shards, seed_leases
+from consumer.runner import name_worker
 
 STREAM = "coinstream-raw"
 TABLE = "coinstream-warehouse"
@@ -38,6 +41,24 @@ def test_a_new_application_gets_one_unowned_lease_per_shard_at_trim_horizon(aws:
             shard.hash_range
         )
     assert seed_leases(kinesis, dynamodb, STREAM, TABLE) == 0  # a second worker of the app: nothing twice
+
+
+def test_the_only_worker_of_a_new_application_gets_its_leases_as_its_own(aws: tuple[Any, Any]) -> None:
+    kinesis, dynamodb = aws
+    assert seed_leases(kinesis, dynamodb, STREAM, TABLE, owner="host-1a2b") == 2
+    assert [(x.shard_id, x.checkpoint, x.owner, x.counter) for x in leases(dynamodb, TABLE)] == [
+        ("shardId-000000000000", "TRIM_HORIZON", "host-1a2b", 0),
+        ("shardId-000000000001", "TRIM_HORIZON", "host-1a2b", 0),
+    ]
+
+
+def test_a_worker_started_without_a_name_is_named_and_owns_a_new_applications_leases(tmp_path: Path) -> None:
+    local = Settings(state_dir=tmp_path)
+    worker, owner = name_worker(local, None)
+    assert worker and owner == worker and name_worker(local, None)[0] != worker  # a new name per run
+    assert name_worker(local, "w1") == ("w1", None)  # one of several: KCL's leader spreads the leases
+    assert name_worker(local.model_copy(update={"kcl_fast_start": False}), None) == (None, None)
+    assert name_worker(local.model_copy(update={"target": "aws"}), None) == (None, None)  # AWS: KCL's own start
 
 
 def test_an_application_that_has_run_is_left_alone(aws: tuple[Any, Any]) -> None:
