@@ -43,6 +43,14 @@ class DeliveryStream:
         return self.jsonpaths_key.rsplit("/", 1)[-1]
 
 
+def backup_configuration(definition: dict[str, Any]) -> dict[str, Any]:
+    """Where Firehose backs up every record of a stream defined for Redshift, as an Iceberg stack keeps it (the
+    `AllData` backup): its S3 backup configuration, or its landing S3 configuration when it names none."""
+    destination = definition["RedshiftDestinationConfiguration"]
+    backup: dict[str, Any] = destination.get("S3BackupConfiguration", destination["S3Configuration"])
+    return backup
+
+
 def render(text: str, values: dict[str, str]) -> str:
     """Fill ${Name} placeholders; a name without a value stays as it is (AWS-only fields)."""
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)

@@ -16,7 +16,7 @@ from typing import Any
 
 from coinstream.config import Pipeline
 from coinstream.delivery import LAKE_DATABASE as NAMESPACE
-from coinstream.delivery import load_delivery_streams
+from coinstream.delivery import backup_configuration, load_delivery_streams
 from coinstream.errors import FatalError
 
 #: The warehouses a stack can have: deploy/<name>.json holds what each adds to deploy/base.json.
@@ -202,7 +202,6 @@ def iceberg_definition(redshift: dict[str, Any]) -> dict[str, Any]:
     (consumer/lake_rows.py shapes them)."""
     destination = redshift["RedshiftDestinationConfiguration"]
     landing = destination["S3Configuration"]
-    backup = destination.get("S3BackupConfiguration", landing)
     logging = dict(destination["CloudWatchLoggingOptions"])
     logging["LogStreamName"] = logging["LogStreamName"].removesuffix("-redshift") + "-iceberg"
     return {
@@ -225,7 +224,7 @@ def iceberg_definition(redshift: dict[str, Any]) -> dict[str, Any]:
             },
             "RetryOptions": destination.get("RetryOptions", {"DurationInSeconds": 3600}),
             "s3BackupMode": "AllData" if destination.get("S3BackupMode") == "Enabled" else "FailedDataOnly",
-            "S3Configuration": backup,
+            "S3Configuration": backup_configuration(redshift),
             "CloudWatchLoggingOptions": logging,
         },
     }

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from coinstream.aws import classify, client, deployed, stack_outputs
 from coinstream.config import Pipeline, Settings
-from coinstream.delivery import load_delivery_streams
+from coinstream.delivery import backup_configuration, load_delivery_streams
 from coinstream.errors import CoinstreamError
 from coinstream.records import Kind
 from coinstream.x_bill import XBudget, XPrices, usd
@@ -160,8 +160,8 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
                 return max(stamps, default=None)
 
             # Iceberg: Firehose writes the tables' files itself; the backup of every record shows what arrived
-            arrived = stream_def.definition["RedshiftDestinationConfiguration"].get("S3BackupConfiguration", {})
-            last = newest_object(arrived.get("Prefix", stream_def.prefix) if lake else stream_def.prefix)
+            backed_up = backup_configuration(stream_def.definition).get("Prefix", stream_def.prefix)
+            last = newest_object(backed_up if lake else stream_def.prefix)
             failed = newest_object(stream_def.error_prefix)
             log_errors = 0
             if outputs.get("DeliveryLogGroup"):

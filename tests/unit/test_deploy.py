@@ -16,6 +16,7 @@ from botocore.stub import Stubber
 from coinstream import REPO_ROOT
 from coinstream.aws import run_athena
 from coinstream.config import Pipeline
+from coinstream.delivery import backup_configuration
 from coinstream.errors import FatalError
 from operate.cost import Traffic, estimate
 from operate.deploy import PLACEHOLDERS, WAREHOUSES, committed_path, render, render_text
@@ -407,3 +408,20 @@ def test_newest_lake_row_per_table_in_one_athena_query() -> None:
         stub.add_response("get_query_results", {"ResultSet": {"Rows": [header, *rows]}}, {"QueryExecutionId": "q1"})
         found = newest_lake_rows(athena, described, ["raw_candles", "raw_posts"], delay=0.01)
     assert found == {"raw_candles": "2026-11-29 12:00:00.000", "raw_posts": None}
+
+
+def test_every_record_is_backed_up_where_doctor_looks_for_it_on_an_iceberg_stack() -> None:
+    resources = render(pipeline(), BASE, "iceberg")["Resources"]
+    destinations = {
+        r["Properties"]["DeliveryStreamName"]: r["Properties"]["IcebergDestinationConfiguration"]
+        for r in resources.values()
+        if r["Type"] == "AWS::KinesisFirehose::DeliveryStream"
+    }
+    for file in sorted((REPO_ROOT / "firehose_config").glob("*.json")):
+        definition = json.loads(file.read_text())
+        backup = backup_configuration(definition)  # what doctor lists for "newest arrival"
+        assert backup["Prefix"].startswith("backup/")  # the AllData backup, not the landing prefix COPY reads
+        written = destinations[definition["DeliveryStreamName"]]["S3Configuration"]  # where Firehose backs up
+        assert (written["Prefix"], written["ErrorOutputPrefix"]) == (backup["Prefix"], backup["ErrorOutputPrefix"])
+    landing_only = {"RedshiftDestinationConfiguration": {"S3Configuration": {"Prefix": "firehose/x/"}}}
+    assert backup_configuration(landing_only) == {"Prefix": "firehose/x/"}

@@ -20,7 +20,7 @@ from moto.server import ThreadedMotoServer
 
 from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
-from coinstream.delivery import load_delivery_streams
+from coinstream.delivery import DeliveryStream, load_delivery_streams
 from coinstream.processes import free_port
 from coinstream.timeutil import epoch_minute
 from consumer.enrich import enrich
@@ -68,8 +68,15 @@ def _deliver(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key=f"{streams['candle'].prefix}2026/11/28/12/bad", Body=b'{"open_price": "x"}\n')
 
 
-def _config(tmp_path: Path, endpoint: str, bucket: str) -> lake.LakeConfig:
-    return lake.LakeConfig(
+def _delivered(
+    tmp_path: Path, moto_s3: tuple[str, Any], name: str
+) -> tuple[Any, str, list[DeliveryStream], lake.LakeConfig, lake.Lake]:
+    """A bucket of its own with the delivered objects, and an empty lake over it: (s3, bucket, streams, config, lake)."""
+    endpoint, s3 = moto_s3
+    bucket = f"{BUCKET}-{name}"
+    _deliver(s3, bucket)
+    streams = list(load_delivery_streams(Pipeline.load(REPO_ROOT / "pipeline.toml")).values())
+    config = lake.LakeConfig(
         catalog_file=tmp_path / "iceberg" / "catalog.db",
         location=f"s3://{bucket}/iceberg",
         s3_endpoint=endpoint,
@@ -77,17 +84,13 @@ def _config(tmp_path: Path, endpoint: str, bucket: str) -> lake.LakeConfig:
         access_key="local",
         secret_key="local",
     )
+    return s3, bucket, streams, config, lake.Lake(config)
 
 
 def test_the_lake_holds_what_the_duckdb_warehouse_holds_and_analysis_agrees(
     tmp_path: Path, moto_s3: tuple[str, Any]
 ) -> None:
-    endpoint, s3 = moto_s3
-    bucket = f"{BUCKET}-lake"
-    _deliver(s3, bucket)
-    streams = list(load_delivery_streams(Pipeline.load(REPO_ROOT / "pipeline.toml")).values())
-    config = _config(tmp_path, endpoint, bucket)
-    the_lake = lake.Lake(config)
+    s3, bucket, streams, config, the_lake = _delivered(tmp_path, moto_s3, "lake")
     first = lake.load(the_lake, s3, bucket, streams, REPO_ROOT / "s3", REPO_ROOT / "redshift")
     again = lake.load(lake.Lake(config), s3, bucket, streams, REPO_ROOT / "s3", REPO_ROOT / "redshift")
     assert first.objects_loaded == 5 and first.errors == 1
@@ -124,12 +127,7 @@ def test_the_lake_holds_what_the_duckdb_warehouse_holds_and_analysis_agrees(
 def test_the_dashboard_reads_the_lake_through_the_same_interface_as_the_duckdb_file(
     tmp_path: Path, moto_s3: tuple[str, Any]
 ) -> None:
-    endpoint, s3 = moto_s3
-    bucket = f"{BUCKET}-dashboard"
-    _deliver(s3, bucket)
-    streams = list(load_delivery_streams(Pipeline.load(REPO_ROOT / "pipeline.toml")).values())
-    config = _config(tmp_path, endpoint, bucket)
-    the_lake = lake.Lake(config)
+    s3, bucket, streams, config, the_lake = _delivered(tmp_path, moto_s3, "dashboard")
     lake_reader = LakeReader(the_lake, config.catalog_file, REPO_ROOT / "redshift")
     assert lake_reader() is None  # nothing loaded yet: the page says it is empty
     lake.load(the_lake, s3, bucket, streams, REPO_ROOT / "s3", REPO_ROOT / "redshift")
