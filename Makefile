@@ -57,8 +57,12 @@ e2e: setup
 	$(BIN)/pytest tests/e2e
 
 # Everything CI runs. pytest exits non-zero (5) when it collects no test, which fails this target too.
+# TEST_WORKERS tests at a time (pytest-xdist): the KCL tests mostly wait on KCL's timers, so three share two
+# cores. Each test goes to whichever worker is free next, in collection order, which tests/conftest.py sorts
+# longest first (with pytest 9 every test is its own "loadgroup" unit: xdist 3.8 cannot tag groups on its node ids).
+TEST_WORKERS ?= 3
 test: setup lint browser
-	$(BIN)/pytest tests/unit tests/integration tests/e2e
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests/unit tests/integration tests/e2e
 
 down:
 	$(BIN)/coinstream local down

@@ -1,13 +1,16 @@
-"""How long a new KCL application takes to start and to stop, on the local stack.
+"""How long a KCL application takes to start and to stop, on the local stack.
 
     python -m benchmarks.kcl_start [--runs 3]
 
-Starts a private local stack, puts a few records, then per run and per configuration starts the
-real MultiLangDaemon for a brand-new application (its three DynamoDB tables deleted first) and
-measures start -> every shard checkpointed past the records (first records processed and delivered),
-then SIGTERM -> the daemon's exit. Configurations: coinstream's properties, and the baseline — the
-same properties without the start-up settings (KCL's defaults) — measured in the same run. Prints
-medians and the ratio.
+Starts a private local stack, puts a few records, then per run starts `coinstream consume` (the real
+MultiLangDaemon) and measures start -> every shard checkpointed past the records (first records processed
+and delivered), then SIGTERM -> the command's exit:
+- a brand-new application (its three DynamoDB tables deleted first): coinstream's start-up, and the
+  baseline — KCL's own (no seeded leases, KCL's default properties);
+- the same application started again after a graceful stop (a few new records put first): the only
+  worker's start (it finds its leases as its own), and the baseline — a worker under a name the leases do
+  not carry, which every restart was before the only worker kept one name.
+Baselines are measured in the same run. Prints medians and ratios.
 """
 
 from __future__ import annotations
@@ -45,13 +48,12 @@ def fresh(settings: Settings) -> None:
             pass
 
 
-def one_run(
-    settings: Settings, pipeline: Pipeline, last: dict[str, int], baseline: bool, logs: Path
-) -> tuple[float, float]:
-    """(start -> all checkpointed, SIGTERM -> exit) in seconds for `coinstream consume` of a new application."""
-    fresh(settings)
+def one_run(settings: Settings, pipeline: Pipeline, last: dict[str, int], name: str, logs: Path) -> tuple[float, float]:
+    """(start -> all checkpointed, SIGTERM -> exit) in seconds for one `coinstream consume` of the kind `name`."""
+    if name in ("tuned", "baseline"):
+        fresh(settings)
     # no delivery window: the figure is KCL's start, not the window the processor holds rows for (60 s by default)
-    env = command_env(settings, kcl_fast_start="false" if baseline else "true", delivery_window_seconds="0")
+    env = command_env(settings, kcl_fast_start="false" if name == "baseline" else "true", delivery_window_seconds="0")
     dynamodb = client("dynamodb", settings)
     table = application_name(APP)
 
@@ -62,8 +64,9 @@ def one_run(
             return False
         return all(marks.get(s, "").isdigit() and int(marks[s]) >= seq for s, seq in last.items())
 
-    argv = [sys.executable, "-m", "operate", "consume", "--app", APP]
-    with (logs / f"{'baseline' if baseline else 'tuned'}-{time.time_ns()}.log").open("wb") as log:
+    other = ["--worker-id", f"restart-{time.time_ns()}"] if name == "restart baseline" else []
+    argv = [sys.executable, "-m", "operate", "consume", "--app", APP, *other]
+    with (logs / f"{name.replace(' ', '-')}-{time.time_ns()}.log").open("wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             started = wait("every shard checkpointed", checkpointed, 600)
@@ -84,28 +87,43 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     with private_stack("coinstream-kcl-start-") as (settings, pipeline, logs):
         sim = simulated.Simulation(seed=1)
-        records: list[Envelope] = simulated.posts(sim, 29_930_000, 29_930_002, datetime.now(UTC))
-        put = KinesisWriter(pipeline.stream_name, client("kinesis", settings)).put(records)
-        assert not put.unsent and len(put.last_sequence) == pipeline.shards, "put records on every shard"
-        results: dict[str, list[tuple[float, float]]] = {"tuned": [], "baseline": []}
+        writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings))
+        first = 29_930_000
+
+        def put_more() -> dict[str, int]:
+            """A few new records on every shard; the last sequence number per shard."""
+            nonlocal first
+            records: list[Envelope] = simulated.posts(sim, first, first + 2, datetime.now(UTC))
+            first += 2
+            put = writer.put(records)
+            assert not put.unsent and len(put.last_sequence) == pipeline.shards, "put records on every shard"
+            return put.last_sequence
+
+        last = put_more()
+        names = ("tuned", "restart", "restart baseline", "baseline")
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
         for run in range(args.runs):
-            for name in ("tuned",) if args.no_baseline else ("tuned", "baseline"):
-                started, stopped = one_run(settings, pipeline, put.last_sequence, name == "baseline", logs)
+            for name in names[:1] if args.no_baseline else names:
+                if name.startswith("restart"):
+                    last = put_more()
+                started, stopped = one_run(settings, pipeline, last, name, logs)
                 results[name].append((started, stopped))
                 print(
-                    f"run {run + 1} {name:8}: start -> checkpointed {started:6.1f} s, SIGTERM -> exit {stopped:5.1f} s"
+                    f"run {run + 1} {name:16}: start -> checkpointed {started:6.1f} s, SIGTERM -> exit {stopped:5.1f} s"
                 )
-        print(f"median of {args.runs} runs, a new application, {pipeline.shards} shards, logs in {logs}")
+        print(f"median of {args.runs} runs, {pipeline.shards} shards, logs in {logs}")
         for name, found in results.items():
             if found:
                 start_median = statistics.median(s for s, _ in found)
                 stop_median = statistics.median(s for _, s in found)
-                print(f"{name:8}: start -> first records checkpointed {start_median:6.1f} s; stop {stop_median:5.1f} s")
-        if results["baseline"]:
-            ratio = statistics.median(s for s, _ in results["baseline"]) / statistics.median(
-                s for s, _ in results["tuned"]
-            )
-            print(f"coinstream's properties start {ratio:.1f}x faster than KCL's defaults")
+                print(f"{name:16}: start -> records checkpointed {start_median:6.1f} s; stop {stop_median:5.1f} s")
+        for fast, slow, what in (
+            ("tuned", "baseline", "a new application: coinstream's start-up against KCL's own"),
+            ("restart", "restart baseline", "a restart: the only worker's own name against a new one"),
+        ):
+            if results[slow]:
+                ratio = statistics.median(s for s, _ in results[slow]) / statistics.median(s for s, _ in results[fast])
+                print(f"{what}: {ratio:.1f}x faster")
 
 
 if __name__ == "__main__":

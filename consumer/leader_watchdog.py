@@ -31,6 +31,38 @@ DEFAULT_LEASE_MS = 120_000
 MARGIN_SECONDS = 30.0
 
 
+def _hash_key(dynamodb: DynamoDBClient, table: str) -> str:
+    schema = dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]
+    return next(k["AttributeName"] for k in schema if k["KeyType"] == "HASH")
+
+
+def release(dynamodb: DynamoDBClient, app_table: str, worker_id: str | None) -> None:
+    """The lock of a worker known to be gone (its daemon was killed after its record processors finished): give it
+    up at once, as KCL's own shutdown does (its lock client deletes the item). Otherwise the next worker cannot lead
+    until the lock's two minutes run out (DynamoDBLockBasedLeaderDecider.DEFAULT_LEASE_DURATION_MILLIS,
+    hard-coded; the watchdog waits 30 s more), and unowned leases (a reshard's children, a forced replay) wait for
+    a leader that long. Only a lock held under `worker_id`."""
+    if worker_id is None:
+        return  # KCL named the worker itself: nothing to match the lock against
+    table = f"{app_table}-CoordinatorState"
+    try:
+        dynamodb.delete_item(
+            TableName=table,
+            Key={_hash_key(dynamodb, table): {"S": LEADER_KEY}},
+            ConditionExpression="ownerName = :me",
+            ExpressionAttributeValues={":me": {"S": worker_id}},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in (
+            "ConditionalCheckFailedException",
+            "ResourceNotFoundException",
+        ):
+            return  # another worker leads, the lock was released already, or the app never got that far
+        logger.warning("could not release the leader lock of %s: %s", worker_id, exc)
+    except (CoinstreamError, OSError) as exc:  # only a faster start for the next worker is at stake
+        logger.warning("could not release the leader lock of %s: %s", worker_id, exc)
+
+
 class LeaderWatchdog:
     """Watches one application's leader lock; `check` is one observation, `start` runs it every `every` s."""
 
@@ -48,8 +80,7 @@ class LeaderWatchdog:
 
     def _key(self) -> str:
         if self._key_name is None:
-            schema = self.dynamodb.describe_table(TableName=self.table)["Table"]["KeySchema"]
-            self._key_name = next(k["AttributeName"] for k in schema if k["KeyType"] == "HASH")
+            self._key_name = _hash_key(self.dynamodb, self.table)
         return self._key_name
 
     def check(self) -> bool:

@@ -71,9 +71,12 @@ def plan(kinesis: KinesisClient, stream: str, current: list[Lease], since: datet
     return out
 
 
-def apply(dynamodb: DynamoDBClient, table: str, resets: list[Reset]) -> int:
-    """Write the new checkpoints; bumping the lease counter makes any worker holding a lease drop it
-    and take it again from the new checkpoint."""
+def apply(dynamodb: DynamoDBClient, table: str, resets: list[Reset], *, release: bool = False) -> int:
+    """Write the new checkpoints. Bumping the lease counter makes any worker holding a lease drop it and take it
+    again from the new checkpoint; `release` (live workers, --force) also clears the owner, for KCL's leader to
+    hand the lease out again. With no live worker the owner stays: the application's only worker, which keeps
+    one name from run to run on the local stack, finds the leases as its own when it starts next."""
+    removed = ", leaseOwner" if release else ""
     for reset in resets:
         try:
             dynamodb.update_item(
@@ -81,7 +84,7 @@ def apply(dynamodb: DynamoDBClient, table: str, resets: list[Reset]) -> int:
                 Key={"leaseKey": {"S": reset.shard_id}},
                 UpdateExpression=(
                     "SET checkpoint = :c, checkpointSubSequenceNumber = :zero, leaseCounter = leaseCounter + :one "
-                    "REMOVE pendingCheckpoint, pendingCheckpointSubSequenceNumber, pendingCheckpointState, leaseOwner"
+                    f"REMOVE pendingCheckpoint, pendingCheckpointSubSequenceNumber, pendingCheckpointState{removed}"
                 ),
                 ExpressionAttributeValues={":c": {"S": reset.new}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
                 ConditionExpression="attribute_exists(leaseKey)",
@@ -107,7 +110,7 @@ def execute(dynamodb: DynamoDBClient, table: str, resets: list[Reset], *, force:
             f"workers {', '.join(sorted(live))} hold live leases in {table}; stop them first, "
             "or pass --force (they drop their leases and take them again from the new checkpoints)"
         )
-    return apply(dynamodb, table, resets)
+    return apply(dynamodb, table, resets, release=bool(live))
 
 
 def leaseless_parents(kinesis: KinesisClient, stream: str, current: list[Lease], since: datetime | None) -> list[str]:

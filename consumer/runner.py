@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import logging
+import os
 import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from coinstream.aws import child_env, client
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
 from coinstream.processes import stop_group
+from consumer import leader_watchdog
 from consumer.checkpoints import ShardProgress, progress, seed_leases
 from consumer.daemon import application_name, command
 from consumer.leader_watchdog import LeaderWatchdog
@@ -36,16 +39,66 @@ def _fast_start(settings: Settings) -> bool:
     return settings.target == "local" and settings.kcl_fast_start
 
 
-def name_worker(settings: Settings, worker_id: str | None) -> tuple[str | None, str | None]:
-    """(the daemon's worker id, the owner of the leases a new application is seeded with).
+@dataclass(frozen=True)
+class Identity:
+    """Who a starting worker is to KCL."""
 
-    A worker started without a name is the application's only one (`consume`, `demo`): on the local stack it is
-    named here and a new application's leases are seeded as its own, so it starts reading at once. Named
-    workers (`--worker-id`, several of one application) get unowned leases, which KCL's leader spreads."""
-    if worker_id is None and _fast_start(settings):
-        named = f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
-        return named, named
-    return worker_id, None
+    #: the daemon's workerIdentifier (None: KCL makes one up)
+    worker_id: str | None
+    #: whose a new application's seeded leases are (None: unowned, for KCL's leader to spread)
+    owner: str | None = None
+    #: the only worker's lock, handed to the daemon: held exactly as long as the worker lives
+    lock: int | None = None
+
+
+def name_worker(settings: Settings, app: str, worker_id: str | None) -> Identity:
+    """Name a worker about to start.
+
+    A worker started without a name is the application's only one (`consume`, `demo`). On the local stack it gets
+    the same name every run, `<host>-<app>`, and a new application's leases are seeded as its own: KCL's first
+    lease discovery finds leases owned by itself and starts on them at once, on the first run and on every later
+    one (a new name would find the last run's leases owned by a worker that is gone, and wait for the leader to
+    see them expire and reassign them: ~35 s). A lock under the state folder, held by the daemon, keeps the name to
+    one live worker. Named workers (`--worker-id`, several of one application) get unowned leases, which KCL's
+    leader spreads."""
+    if worker_id is not None or not _fast_start(settings):
+        return Identity(worker_id)
+    named = f"{socket.gethostname()}-{app}"
+    path = settings.state_dir / "kcl" / f"{app}.only-worker.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FatalError(
+            f"another `coinstream consume --app {app}` without --worker-id is running on this stack; stop it, "
+            "or give every worker of the application its own --worker-id"
+        ) from None
+    return Identity(named, named, fd)
+
+
+def _fds(identity: Identity) -> tuple[int, ...]:
+    return () if identity.lock is None else (identity.lock,)
+
+
+def _release(identity: Identity) -> None:
+    """Close this process's copy of the lock: once the daemon started with it, the daemon alone holds it."""
+    if identity.lock is not None:
+        os.close(identity.lock)
+
+
+def _prepare(settings: Settings, pipeline: Pipeline, app: str, worker_id: str | None) -> tuple[list[str], Identity]:
+    """The daemon's command line and the worker's identity, with a new application's leases seeded. Java and the
+    jars are checked before anything is written to DynamoDB: one line if either is missing."""
+    identity = name_worker(settings, app, worker_id)
+    try:
+        argv, _ = command(settings, pipeline, app, identity.worker_id)
+        seed(settings, pipeline, app, identity.owner)
+    except BaseException:
+        _release(identity)
+        raise
+    return argv, identity
 
 
 def seed(settings: Settings, pipeline: Pipeline, app: str, owner: str | None = None) -> None:
@@ -73,12 +126,17 @@ def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str
     On the signal the daemon's shutdown hook asks every record processor to finish its batch,
     deliver, and checkpoint (`shutdown_requested`) before it exits.
     """
-    worker_id, owner = name_worker(settings, worker_id)
-    argv, prop_file = command(settings, pipeline, app, worker_id)  # Java and jars first: one line if either is missing
-    seed(settings, pipeline, app, owner)
+    argv, identity = _prepare(settings, pipeline, app, worker_id)
     # Same process group as this command, and told to stop if this command dies: killing the
     # service (systemd, a supervisor, `kill -9 -PGID`) must never leave an orphaned daemon.
-    proc = subprocess.Popen(argv, env=child_env(settings), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(
+        argv,
+        env=child_env(settings),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+        pass_fds=_fds(identity),
+    )
+    _release(identity)
     watchdog = LeaderWatchdog(client("dynamodb", settings), application_name(app)).start()
     stopping: list[int] = []
 
@@ -93,23 +151,22 @@ def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str
     while proc.poll() is None and not stopping:
         processors = children(proc.pid) or processors
         time.sleep(0.2)
-    if stopping:
-        stop_daemon(proc, processors)
+    if stopping and stop_daemon(proc, processors):
+        leader_watchdog.release(client("dynamodb", settings), application_name(app), identity.worker_id)
     code = proc.wait()
     watchdog.stop()
-    if owner:
-        prop_file.unlink(missing_ok=True)  # named for this run only
     return 0 if stopping else code
 
 
-def stop_daemon(proc: subprocess.Popen[bytes], processors: set[int], timeout: float = 60.0) -> None:
+def stop_daemon(proc: subprocess.Popen[bytes], processors: set[int], timeout: float = 60.0) -> bool:
     """Stop a KCL daemon gracefully: SIGTERM to it alone, so its shutdown hook has every record processor
-    deliver and checkpoint (`shutdown_requested`) and exit; then make sure it is gone.
+    deliver and checkpoint (`shutdown_requested`) and exit; then make sure it is gone. True when it was killed.
 
     Once every record processor has exited, nothing is left to save, yet KCL 3.1.3's Scheduler waits out
     failoverTimeMillis for shard consumers it no longer runs (Scheduler.shouldShutdown: "Lease failover
     time is reached, so forcing shutdown"): that wait is cut short.
     """
+    killed = False
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -119,8 +176,10 @@ def stop_daemon(proc: subprocess.Popen[bytes], processors: set[int], timeout: fl
             if not _exited_within(proc, 1.0):
                 logger.info("record processors are done; ending KCL's forced-shutdown wait")
                 proc.kill()
+                killed = True
             break
     stop_group(proc.pid, timeout=5)  # anything left in its process group
+    return killed
 
 
 def children(pid: int) -> set[int]:
@@ -146,19 +205,26 @@ def start_worker(
     settings: Settings, pipeline: Pipeline, app: str, log_file: Path, worker_id: str | None = None
 ) -> subprocess.Popen[bytes]:
     """Start one worker in the background, logging to `log_file`."""
-    worker_id, owner = name_worker(settings, worker_id)
-    argv, _ = command(settings, pipeline, app, worker_id)  # Java and the jars first: one line if either is missing
-    seed(settings, pipeline, app, owner)
+    return _start(settings, pipeline, app, log_file, worker_id)[0]
+
+
+def _start(
+    settings: Settings, pipeline: Pipeline, app: str, log_file: Path, worker_id: str | None = None
+) -> tuple[subprocess.Popen[bytes], Identity]:
+    argv, identity = _prepare(settings, pipeline, app, worker_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             env=child_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            pass_fds=_fds(identity),
         )
+    _release(identity)
+    return proc, identity
 
 
 def app_progress(settings: Settings, pipeline: Pipeline, app: str) -> list[ShardProgress]:
@@ -181,7 +247,7 @@ def run_until_caught_up(
     # it short (its stop delivers whatever is held anyway).
     settings = settings.model_copy(update={"delivery_window_seconds": min(settings.delivery_window_seconds, 1.0)})
     log_file = settings.state_dir / "logs" / f"kcl-{app}.log"
-    proc = start_worker(settings, pipeline, app, log_file)
+    proc, identity = _start(settings, pipeline, app, log_file)
     deadline = time.monotonic() + timeout
     processors: set[int] = set()
     try:
@@ -199,10 +265,9 @@ def run_until_caught_up(
                 behind = sum(s.behind for s in shards)
                 raise FatalError(f"the consumer is still {behind} records behind after {timeout:.0f}s; see {log_file}")
     finally:
-        stop_daemon(proc, processors, timeout=30)
+        if stop_daemon(proc, processors, timeout=30):
+            leader_watchdog.release(client("dynamodb", settings), application_name(app), identity.worker_id)
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        if _fast_start(settings) and isinstance(proc.args, list):
-            Path(str(proc.args[-1])).unlink(missing_ok=True)  # the properties of a worker named for this run

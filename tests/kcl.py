@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from coinstream.config import Pipeline, Settings
-from consumer.runner import app_progress
+from consumer.runner import app_progress, children
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 360, every: float = 2) -> None:
@@ -52,18 +52,19 @@ def worker(env: dict[str, str], app: str, worker_id: str | None, logs: Path) -> 
             proc.wait()
 
 
-def processor_pids(app: str) -> list[int]:
-    """Pids of the Python record processors the daemons run for `app` (one per leased shard)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+def processor_pids(worker: subprocess.Popen[bytes]) -> list[int]:
+    """Pids of the Python record processors a worker's daemon runs (one per leased shard): its descendants
+    only, never another test's running side by side."""
+    found, todo = [], [worker.pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children(pid))
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"consumer.app" in argv and app.encode() in argv:
-            found.append(int(entry.name))
+        if b"consumer.app" in argv:
+            found.append(pid)
     return found
 
 

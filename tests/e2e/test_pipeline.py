@@ -6,11 +6,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import payload
 from tests.stack import coinstream, processes_mentioning, running_stack
 
 
+@pytest.mark.takes(75)
 def test_every_produced_record_reaches_the_warehouse_exactly_once(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with running_stack(state) as (settings, _pipeline, env):

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
@@ -48,6 +49,7 @@ def view_counts(settings: Settings) -> dict[str, tuple[int, int]]:
         db.close()
 
 
+@pytest.mark.takes(240)
 def test_workers_share_shards_survive_a_kill_and_a_forced_replay(tmp_path: Path) -> None:
     with running_stack(tmp_path / "state") as (settings, pipeline, env):
         dynamodb = client("dynamodb", settings)
@@ -97,6 +99,7 @@ def test_workers_share_shards_survive_a_kill_and_a_forced_replay(tmp_path: Path)
         assert "dead-letter" in status.stdout
 
 
+@pytest.mark.takes(110)
 def test_two_applications_read_independently_and_replay_from_a_time(tmp_path: Path) -> None:
     with running_stack(tmp_path / "state") as (settings, pipeline, env):
         dynamodb = client("dynamodb", settings)
@@ -107,6 +110,8 @@ def test_two_applications_read_independently_and_replay_from_a_time(tmp_path: Pa
             done = coinstream(env, "consume", "--app", app, "--until-caught-up", "--timeout", "420")
             assert done.returncode == 0, done.stderr
         live_before = leases(dynamodb, "coinstream-live")
+        owners = {lease.owner for lease in leases(dynamodb, "coinstream-warehouse")}
+        assert len(owners) == 1 and str(next(iter(owners))).endswith("-warehouse")  # the only worker's one name
 
         shown = coinstream(env, "live", "--minutes", "60")
         assert shown.returncode == 0, shown.stderr
@@ -132,6 +137,8 @@ def test_two_applications_read_independently_and_replay_from_a_time(tmp_path: Pa
         )
         assert coinstream(env, "consume", "--until-caught-up", "--timeout", "420").returncode == 0
         assert leases(dynamodb, "coinstream-live") == live_before  # the other application is untouched
+        # every run, and the replay between them, kept that name: each next run found its leases as its own
+        assert {lease.owner for lease in leases(dynamodb, "coinstream-warehouse")} == owners
 
         assert coinstream(env, "load").returncode == 0
         counts = view_counts(settings)
@@ -159,6 +166,7 @@ def split_first_shard(settings: Settings, pipeline: Pipeline) -> str:
     return str(parent["ShardId"])
 
 
+@pytest.mark.takes(200)
 def test_a_replay_after_a_split_reads_the_parent_shards_again(tmp_path: Path) -> None:
     # Resharded while the app runs, as on AWS. (kinesis-mock ignores ListShards' ShardFilter, which KCL uses
     # only for an app whose lease table is empty: locally a brand-new app cannot start on a resharded stream.)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from coinstream import REPO_ROOT
 from coinstream.aws import deployed
@@ -73,6 +74,7 @@ def moto_subset(template: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     return {**template, "Resources": resources, "Outputs": outputs}, dropped
 
 
+@pytest.mark.takes(30)
 def test_apply_status_names_and_destroy_against_moto(tmp_path: Path) -> None:
     with running_stack(tmp_path / "state") as (settings, _pipeline, env):
         moto = settings.endpoint("s3")

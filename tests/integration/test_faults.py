@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from coinstream.aws import client
 from consumer.runner import app_progress
@@ -22,6 +23,7 @@ from tests.kcl import caught_up, processor_pids, rss_kib, wait_for, worker
 from tests.stack import coinstream, running_stack
 
 
+@pytest.mark.takes(115)
 def test_a_firehose_outage_keeps_memory_flat_and_loses_nothing(tmp_path: Path) -> None:
     with running_stack(tmp_path / "state") as (settings, pipeline, env):
         kinesis = client("kinesis", settings)
@@ -29,9 +31,9 @@ def test_a_firehose_outage_keeps_memory_flat_and_loses_nothing(tmp_path: Path) -
         with fault_proxy(str(settings.endpoint("firehose"))) as proxy:
             worker_env = {**env, "AWS_ENDPOINT_URL_FIREHOSE": proxy.url}  # only the worker's Firehose goes through it
             assert not writer.put([make_post(f"warm-{i}", minute=i % 30) for i in range(500)]).unsent
-            with worker(worker_env, "warehouse", None, tmp_path / "logs"):
+            with worker(worker_env, "warehouse", None, tmp_path / "logs") as only:
                 wait_for("the first records delivered", caught_up(settings, pipeline, "warehouse"), timeout=420)
-                before = {pid: rss_kib(pid) for pid in processor_pids("warehouse")}
+                before = {pid: rss_kib(pid) for pid in processor_pids(only)}
                 checkpointed = sum(s.checkpointed for s in app_progress(settings, pipeline, "warehouse"))
                 proxy.failing = True
                 peak = dict(before)
@@ -75,6 +77,7 @@ def _malformed(n: int) -> bytes:
     return json.dumps({**post, "payload": {**post["payload"], "surprise": n}}).encode()
 
 
+@pytest.mark.takes(265)
 def test_chaos_every_good_record_once_every_bad_one_dead_lettered(tmp_path: Path) -> None:
     rng = random.Random(20261129)
     waves, per_wave, bad_every = 5, 4_000, 100  # 20,000 records, 1% malformed

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from coinstream.aws import client
 from consumer.checkpoints import stream_record_count
 from operate import local_stack
 from tests.stack import coinstream, running_stack
 
 
+@pytest.mark.takes(75)
 def test_records_fetched_during_an_outage_reach_the_stream_later(tmp_path: Path) -> None:
     with running_stack(tmp_path / "state") as (settings, pipeline, env):
         assert local_stack.kinesis_proc(settings).stop()  # the stream goes away

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -30,12 +32,23 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None, timeout:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment, outside the checkout, with the wheel and its core dependencies only."""
-    where = tmp_path_factory.mktemp("ec2-host")
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(where / "dist"), str(REPO_ROOT)], where)
-    wheel = next((where / "dist").glob("coinstream-*.whl"))
-    venv.create(where / "venv", with_pip=True)
-    _run([str(where / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], where)
+    """A fresh virtual environment, outside the checkout, with the wheel and its core dependencies only.
+
+    Built once per test run: the workers of a parallel run (`make test`) share it, the first one builds it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's folder, above each worker's
+    where = shared / "ec2-host"
+    with (shared / "ec2-host.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (where / "built").exists():
+            shutil.rmtree(where, ignore_errors=True)  # what a failed build left
+            where.mkdir()
+            dist = where / "dist"
+            _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO_ROOT)], where)
+            wheel = next(dist.glob("coinstream-*.whl"))
+            venv.create(where / "venv", with_pip=True)
+            _run([str(where / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], where)
+            (where / "built").touch()
     return where
 
 
@@ -44,6 +57,7 @@ def _host_env(where: Path, **extra: str) -> dict[str, str]:
     return {**keep, "HOME": str(where), "PATH": f"{where / 'venv' / 'bin'}:{keep.get('PATH', '')}", **extra}
 
 
+@pytest.mark.takes(35)  # builds the wheel the other tests here share: early, not in a parallel run's tail
 def test_the_core_install_has_no_java_node_moto_or_statistics(installed: Path) -> None:
     python = str(installed / "venv" / "bin" / "python")
     missing = _run(

@@ -70,6 +70,7 @@ def test_analyze_command_prints_the_table(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.takes(30)
 @pytest.mark.parametrize("family", sorted(NULLS))
 def test_no_relation_gives_a_false_lead_in_at_most_7_percent_of_100_seeds(family: str) -> None:
     found = verdicts(NULLS[family], seeds=100)
@@ -77,6 +78,7 @@ def test_no_relation_gives_a_false_lead_in_at_most_7_percent_of_100_seeds(family
     assert len(false) <= 7, f"{family}: a lead claimed for seeds {false}"
 
 
+@pytest.mark.takes(30)
 def test_a_lag_planted_on_a_shared_daily_cycle_is_recovered_in_95_percent_of_100_seeds() -> None:
     found = verdicts(planted, seeds=100)
     missed = [seed for seed, (lead, lag) in enumerate(found) if (lead, lag) != ("posts", PLANTED_LAG)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from consumer.leader_watchdog import LeaderWatchdog
+from consumer.leader_watchdog import LeaderWatchdog, release
 from tests.conftest import moto_dynamodb_table
 
 TABLE = "coinstream-warehouse-CoordinatorState"
@@ -27,12 +27,12 @@ def dynamodb() -> Iterator[Any]:
         yield client
 
 
-def lock(dynamodb: Any, version: str) -> None:
+def lock(dynamodb: Any, version: str, owner: str = "w1") -> None:
     dynamodb.put_item(
         TableName=TABLE,
         Item={
             "key": {"S": "Leader"},
-            "ownerName": {"S": "w1"},
+            "ownerName": {"S": owner},
             "recordVersionNumber": {"S": version},
             "leaseDuration": {"S": "120000"},
         },
@@ -63,3 +63,18 @@ def test_a_dead_leaders_lock_is_cleared_after_lease_plus_margin(dynamodb: Any) -
 
 def test_no_table_yet_is_not_an_error(dynamodb: Any) -> None:
     assert not LeaderWatchdog(dynamodb, "never-started").check()
+
+
+def test_a_killed_workers_lock_is_released_at_once_and_no_other_workers(dynamodb: Any) -> None:
+    def held() -> bool:
+        return "Item" in dynamodb.get_item(TableName=TABLE, Key={"key": {"S": "Leader"}})
+
+    release(dynamodb, "coinstream-live", "host-live")  # an application that never got that far: nothing to do
+    lock(dynamodb, "v1", owner="w2")
+    release(dynamodb, "coinstream-warehouse", "host-warehouse")
+    assert held()  # another worker leads: its lock stays
+    release(dynamodb, "coinstream-warehouse", None)
+    assert held()  # a worker KCL named itself: nothing to match
+    lock(dynamodb, "v2", owner="host-warehouse")
+    release(dynamodb, "coinstream-warehouse", "host-warehouse")
+    assert not held()  # the next worker can lead at once, not in two minutes

@@ -3,6 +3,7 @@ what KCL's first shard sync would write, or nothing where KCL must decide."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ import pytest
 from moto import mock_aws
 
 from coinstream.config import Settings
+from coinstream.errors import FatalError
 from consumer.checkpoints import leases, list_shards, seed_leases
-from consumer.runner import name_worker
+from consumer.runner import Identity, name_worker
 
 STREAM = "coinstream-raw"
 TABLE = "coinstream-warehouse"
@@ -52,13 +54,22 @@ def test_the_only_worker_of_a_new_application_gets_its_leases_as_its_own(aws: tu
     ]
 
 
-def test_a_worker_started_without_a_name_is_named_and_owns_a_new_applications_leases(tmp_path: Path) -> None:
+def test_a_worker_started_without_a_name_has_one_name_per_application_and_one_life_at_a_time(tmp_path: Path) -> None:
     local = Settings(state_dir=tmp_path)
-    worker, owner = name_worker(local, None)
-    assert worker and owner == worker and name_worker(local, None)[0] != worker  # a new name per run
-    assert name_worker(local, "w1") == ("w1", None)  # one of several: KCL's leader spreads the leases
-    assert name_worker(local.model_copy(update={"kcl_fast_start": False}), None) == (None, None)
-    assert name_worker(local.model_copy(update={"target": "aws"}), None) == (None, None)  # AWS: KCL's own start
+    first = name_worker(local, "warehouse", None)
+    assert first.worker_id and first.owner == first.worker_id and first.worker_id.endswith("-warehouse")
+    with pytest.raises(FatalError, match="without --worker-id is running on this stack"):
+        name_worker(local, "warehouse", None)  # while the first lives
+    other = name_worker(local, "live", None)  # another application: its own name and lock
+    assert other.worker_id != first.worker_id
+    for held in (first, other):
+        os.close(held.lock)  # type: ignore[arg-type]  # the worker is gone
+    again = name_worker(local, "warehouse", None)
+    assert again.worker_id == first.worker_id  # the next run finds the last run's leases as its own
+    os.close(again.lock)  # type: ignore[arg-type]
+    assert name_worker(local, "warehouse", "w1") == Identity("w1")  # one of several: KCL's leader spreads leases
+    assert name_worker(local.model_copy(update={"kcl_fast_start": False}), "warehouse", None) == Identity(None)
+    assert name_worker(local.model_copy(update={"target": "aws"}), "warehouse", None) == Identity(None)  # AWS: KCL's
 
 
 def test_an_application_that_has_run_is_left_alone(aws: tuple[Any, Any]) -> None:
