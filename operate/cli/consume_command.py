@@ -21,7 +21,13 @@ def consume(
     app_name: AppName = "warehouse",
     until_caught_up: Annotated[bool, typer.Option(help="Stop once every record is checkpointed.")] = False,
     timeout: Annotated[float, typer.Option(help="With --until-caught-up: give up after this many seconds.")] = 300,
-    worker_id: Annotated[str | None, typer.Option(help="KCL worker id (default: a random one).")] = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            help="KCL worker id: give each worker its own when several share an application. Default: on the "
+            "local stack <host>-<app>, the application's only worker; on AWS one KCL makes up."
+        ),
+    ] = None,
 ) -> None:
     """Run a KCL worker (the real MultiLangDaemon) that delivers records to Firehose."""
     from consumer import runner
