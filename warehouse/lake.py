@@ -122,7 +122,7 @@ def load(
     """Append every delivered object not loaded yet to the lake, under the COPY rules of the local warehouse."""
     staging = Warehouse(Path(":memory:"), redshift_dir)
     try:
-        staging.apply_ddl()
+        staging.apply_ddl(fill=False)  # COPY's tables and ledger; nothing here reads the views
         ledger = lake.scan("coinstream_loaded_objects")
         if ledger is not None:
             _insert(staging, "coinstream_loaded_objects", ledger)
@@ -174,7 +174,7 @@ def row_counts(lake: Lake, redshift_dir: Path) -> dict[str, int]:
     """Rows per raw table in the lake (0 for one it has no table of yet)."""
     wh = Warehouse(Path(":memory:"), redshift_dir)
     try:
-        wh.apply_ddl()
+        wh.apply_ddl(fill=False)
         tables = wh.raw_tables()
     finally:
         wh.close()

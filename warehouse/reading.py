@@ -122,7 +122,7 @@ class AthenaReader:
         # the column types are the local view's: the same definitions, translated (warehouse/athena.py)
         shape = Warehouse(Path(":memory:"), self.redshift_dir)
         try:
-            shape.apply_ddl()
+            shape.apply_ddl(fill=False)
             columns = shape.db.execute("DESCRIBE SELECT * FROM minute_metrics").fetchall()
         finally:
             shape.close()

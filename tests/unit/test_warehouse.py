@@ -211,3 +211,19 @@ def test_a_warehouse_from_before_the_rollup_gets_it_counted_once(tmp_path: Path,
         wh.db.execute("DROP TABLE post_minutes")  # as a warehouse made before the rollup existed
     with open_warehouse(tmp_path / "old.duckdb", REPO_ROOT / "redshift") as wh:
         assert _rollup(wh.db) == _counted(wh.db) == [("x", "12:00", 3, "12:00:17"), ("x", "12:01", 2, "12:01:17")]
+
+
+def test_a_warehouse_wanted_for_its_shape_has_every_table_and_view_but_no_spine(warehouse: Warehouse) -> None:
+    shape = Warehouse(Path(":memory:"), REPO_ROOT / "redshift")
+    try:
+        shape.apply_ddl(fill=False)
+
+        def described(wh: Warehouse) -> tuple[list[Any], list[Any]]:
+            names = wh.db.execute("SELECT table_name, table_type FROM information_schema.tables ORDER BY 1").fetchall()
+            return names, wh.db.execute("DESCRIBE SELECT * FROM minute_metrics").fetchall()
+
+        assert described(shape) == described(warehouse)  # what AthenaReader types Athena's CSV with
+        assert shape.db.execute("SELECT count(*) FROM minute_numbers").fetchone() == (0,)
+        assert warehouse.db.execute("SELECT count(*) FROM minute_numbers").fetchone()[0] > 0  # type: ignore[index]
+    finally:
+        shape.close()
