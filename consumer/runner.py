@@ -21,7 +21,6 @@ from coinstream.processes import stop_group
 from consumer import leader_watchdog
 from consumer.checkpoints import ShardProgress, progress, seed_leases
 from consumer.daemon import application_name, command
-from consumer.leader_watchdog import LeaderWatchdog
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +57,9 @@ def name_worker(settings: Settings, app: str, worker_id: str | None) -> Identity
     the same name every run, `<host>-<app>`, and a new application's leases are seeded as its own: KCL's first
     lease discovery finds leases owned by itself and starts on them at once, on the first run and on every later
     one (a new name would find the last run's leases owned by a worker that is gone, and wait for the leader to
-    see them expire and reassign them: ~35 s). A lock under the state folder, held by the daemon, keeps the name to
-    one live worker. Named workers (`--worker-id`, several of one application) get unowned leases, which KCL's
-    leader spreads."""
+    see them expire and reassign them: ~48 s more, benchmarks/kcl_start.py). A lock under the state folder, held
+    by the daemon, keeps the name to one live worker. Named workers (`--worker-id`, several of one application)
+    get unowned leases, which KCL's leader spreads."""
     if worker_id is not None or not _fast_start(settings):
         return Identity(worker_id)
     named = f"{socket.gethostname()}-{app}"
@@ -137,7 +136,7 @@ def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str
         pass_fds=_fds(identity),
     )
     _release(identity)
-    watchdog = LeaderWatchdog(client("dynamodb", settings), application_name(app)).start()
+    watchdog = leader_watchdog.LeaderWatchdog(client("dynamodb", settings), application_name(app)).start()
     stopping: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -151,8 +150,8 @@ def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str
     while proc.poll() is None and not stopping:
         processors = children(proc.pid) or processors
         time.sleep(0.2)
-    if stopping and stop_daemon(proc, processors):
-        leader_watchdog.release(client("dynamodb", settings), application_name(app), identity.worker_id)
+    if stopping:
+        _stop_worker(settings, app, identity, proc, processors)
     code = proc.wait()
     watchdog.stop()
     return 0 if stopping else code
@@ -180,6 +179,19 @@ def stop_daemon(proc: subprocess.Popen[bytes], processors: set[int], timeout: fl
             break
     stop_group(proc.pid, timeout=5)  # anything left in its process group
     return killed
+
+
+def _stop_worker(
+    settings: Settings,
+    app: str,
+    identity: Identity,
+    proc: subprocess.Popen[bytes],
+    processors: set[int],
+    timeout: float = 60.0,
+) -> None:
+    """Stop the daemon gracefully; if it had to be killed, give up its leader lock as KCL's shutdown would have."""
+    if stop_daemon(proc, processors, timeout):
+        leader_watchdog.release(client("dynamodb", settings), application_name(app), identity.worker_id)
 
 
 def children(pid: int) -> set[int]:
@@ -265,8 +277,7 @@ def run_until_caught_up(
                 behind = sum(s.behind for s in shards)
                 raise FatalError(f"the consumer is still {behind} records behind after {timeout:.0f}s; see {log_file}")
     finally:
-        if stop_daemon(proc, processors, timeout=30):
-            leader_watchdog.release(client("dynamodb", settings), application_name(app), identity.worker_id)
+        _stop_worker(settings, app, identity, proc, processors, timeout=30)
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
