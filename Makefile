@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.coinstream-installed
+NATIVE := $(VENV)/.coinstream-native-installed
+# rustup puts cargo here; a shell that did not read its profile may not have it on PATH
+export PATH := $(PATH):$(HOME)/.cargo/bin
 # The dashboard's chart library, from the npm package into the Python package's static files (not committed).
 CHARTS := warehouse/dashboard/static/vendor/echarts.min.js
 
 .PHONY: setup prereqs browser demo test lint unit integration e2e down clean
 
-setup: prereqs $(STAMP) node_modules/.package-lock.json $(CHARTS)
+setup: prereqs $(STAMP) $(NATIVE) node_modules/.package-lock.json $(CHARTS)
 
 prereqs:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)")'
@@ -22,6 +25,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -c 'from consumer.daemon import jar_dir; n = len(list(jar_dir().glob("*.jar"))); assert n > 50, f"only {n} KCL jars in {jar_dir()}"; print(f"{n} KCL jars in {jar_dir()}")'
 	touch $(STAMP)
+
+# The consumer's native path for posts (native/, Rust via maturin; crates from crates.io, pinned by Cargo.lock).
+# Optional: without cargo the consumer runs its Python path for every record, about half as fast.
+$(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs
+	@if command -v cargo >/dev/null; then \
+	  $(BIN)/python -m pip install --quiet ./native && touch $@; \
+	elif [ -n "$$COINSTREAM_REQUIRE_NATIVE" ]; then \
+	  echo "cargo is not installed: the native path cannot be built (install Rust: https://rustup.rs)"; exit 1; \
+	else echo "cargo is not installed: posts take the consumer's Python path (install Rust for the native path)"; fi
 
 # kinesis-mock (npm kinesis-local) and Apache ECharts, pinned by package-lock.json.
 node_modules/.package-lock.json: package.json package-lock.json
@@ -46,6 +58,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	@if command -v cargo >/dev/null; then cd native && cargo fmt --check && cargo clippy --release --locked -q -- -D warnings; fi
 
 unit: setup
 	$(BIN)/pytest tests/unit

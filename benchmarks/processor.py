@@ -1,9 +1,10 @@
-"""Records per second per core of the consumer's pure core: parse, dedupe, enrich, batch.
+"""Records per second per core of the consumer's pure core: parse, dedupe, enrich, batch (`consumer.route`).
 
     python -m benchmarks.processor [--records 100000] [--runs 5]
 
-Runs in one process (one core). Prints the median of several runs and, as a baseline measured
-in the same run on the same bytes, plain `json.loads` (the floor any parser pays).
+Runs in one process (one core). Prints the median of several runs of the core with the native path for posts
+(when coinstream-native is installed) and without it and, as baselines measured in the same run on the same
+bytes, plain `json.loads` and `orjson.loads` (the floor any parser pays).
 """
 
 from __future__ import annotations
@@ -20,23 +21,40 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter
 
 from benchmarks.corpus import corpus
-from coinstream.records import Envelope
+from coinstream.records import Envelope, Kind
 from consumer.dedupe import Deduper
-from consumer.enrich import enrich
 from consumer.firehose_sink import calls, pack, row_line
+from consumer.native import PostRows, post_rows
+from consumer.route import route
+
+#: The native path for posts where coinstream-native is installed (`make setup` builds it).
+NATIVE = post_rows()
 
 
-def run_core(records: list[bytes]) -> int:
-    """What the record processor does per batch, minus the network: the rows it would send."""
+def run_core(records: list[bytes], post_rows: PostRows | None = NATIVE, batch: int = 10_000) -> int:
+    """What the record processor does (`consumer.route.route` per KCL batch of `batch` records, one Deduper
+    throughout), minus the network: the Firehose records it would send."""
+    rows: dict[Kind, list[bytes]] = {}
+    rejected: list[str] = []
     deduper = Deduper()
     now = datetime.now(UTC)
-    rows: dict[str, list[bytes]] = {"candle": [], "post": []}
-    for data in records:
-        envelope = Envelope.from_bytes(data)
-        if deduper.admit(envelope):
-            row = enrich(envelope, now)
-            rows[envelope.kind.value].append(row_line(row))
+    for start in range(0, len(records), batch):
+        route(
+            records[start : start + batch],
+            now,
+            deduper,
+            add=lambda i, kind, row: rows.setdefault(kind, []).append(row_line(row)),
+            reject=lambda i, why: rejected.append(why),
+            post_rows=post_rows,
+            add_lines=lambda kind, lines, at: rows.setdefault(kind, []).extend(lines),
+        )
+    assert not rejected, rejected[:3]
     return sum(len(batch) for kind_rows in rows.values() for batch in calls(list(pack(kind_rows))))
+
+
+def run_python_core(records: list[bytes]) -> int:
+    """The same without the native path: every record parsed against the contract and enriched in Python."""
+    return run_core(records, post_rows=None)
 
 
 def baseline(records: list[bytes]) -> int:
@@ -114,13 +132,21 @@ def parse_lean_pydantic(records: list[bytes]) -> int:
     return sum(1 for data in records if LEAN_PYDANTIC.validate_json(data))
 
 
-def measure(fn: Callable[[list[bytes]], int], records: list[bytes], runs: int) -> list[float]:
-    times = []
+def measure(fns: dict[str, Callable[[list[bytes]], int]], records: list[bytes], runs: int) -> dict[str, list[float]]:
+    """Seconds of each function per run, the functions taking turns within every run: on a shared machine a slow
+    moment then slows all of them alike, and their ratios within one run stay comparable."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn(records)
-        times.append(time.perf_counter() - start)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(records)
+            times[name].append(time.perf_counter() - start)
     return times
+
+
+def ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:
+    """The median over runs of slow/fast within each run."""
+    return statistics.median(a / b for a, b in zip(times[slow], times[fast], strict=True))
 
 
 def main() -> None:
@@ -130,24 +156,45 @@ def main() -> None:
     args = parser.parse_args()
     records = corpus(args.records)
     size = sum(len(r) for r in records)
-    core = statistics.median(measure(run_core, records, args.runs))
-    floor = statistics.median(measure(baseline, records, args.runs))
-    fast_floor = statistics.median(measure(baseline_orjson, records, args.runs))
-    contract = statistics.median(measure(parse_msgspec, records, args.runs))
-    lean = statistics.median(measure(parse_lean_pydantic, records, args.runs))
+    if NATIVE is None:
+        print("coinstream-native is not installed (make setup builds it where cargo is): the core runs in Python")
+    times = measure(
+        {
+            "core": run_core,
+            "python_core": run_python_core,
+            "json": baseline,
+            "orjson": baseline_orjson,
+            "contract": parse_msgspec,
+            "lean": parse_lean_pydantic,
+        },
+        records,
+        args.runs,
+    )
+    core, python_core, floor, fast_floor, contract, lean = (
+        statistics.median(times[name]) for name in ("core", "python_core", "json", "orjson", "contract", "lean")
+    )
     firehose_records = run_core(records)
-    print(f"corpus: {len(records):,} records, {size / 1e6:.1f} MB, median of {args.runs} runs, 1 core")
+    print(
+        f"corpus: {len(records):,} records, {size / 1e6:.1f} MB, KCL batches of 10,000, "
+        f"median of {args.runs} runs, 1 core"
+    )
     print(f"processor core (parse+dedupe+enrich+batch): {len(records) / core:,.0f} records/s  ({core:.2f} s)")
+    print(
+        f"  the same, Python path only:               {len(records) / python_core:,.0f} records/s  "
+        f"({python_core:.2f} s; the native path is {ratio(times, 'python_core', 'core'):.1f}x faster)"
+    )
     print(f"baseline json.loads only:                   {len(records) / floor:,.0f} records/s  ({floor:.2f} s)")
     print(
         f"baseline orjson.loads only:                 {len(records) / fast_floor:,.0f} records/s  ({fast_floor:.2f} s)"
     )
     print(
         f"decode+check only, the contract (msgspec): {len(records) / contract:,.0f} records/s  ({contract:.2f} s); "
-        f"a lean pydantic model of it: {len(records) / lean:,.0f} records/s ({lean / contract:.1f}x slower)"
+        f"a lean pydantic model of it: {len(records) / lean:,.0f} records/s "
+        f"({ratio(times, 'lean', 'contract'):.1f}x slower)"
     )
     print(
-        f"core costs {core / floor:.1f}x json.loads and {core / fast_floor:.1f}x orjson.loads; "
+        f"core costs {ratio(times, 'core', 'json'):.1f}x json.loads and {ratio(times, 'core', 'orjson'):.1f}x "
+        "orjson.loads (median of the runs' ratios); "
         f"{firehose_records:,} Firehose records "
         f"(~5 KB each) for {len(records):,} stream records"
     )

@@ -18,6 +18,7 @@ from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
 from consumer.firehose_sink import FirehoseSink
 from consumer.live_sink import LiveMetricsSink
+from consumer.native import post_rows
 from consumer.processor import RecordProcessor, Sink
 
 #: The consumer application that keeps per-minute figures for the dashboard; every other
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     pipeline = deployed(settings, Pipeline.load(settings.pipeline_file))
     sink: Sink
+    rows = None  # the native path for posts writes Redshift's row lines: only for that destination
     window = 0.0  # the live application is for seconds-old figures
     if args.app == LIVE_APP:
         sink = LiveMetricsSink(pipeline.live_table, client("dynamodb", settings), ttl_days=pipeline.live_ttl_days)
@@ -65,6 +67,11 @@ def main(argv: list[str] | None = None) -> None:
 
             shape = LakeRows.of(pipeline)
         sink = FirehoseSink(streams, client("firehose", settings), shape=shape)
+        rows = post_rows() if shape is None else None
+        logging.getLogger(__name__).info(
+            "posts take the %s path",
+            "native" if rows else "Python" + (" (coinstream-native is not installed)" if shape is None else ""),
+        )
         window = settings.delivery_window_seconds
     dead = DeadLetterSink(pipeline.bucket, pipeline.dead_letter_prefix, args.app, client("s3", settings))
     processor = RecordProcessor(
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         Deduper(settings.dedupe_capacity),
         window_seconds=window,
         window_bytes=settings.delivery_window_bytes,
+        post_rows=rows,
     )
     kcl.KCLProcess(processor).run()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 
 from coinstream.records import REPLACEABLE, Envelope
@@ -10,6 +11,8 @@ from coinstream.records import REPLACEABLE, Envelope
 #: A day of traffic: 1,440 candles per market and exchange, and on a busy day a few hundred
 #: thousand posts across sources. Each entry costs roughly 200 bytes.
 DEFAULT_CAPACITY = 300_000
+#: What is remembered of a post admitted by its key alone: no fingerprint, no fetch time.
+_KEY_ONLY = ("", None)
 
 
 class Deduper:
@@ -25,8 +28,9 @@ class Deduper:
         if capacity < 1:
             raise ValueError("dedupe capacity must be at least 1")
         self.capacity = capacity
-        # key -> (content fingerprint, fetch time); the fingerprint only matters for candles
-        self._seen: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+        # key -> (content fingerprint, fetch time); the fingerprint only matters for candles, and a post
+        # admitted by key alone has no fetch time
+        self._seen: OrderedDict[str, tuple[str, datetime | None]] = OrderedDict()
         self.dropped = 0
         self.replaced = 0
 
@@ -38,7 +42,8 @@ class Deduper:
         if previous is not None:
             self._seen.move_to_end(key)
             fingerprint, fetched_at = previous
-            if not (is_candle and envelope.fetched_at > fetched_at and envelope.fingerprint != fingerprint):
+            later = fetched_at is None or envelope.fetched_at > fetched_at
+            if not (is_candle and later and envelope.fingerprint != fingerprint):
                 self.dropped += 1
                 return False
             self.replaced += 1
@@ -46,6 +51,26 @@ class Deduper:
         if len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
         return True
+
+    def admit_posts(self, keys: Sequence[str | None]) -> list[int]:
+        """`admit` for posts known only by their keys (the native path), None skipped: the indices of the
+        keys that pass. The first copy of a post wins."""
+        seen, fresh = self._seen, []
+        room = self.capacity - len(seen)
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            if key in seen:
+                seen.move_to_end(key)
+                self.dropped += 1
+                continue
+            seen[key] = _KEY_ONLY
+            fresh.append(i)
+            if room > 0:
+                room -= 1
+            else:
+                seen.popitem(last=False)
+        return fresh
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -27,7 +27,7 @@ _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9})\b")
 
 #: Timestamp text of recent instants (fetch times, batch times): a record shares them with its neighbours,
 #: and formatting one costs more than the rest of a candle's row.
-_stamp = functools.lru_cache(maxsize=20_000)(ts)
+stamp = functools.lru_cache(maxsize=20_000)(ts)
 
 
 @functools.lru_cache(maxsize=20_000)
@@ -51,8 +51,8 @@ def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
         return {
             "record_key": envelope.key,
             "simulated": p.simulated,
-            "fetched_at": _stamp(envelope.fetched_at),
-            "processed_at": _stamp(processed_at),
+            "fetched_at": stamp(envelope.fetched_at),
+            "processed_at": stamp(processed_at),
             "exchange": envelope.source,
             "market": p.market,
             "minute_utc": minute_utc,
@@ -68,8 +68,8 @@ def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
         return {
             "record_key": envelope.key,
             "simulated": p.simulated,
-            "fetched_at": _stamp(envelope.fetched_at),
-            "processed_at": _stamp(processed_at),
+            "fetched_at": stamp(envelope.fetched_at),
+            "processed_at": stamp(processed_at),
             "source": envelope.source,
             "query": p.query,
             "minute_utc": minute_utc,
@@ -83,8 +83,8 @@ def enrich(envelope: Envelope, processed_at: datetime) -> dict[str, Any]:
     return {
         "record_key": envelope.key,
         "simulated": p.simulated,
-        "fetched_at": _stamp(envelope.fetched_at),
-        "processed_at": _stamp(processed_at),
+        "fetched_at": stamp(envelope.fetched_at),
+        "processed_at": stamp(processed_at),
         "source": envelope.source,
         "post_id": p.post_id,
         # the minute's text with the seconds written in: a third of the cost of formatting each instant
@@ -136,9 +136,15 @@ def fit_list(items: list[str], max_bytes: int) -> tuple[list[str], bool]:
     return kept, False
 
 
+#: Plain decimal text with at most the column's places: stored exactly as it is written (every exchange's shape).
+_COLUMN_DECIMAL = re.compile(rf"(?:0|[1-9][0-9]{{0,29}})(?:\.[0-9]{{1,{DECIMAL_SCALE}}})?")
+
+
 def decimal_column(text: str) -> str:
     """Decimal text as DECIMAL(38, 8) stores it: plain notation, at most 8 places (rounded half-even, as
     Redshift rounds a value with more places than the column's scale), so the stored number equals the row."""
+    if _COLUMN_DECIMAL.fullmatch(text):
+        return text  # what the Decimal below would write back: 3x cheaper on a candle's six numbers
     number = Decimal(text)
     if number.as_tuple().exponent < -DECIMAL_SCALE:  # type: ignore[operator]
         # the default context keeps 28 digits; DECIMAL(38, 8) holds 38 (a 21-digit price with 8 places failed)

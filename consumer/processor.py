@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from amazon_kclpy.kcl import CheckpointError
 from amazon_kclpy.v3 import processor
 
-from coinstream.errors import SkippableError, TransientError
-from coinstream.records import Envelope, Kind
+from coinstream.errors import TransientError
+from coinstream.records import Kind
 from coinstream.retry import retrying
 from consumer.dead_letter import DeadLetterSink, Origin
 from consumer.dedupe import Deduper
-from consumer.enrich import enrich
+from consumer.native import PostRows
+from consumer.route import route
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,13 @@ class Sink(Protocol):
     def pending_rows(self) -> int: ...
 
     def summary(self) -> str: ...
+
+
+@runtime_checkable
+class LineSink(Sink, Protocol):
+    """A sink that also takes rows already written as their lines (the native path's output)."""
+
+    def add_lines(self, kind: Kind, lines: list[bytes], origins: Iterable[Origin]) -> None: ...
 
 
 class RecordProcessor(processor.RecordProcessorBase):
@@ -64,8 +72,12 @@ class RecordProcessor(processor.RecordProcessorBase):
         window_seconds: float = 0.0,
         window_bytes: int = 1_000_000,
         clock: Callable[[], float] = time.monotonic,
+        post_rows: PostRows | None = None,
     ) -> None:
         self.sink = sink
+        # the native path writes row lines: only for a sink that takes them
+        self.post_rows = post_rows if isinstance(sink, LineSink) else None
+        self._line_sink = sink if isinstance(sink, LineSink) else None
         self.dead_letters = dead_letters
         self.deduper = deduper or Deduper()
         self.max_delivery_attempts = max_delivery_attempts
@@ -85,13 +97,26 @@ class RecordProcessor(processor.RecordProcessorBase):
         logger.info("shard %s: starting at %s", self.shard_id, initialize_input.sequence_number)
 
     def process_records(self, process_records_input: Any) -> None:
-        now = datetime.now(UTC)
-        for record in process_records_input.records:
-            self.seen += 1
-            data = record.binary_data
-            self._handle(Origin(record.sequence_number, record.partition_key, data), now)
-            self._uncheckpointed = (record.sequence_number, record.sub_sequence_number)
-            self._held_bytes += len(data)
+        records = process_records_input.records
+        if records:
+            origins = [Origin(r.sequence_number, r.partition_key, r.binary_data) for r in records]
+            self.seen += len(origins)
+            self._held_bytes += sum(len(origin.data) for origin in origins)
+            sink, lines = self.sink, self._line_sink
+            add_lines = None
+            if lines is not None:
+                add_lines = lambda kind, rows, at: lines.add_lines(kind, rows, map(origins.__getitem__, at))  # noqa: E731
+            route(
+                [origin.data for origin in origins],
+                datetime.now(UTC),
+                self.deduper,
+                add=lambda i, kind, row: sink.add(kind, row, origins[i]),
+                reject=lambda i, why: self.dead_letters.add_origin(self.shard_id, origins[i], why),
+                post_rows=self.post_rows,
+                add_lines=add_lines,
+            )
+            last = records[-1]
+            self._uncheckpointed = (last.sequence_number, last.sub_sequence_number)
         if self._uncheckpointed is None:
             return
         if self._held_since is None:
@@ -106,19 +131,6 @@ class RecordProcessor(processor.RecordProcessorBase):
         if self._held_since is None or self._held_bytes >= self.window_bytes:
             return False
         return self._clock() - self._held_since < self.window_seconds
-
-    def _handle(self, origin: Origin, now: datetime) -> None:
-        """One record to a queued row, a dropped duplicate or a dead letter; never raises."""
-        try:
-            envelope = Envelope.from_bytes(origin.data)
-            row = enrich(envelope, now)
-            if self.deduper.admit(envelope):
-                self.sink.add(envelope.kind, row, origin)
-        except SkippableError as exc:
-            self.dead_letters.add_origin(self.shard_id, origin, str(exc))
-        except Exception as exc:  # a surprise with one record costs that record, never the rest of the shard
-            logger.exception("shard %s: record %s could not be processed", self.shard_id, origin.sequence_number)
-            self.dead_letters.add_origin(self.shard_id, origin, f"could not be processed: {type(exc).__name__}: {exc}")
 
     def _deliver(self) -> bool:
         """Deliver every queued row and dead letter, waiting out transient failures; True when all are safe."""

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 import orjson
 from hypothesis import example, given, settings
@@ -105,3 +107,38 @@ def test_tags_and_terms_of_a_post_follow_their_definitions(text: str) -> None:
     lowered = text.lower()
     words = re.findall(r"[a-z0-9]+", lowered)
     assert row["matched_terms"] == [t for t in DEFAULT_TERMS if ("btc" in words if t == "btc" else t in lowered)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    whole=st.from_regex(r"0|[1-9][0-9]{0,29}", fullmatch=True),
+    places=st.none() | st.from_regex(r"[0-9]{1,12}", fullmatch=True),
+)
+def test_a_decimal_column_is_what_decimal_writes_back_at_the_columns_scale(whole: str, places: str | None) -> None:
+    text = whole if places is None else f"{whole}.{places}"
+    number = Decimal(text)
+    if number.as_tuple().exponent < -8:  # type: ignore[operator]
+        number = number.quantize(Decimal("1e-8"), rounding=ROUND_HALF_EVEN, context=Context(prec=40))
+    assert decimal_column(text) == format(number, "f")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(st.sampled_from("abcdefg"), max_size=30),
+    cuts=st.lists(st.integers(0, 30), max_size=4),
+    capacity=st.integers(1, 5),
+)
+def test_posts_admitted_by_key_in_batches_pass_and_are_remembered_as_one_by_one(
+    ids: list[str], cuts: list[int], capacity: int
+) -> None:
+    one_by_one, by_key = Deduper(capacity), Deduper(capacity)
+    expected = [one_by_one.admit(make_post(i)) for i in ids]
+    keys = [make_post(i).key for i in ids]
+    admitted: list[bool] = []
+    bounds = [0, *sorted(min(c, len(keys)) for c in cuts), len(keys)]
+    for start, stop in itertools.pairwise(bounds):
+        batch = [None, *keys[start:stop]]  # None: a record the native path left to Python
+        fresh = set(by_key.admit_posts(batch))
+        admitted += [i in fresh for i in range(1, len(batch))]
+    assert admitted == expected
+    assert list(by_key._seen) == list(one_by_one._seen) and by_key.dropped == one_by_one.dropped

@@ -45,8 +45,11 @@ def test_dockerfile_parses_and_copies_what_exists(dockerfile: Path) -> None:
     steps = instructions(dockerfile)
     assert steps[0][0] == "FROM"
     assert {word for word, _ in steps} <= INSTRUCTIONS
+    stages = {rest.split()[-1] for word, rest in steps if word == "FROM" and " AS " in rest}
     for word, rest in steps:
-        if word == "COPY":
+        if word == "COPY" and rest.startswith("--from="):
+            assert rest.split()[0].removeprefix("--from=") in stages, f"{dockerfile.name}: COPY {rest}"
+        elif word == "COPY":
             *sources, _dest = rest.split()
             for source in sources:
                 assert (REPO_ROOT / source).exists(), f"{dockerfile.name}: COPY {source} does not exist"

@@ -19,6 +19,7 @@ from msgspec.structs import replace
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
 from consumer.firehose_sink import FirehoseSink, pack
+from consumer.native import post_rows
 from consumer.processor import RecordProcessor
 from tests.conftest import make_candle, make_post
 from tests.unit.conftest import BUCKET, STREAMS
@@ -99,10 +100,14 @@ def landed_rows(s3: Any, prefix: str) -> list[dict[str, Any]]:
     return rows
 
 
-def make_processor(aws: dict[str, Any], firehose: Any = None, sleep: Any = None) -> RecordProcessor:
+def make_processor(
+    aws: dict[str, Any], firehose: Any = None, sleep: Any = None, *, native: bool = True
+) -> RecordProcessor:
+    """The warehouse application's processor; posts take the native path where it is installed, as in `consume`."""
     sink = FirehoseSink(STREAMS, firehose or aws["firehose"], sleep=lambda _: None, max_attempts=2)
     dead = DeadLetterSink(BUCKET, "dead-letter/", "warehouse", aws["s3"])
-    return RecordProcessor(sink, dead, Deduper(capacity=1000), sleep=sleep or (lambda _: None))
+    rows = post_rows() if native else None
+    return RecordProcessor(sink, dead, Deduper(capacity=1000), sleep=sleep or (lambda _: None), post_rows=rows)
 
 
 def test_rows_are_delivered_by_kind_and_then_checkpointed(aws: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from consumer import processor as processor_module
+from consumer import route as route_module
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
 from consumer.firehose_sink import FirehoseSink
@@ -30,16 +30,16 @@ def _raw_post(**payload: Any) -> bytes:
 def test_any_failure_with_one_record_dead_letters_it_and_the_batch_goes_on(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_enrich = processor_module.enrich
+    real_enrich = route_module.enrich
 
     def flaky(envelope: Any, now: Any) -> dict[str, Any]:
         if envelope.post.post_id == "2":
             raise OverflowError("date value out of range")  # what a year-9999 time did to the KST helper
         return real_enrich(envelope, now)
 
-    monkeypatch.setattr(processor_module, "enrich", flaky)
+    monkeypatch.setattr(route_module, "enrich", flaky)
     posts = [make_post(str(i)).to_bytes() for i in range(5)]
-    out = drive(make_processor(aws), [posts])
+    out = drive(make_processor(aws, native=False), [posts])
     assert [m["sequenceNumber"] for m in out if m["action"] == "checkpoint"] == ["105", None]
     assert sorted(r["post_id"] for r in landed_rows(aws["s3"], "firehose/post/")) == ["0", "1", "3", "4"]
     (letter,) = landed_rows(aws["s3"], "dead-letter/warehouse/")
