@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     #: On the local stack, start a new KCL application without the waits it does not need there
     #: (consumer/daemon.py FAST_START); false gives KCL's own pacing, for comparison.
     kcl_fast_start: bool = True
+    #: Posts in their usual shape take the native path (native/, when coinstream-native is installed);
+    #: false sends every record through the Python path.
+    native: bool = True
     #: How many natural keys each record processor remembers to drop duplicates (bounded memory).
     dedupe_capacity: int = Field(default=300_000, ge=1)
     #: The warehouse application holds each shard's rows up to this long before sending them to Firehose,

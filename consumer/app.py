@@ -67,11 +67,10 @@ def main(argv: list[str] | None = None) -> None:
 
             shape = LakeRows.of(pipeline)
         sink = FirehoseSink(streams, client("firehose", settings), shape=shape)
-        rows = post_rows() if shape is None else None
-        logging.getLogger(__name__).info(
-            "posts take the %s path",
-            "native" if rows else "Python" + (" (coinstream-native is not installed)" if shape is None else ""),
-        )
+        wanted = shape is None and settings.native  # the native lines are Redshift's rows
+        rows = post_rows() if wanted else None
+        missing = " (coinstream-native is not installed)" if wanted and rows is None else ""
+        logging.getLogger(__name__).info("posts take the %s path%s", "native" if rows else "Python", missing)
         window = settings.delivery_window_seconds
     dead = DeadLetterSink(pipeline.bucket, pipeline.dead_letter_prefix, args.app, client("s3", settings))
     processor = RecordProcessor(

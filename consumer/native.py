@@ -9,7 +9,6 @@ unusual but valid shapes, and every record to dead-letter. Its lines are byte fo
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -23,9 +22,7 @@ class PostRows(Protocol):
 
 
 def post_rows() -> PostRows | None:
-    """The native post path, or None where coinstream-native is not installed or COINSTREAM_NATIVE=0."""
-    if os.environ.get("COINSTREAM_NATIVE", "1") == "0":
-        return None
+    """The native post path, or None where coinstream-native is not installed."""
     try:
         module = importlib.import_module("coinstream_native")
     except ImportError:

@@ -102,10 +102,12 @@ class RecordProcessor(processor.RecordProcessorBase):
             origins = [Origin(r.sequence_number, r.partition_key, r.binary_data) for r in records]
             self.seen += len(origins)
             self._held_bytes += sum(len(origin.data) for origin in origins)
-            sink, lines = self.sink, self._line_sink
-            add_lines = None
-            if lines is not None:
-                add_lines = lambda kind, rows, at: lines.add_lines(kind, rows, map(origins.__getitem__, at))  # noqa: E731
+            sink, line_sink = self.sink, self._line_sink
+
+            def add_lines(kind: Kind, lines: list[bytes], at: list[int]) -> None:
+                assert line_sink is not None  # only passed with one
+                line_sink.add_lines(kind, lines, map(origins.__getitem__, at))
+
             route(
                 [origin.data for origin in origins],
                 datetime.now(UTC),
@@ -113,7 +115,7 @@ class RecordProcessor(processor.RecordProcessorBase):
                 add=lambda i, kind, row: sink.add(kind, row, origins[i]),
                 reject=lambda i, why: self.dead_letters.add_origin(self.shard_id, origins[i], why),
                 post_rows=self.post_rows,
-                add_lines=add_lines,
+                add_lines=add_lines if line_sink is not None else None,
             )
             last = records[-1]
             self._uncheckpointed = (last.sequence_number, last.sub_sequence_number)

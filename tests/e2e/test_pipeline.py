@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from consumer.native import post_rows
 from tests.conftest import payload
 from tests.stack import coinstream, processes_mentioning, running_stack
 
@@ -24,6 +26,8 @@ def test_every_produced_record_reaches_the_warehouse_exactly_once(tmp_path: Path
         consumed = coinstream(env, "consume", "--until-caught-up", "--timeout", "420")
         assert consumed.returncode == 0, consumed.stderr + (state / "logs" / "kcl-warehouse.log").read_text()[-3000:]
         assert "72 records checkpointed on 2 shards" in consumed.stdout
+        if post_rows() is not None or os.environ.get("COINSTREAM_REQUIRE_NATIVE"):  # the processors took it too
+            assert "posts take the native path" in (state / "logs" / "kcl-warehouse.log").read_text()
 
         loaded = coinstream(env, "load")
         assert loaded.returncode == 0, loaded.stderr
