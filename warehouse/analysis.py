@@ -306,15 +306,34 @@ def granger_p(effect: np.ndarray, cause: np.ndarray, order: int) -> float:
     return float(fit.f_test(restriction).pvalue)
 
 
-def _granger(x: np.ndarray, y: np.ndarray, limit: int, out: Analysis) -> None:
-    from statsmodels.tsa.api import VAR
+def var_order(data: np.ndarray, maxlags: int) -> int:
+    """The lag order AIC picks for a VAR with a constant of the columns of `data`, from 0 to `maxlags`: what
+    statsmodels' `VAR(data).select_order(maxlags).aic` picks (every order fitted on the same last
+    n - maxlags rows; AIC = log det of the ML residual covariance + 2 x free parameters / rows), with the
+    lag matrix built once and one least-squares fit per order instead of a VAR model per order (10x
+    cheaper; tests/unit/test_analysis.py compares the two)."""
+    n, k = data.shape
+    if maxlags > (n - k - 1) // (1 + k):
+        raise ValueError(f"maxlags {maxlags} is too large for {n} observations of {k} series")
+    rows = n - maxlags
+    target = data[maxlags:]
+    design = np.column_stack(
+        [np.ones(rows), *(data[maxlags - lag : n - lag] for lag in range(1, maxlags + 1))]
+    )  # a constant, then every series at lag 1, lag 2, ...
+    aic = []
+    for p in range(maxlags + 1):
+        columns = design[:, : 1 + k * p]
+        coefficients = np.linalg.lstsq(columns, target, rcond=1e-15)[0]
+        resid = target - columns @ coefficients
+        sign, logdet = np.linalg.slogdet(resid.T @ resid / rows)
+        aic.append((logdet if sign > 0 else -np.inf) + 2 * (p * k * k + k) / rows)
+    return int(np.argmin(aic))
 
+
+def _granger(x: np.ndarray, y: np.ndarray, limit: int, out: Analysis) -> None:
     # The order comes from an information criterion over the VAR of both series, never from the
     # cross-correlation's peak (choosing it from the peak found in the same data is lag hunting).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        chosen = VAR(np.column_stack([y, x])).select_order(maxlags=min(limit, 15)).aic
-    out.var_order = max(1, int(chosen))
+    out.var_order = max(1, var_order(np.column_stack([y, x]), min(limit, 15)))
     out.granger_posts_to_volume_p = granger_p(y, x, out.var_order)
     out.granger_volume_to_posts_p = granger_p(x, y, out.var_order)
     out.checks.append(

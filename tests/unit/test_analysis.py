@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from benchmarks.analysis_calibration import NULLS, PLANTED_LAG, planted, verdicts
 from producer.sources import simulated
 from tests.warehouse_data import simulated_warehouse
-from warehouse.analysis import MIN_MINUTES, analyze
+from warehouse.analysis import MIN_MINUTES, analyze, var_order
 from warehouse.series import all_series, series
 
 
@@ -83,3 +84,27 @@ def test_a_lag_planted_on_a_shared_daily_cycle_is_recovered_in_95_percent_of_100
     found = verdicts(planted, seeds=100)
     missed = [seed for seed, (lead, lag) in enumerate(found) if (lead, lag) != ("posts", PLANTED_LAG)]
     assert len(missed) <= 5, f"missed for seeds {missed}"
+
+
+@pytest.mark.parametrize("family", ["white noise", "random walks", "a VAR(3) with a lead"])
+def test_the_var_order_is_the_one_statsmodels_select_order_picks(family: str) -> None:
+    from statsmodels.tsa.api import VAR
+
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        n = int(rng.integers(70, 2000))
+        noise = rng.standard_normal((n, 2))
+        if family == "white noise":
+            data = noise
+        elif family == "random walks":
+            data = np.cumsum(noise, axis=0)
+        else:
+            data = noise.copy()
+            for t in range(3, n):
+                data[t] += 0.5 * data[t - 1] - 0.2 * data[t - 2] + [0.0, 0.4 * data[t - 3, 0]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = VAR(data).select_order(maxlags=15).aic
+        assert var_order(data, 15) == expected
+    with pytest.raises(ValueError, match="too large"):
+        var_order(rng.standard_normal((40, 2)), 15)
