@@ -50,7 +50,14 @@ def main() -> None:
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress as it happens
     state = Path(tempfile.mkdtemp(prefix="coinstream-bench-"))
-    settings = Settings(state_dir=state, kinesis_port=free_port(), kinesis_tls_port=free_port(), moto_port=free_port())
+    # no delivery window: the figure is throughput, not the 60 s the processor may hold rows to fill Firehose records
+    settings = Settings(
+        state_dir=state,
+        kinesis_port=free_port(),
+        kinesis_tls_port=free_port(),
+        moto_port=free_port(),
+        delivery_window_seconds=0,
+    )
     pipeline = Pipeline.load(settings.pipeline_file)
     local_stack.up(settings, pipeline)
     worker = None
