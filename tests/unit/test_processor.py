@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 from typing import Any
 
 import boto3
 from amazon_kclpy import kcl
 from botocore.stub import Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from consumer.dead_letter import DeadLetterSink
 from consumer.dedupe import Deduper
-from consumer.firehose_sink import FirehoseSink, pack
+from consumer.firehose_sink import FirehoseSink, pack, pack_with
 from consumer.native import post_rows
 from consumer.processor import RecordProcessor
 from tests.conftest import make_candle, make_post
@@ -212,6 +215,24 @@ def test_pack_joins_rows_up_to_the_5kb_billing_unit() -> None:
     assert [len(r) for r in records] == [5000, 5000, 2000]
     assert b"".join(records) == b"".join(rows)
     assert list(pack([b"y" * 7000 + b"\n"])) == [b"y" * 7000 + b"\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.integers(1, 60), max_size=40), target=st.integers(0, 200))
+def test_packing_starts_a_new_record_exactly_where_the_next_row_would_pass_the_target(
+    sizes: list[int], target: int
+) -> None:
+    rows = [b"x" * (size - 1) + b"\n" for size in sizes]
+    expected: list[list[bytes]] = []  # the definition: add a row unless the record has one and would pass target
+    for row in rows:
+        if expected and expected[-1] and sum(map(len, expected[-1])) + len(row) <= target:
+            expected[-1].append(row)
+        else:
+            expected.append([row])
+    assert list(pack(rows, target)) == [b"".join(chunk) for chunk in expected]
+    tagged = list(pack_with([(row, i) for i, row in enumerate(rows)], target))  # each record with its rows' tags
+    firsts = itertools.accumulate([0, *map(len, expected)])
+    assert [tags for _, tags in tagged] == [list(range(a, a + len(c))) for a, c in zip(firsts, expected, strict=False)]
 
 
 def windowed(aws: dict[str, Any], seconds: float, max_bytes: int = 1_000_000) -> RecordProcessor:
