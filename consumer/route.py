@@ -40,11 +40,11 @@ def route(
             keys, lines = post_rows(records, stamp(now))
         except Exception:  # a fault of the native path costs its speed for this batch, never a record
             logger.exception("the native path failed on %d records; the Python path takes them", len(records))
-            keys, lines = [], []
-        fresh = deduper.admit_posts(keys)
-        if fresh:
-            add_lines(Kind.POST, [lines[i] for i in fresh], fresh)  # type: ignore[misc]  # a line for every key
-        slow = [i for i, key in enumerate(keys) if key is None] if keys else slow
+        else:
+            fresh = deduper.admit_posts(keys)
+            if fresh:
+                add_lines(Kind.POST, [lines[i] for i in fresh], fresh)  # type: ignore[misc]  # a line for every key
+            slow = [i for i, key in enumerate(keys) if key is None]
     for i in slow:
         try:
             envelope = Envelope.from_bytes(records[i])

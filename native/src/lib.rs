@@ -1,7 +1,8 @@
 //! coinstream's record path for posts in native code: stream bytes in, the warehouse row line out.
 //!
-//! `PostRows(terms)(records, processed_at)` gives, for each record of a batch, `(key, line)` when the
-//! record is a post envelope in its usual shape, or `None`. On `None` the Python path decides
+//! `PostRows(terms)(records, processed_at)` gives `(keys, lines)`: for each record of a batch its natural
+//! key and row line when the record is a post envelope in its usual shape, or `None` in both. On `None`
+//! the Python path decides
 //! (`coinstream/records.py` and `consumer/enrich.py`): a candle or a count, a valid but unusual shape
 //! (an offset instead of `Z`, seven fraction digits), a text with characters whose word class or case
 //! this module does not know, or a record to dead-letter with its reason. This code is sound, not
@@ -366,7 +367,8 @@ fn find_tags(text: &str, sign: char) -> Result<Vec<&str>, ()> {
     Ok(tags)
 }
 
-/// The distinct tags, cased and sorted as Python sorts them, if they surely fit their column.
+/// The distinct tags, cased and sorted as Python sorts them, if they surely fit their column. ASCII casing
+/// is Python's here because `line` has already sent texts with other cased letters the Python way.
 fn tag_list(text: &str, sign: char, max_bytes: usize) -> Result<Vec<String>, ()> {
     if !text.contains(sign) {
         return Ok(Vec::new());
