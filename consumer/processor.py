@@ -76,8 +76,7 @@ class RecordProcessor(processor.RecordProcessorBase):
     ) -> None:
         self.sink = sink
         # the native path writes row lines: only for a sink that takes them
-        self.post_rows = post_rows if isinstance(sink, LineSink) else None
-        self._line_sink = sink if isinstance(sink, LineSink) else None
+        self._native = (post_rows, sink) if post_rows is not None and isinstance(sink, LineSink) else None
         self.dead_letters = dead_letters
         self.deduper = deduper or Deduper()
         self.max_delivery_attempts = max_delivery_attempts
@@ -102,20 +101,23 @@ class RecordProcessor(processor.RecordProcessorBase):
             origins = [Origin(r.sequence_number, r.partition_key, r.binary_data) for r in records]
             self.seen += len(origins)
             self._held_bytes += sum(len(origin.data) for origin in origins)
-            sink, line_sink = self.sink, self._line_sink
+            sink, post_rows, add_lines = self.sink, None, None
+            if self._native is not None:
+                post_rows, line_sink = self._native
 
-            def add_lines(kind: Kind, lines: list[bytes], at: list[int]) -> None:
-                assert line_sink is not None  # only passed with one
-                line_sink.add_lines(kind, lines, map(origins.__getitem__, at))
+                def queue_lines(kind: Kind, lines: list[bytes], at: list[int]) -> None:
+                    line_sink.add_lines(kind, lines, map(origins.__getitem__, at))
 
+                add_lines = queue_lines
             route(
                 [origin.data for origin in origins],
                 datetime.now(UTC),
                 self.deduper,
                 add=lambda i, kind, row: sink.add(kind, row, origins[i]),
                 reject=lambda i, why: self.dead_letters.add_origin(self.shard_id, origins[i], why),
-                post_rows=self.post_rows,
-                add_lines=add_lines if line_sink is not None else None,
+                post_rows=post_rows,
+                add_lines=add_lines,
+                describe=lambda i: f"shard {self.shard_id}: record {origins[i].sequence_number}",
             )
             last = records[-1]
             self._uncheckpointed = (last.sequence_number, last.sub_sequence_number)

@@ -30,10 +30,11 @@ def route(
     reject: Callable[[int, str], None],
     post_rows: PostRows | None = None,
     add_lines: Callable[[Kind, list[bytes], list[int]], None] | None = None,
+    describe: Callable[[int], str] = "record {} of the batch".format,
 ) -> None:
     """Hand record `i` to `add` (its row), `add_lines` (its row as a line, from the native path: first, once per
     batch, with the records' indices) or `reject` (why it cannot be processed), or drop it as a duplicate
-    (`deduper.dropped`). Never raises for one record."""
+    (`deduper.dropped`). Never raises for one record; `describe(i)` names record `i` in the log."""
     slow: Iterable[int] = range(len(records))
     if post_rows is not None and add_lines is not None:
         try:
@@ -54,5 +55,5 @@ def route(
         except SkippableError as exc:
             reject(i, str(exc))
         except Exception as exc:  # a surprise with one record costs that record, never the rest of the batch
-            logger.exception("record %d of the batch could not be processed", i)
+            logger.exception("%s could not be processed", describe(i))
             reject(i, f"could not be processed: {type(exc).__name__}: {exc}")

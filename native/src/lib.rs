@@ -178,21 +178,19 @@ fn push_number(out: &mut Vec<u8>, value: u32, width: usize) {
 
 /// `"YYYY-MM-DD HH:MM:SS[.ffffff]"`, as `coinstream.timeutil.ts` (with micros) and `kst` (without) write it.
 fn push_time(out: &mut Vec<u8>, at: Instant, with_micros: bool) {
-    out.push(b'"');
-    push_number(out, at.year, 4);
-    out.push(b'-');
-    push_number(out, at.month, 2);
-    out.push(b'-');
-    push_number(out, at.day, 2);
-    out.push(b' ');
-    push_number(out, at.hour, 2);
-    out.push(b':');
-    push_number(out, at.minute, 2);
-    out.push(b':');
-    push_number(out, at.second, 2);
-    if with_micros {
-        out.push(b'.');
-        push_number(out, at.micro, 6);
+    // each field with the character written before it
+    let fields = [
+        (b'"', at.year, 4),
+        (b'-', at.month, 2),
+        (b'-', at.day, 2),
+        (b' ', at.hour, 2),
+        (b':', at.minute, 2),
+        (b':', at.second, 2),
+        (b'.', at.micro, 6),
+    ];
+    for &(before, value, width) in &fields[..if with_micros { 7 } else { 6 }] {
+        out.push(before);
+        push_number(out, value, width);
     }
     out.push(b'"');
 }
