@@ -19,6 +19,11 @@ class RetryAfter(TransientError):
         self.wait = wait
 
 
+class TryLater(TransientError):
+    """The API is closed for now (maintenance, this client rate-limited or blocked for a while): the run keeps its
+    state and ends as "nothing to do", so the next scheduled run simply asks again."""
+
+
 class FatalError(CoinstreamError):
     """Stop and say why: bad configuration, a missing tool, a port already taken."""
 

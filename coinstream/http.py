@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -34,6 +35,28 @@ def wait_hint(response: httpx.Response, now: Callable[[], float] = time.time) ->
     return None
 
 
+def link_params(header: str | None, rel: str) -> dict[str, str]:
+    """The query of the `Link` header's URL for `rel` (RFC 8288: `<url>; rel="next", <url>; rel="prev"`), or {}."""
+    for part in (header or "").split(","):
+        url, _, attributes = part.partition(";")
+        rels = {
+            value.strip().strip('"')
+            for name, _, value in (a.partition("=") for a in attributes.split(";"))
+            if name.strip() == "rel"
+            for value in value.strip().strip('"').split()
+        }
+        if rel in rels:
+            return dict(parse_qsl(urlsplit(url.strip().strip("<>")).query))
+    return {}
+
+
+def not_json(what: str, status: int, headers: Mapping[str, str], content: bytes) -> str:
+    """One line for an answer that should be JSON and is not: what came (its type and first bytes)."""
+    kind = headers.get("content-type") or "no content type"
+    start = content[:80].decode(errors="replace")
+    return f"{what}: HTTP {status} answered {kind}, not JSON (a wrong URL, a proxy's page, or a cut answer): {start!r}"
+
+
 def classify_response(response: httpx.Response, what: str) -> None:
     """Raise for a response that is not a success: 429 and 5xx are transient, a ban or 4xx is fatal."""
     status = response.status_code
@@ -46,7 +69,15 @@ def classify_response(response: httpx.Response, what: str) -> None:
             f"{what}: HTTP 418, the API has banned this client for a while after too many requests; "
             "lower the request rate and wait before the next run"
         )
-    raise FatalError(f"{what}: HTTP {status}: {response.text[:200]}")
+    raise Refused(f"{what}: HTTP {status}: {response.text[:200]}", status)
+
+
+class Refused(FatalError):
+    """The API refused the request (a 4xx other than 429 and 418): asking again will not help."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ApiClient:
@@ -68,6 +99,10 @@ class ApiClient:
 
     def get_json(self, path: str, params: dict[str, Any], what: str) -> Any:
         """The decoded JSON body of GET path; TransientError after the retries, FatalError for a ban."""
+        return self.get(path, params, what)[0]
+
+    def get(self, path: str, params: dict[str, Any], what: str) -> tuple[Any, httpx.Headers]:
+        """(decoded JSON body, response headers) of GET path, for APIs that page or pace through headers."""
         policy = retrying(logger, max_attempts=self.max_attempts, max_wait=self.max_wait, sleep=self._sleep)
         for attempt in policy:
             with attempt:
@@ -77,7 +112,7 @@ class ApiClient:
                     raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
                 classify_response(response, what)  # a RetryAfter's wait replaces the backoff (retry.py)
                 try:
-                    return json.loads(response.content, parse_float=Decimal)
+                    return json.loads(response.content, parse_float=Decimal), response.headers
                 except ValueError:
-                    raise BadPayload(f"{what}: the answer is not JSON (truncated?): {response.text[:80]!r}") from None
+                    raise BadPayload(not_json(what, response.status_code, response.headers, response.content)) from None
         raise AssertionError("unreachable")  # pragma: no cover

@@ -50,6 +50,8 @@ DECIMAL_SCALE = 8
 #: Times outside this range are refused: nothing about bitcoin happened before its genesis block.
 EARLIEST = datetime(2009, 1, 3, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+#: An author's own clock may be older (posts imported from archives keep their first date).
+AUTHORED_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: Plain decimal text of at most 30 integer digits: valid as it stands (every exchange's usual shape).
 _PLAIN_DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,29})(?:\.[0-9]+)?")
@@ -131,6 +133,24 @@ class PostPayload(_Payload, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     lang: Annotated[str, Meta(max_length=16)] | None = None
     is_retweet: bool = False
     is_reply: bool = False
+    #: the post's date on its author's clock, where the network's own time is the event time (Bluesky's
+    #: `createdAt`): kept beside it, never counted by; None where the source's date is the network's own
+    authored_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        at = self.authored_at
+        if at is None:
+            return
+        if at.tzinfo is None:
+            raise _field_error("authored_at", ValueError("must carry a UTC offset (times are UTC inside coinstream)"))
+        if not AUTHORED_EARLIEST <= at <= LATEST:
+            # an author's clock may say anything; only what a TIMESTAMP column cannot hold is refused
+            raise _field_error(
+                "authored_at",
+                ValueError(f"{at.isoformat()} is outside {AUTHORED_EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d}"),
+            )
+        if at.tzinfo is not UTC:
+            force_setattr(self, "authored_at", at.astimezone(UTC))
 
 
 class PostCountPayload(_Payload, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -342,8 +362,14 @@ def post(
     is_retweet: bool = False,
     is_reply: bool = False,
     simulated: bool = False,
+    seen_at: datetime | None = None,
 ) -> Envelope:
-    """A post record, built the one way every source builds posts; a bad field raises SkippableError."""
+    """A post record, built the one way every source builds posts; a bad field raises SkippableError.
+
+    `created_at` is the post's date as the source gives it. Where that is the author's own clock and the
+    network says when it saw the post (`seen_at`: Bluesky's Jetstream `time_us`, search's `indexedAt`), the post
+    counts in the network's minute and the author's date travels beside it as `authored_at`.
+    """
     payload: dict[str, Any] = {
         "post_id": post_id,
         "text": text,
@@ -354,7 +380,10 @@ def post(
     }
     if simulated:
         payload["simulated"] = True
-    return envelope(Kind.POST, source, post_key(source, post_id), created_at, fetched_at, payload)
+    if seen_at is not None:
+        payload["authored_at"] = created_at
+    event_time = seen_at if seen_at is not None else created_at
+    return envelope(Kind.POST, source, post_key(source, post_id), event_time, fetched_at, payload)
 
 
 def post_count(source: str, minute: datetime, count: int, query: str, fetched_at: datetime) -> Envelope:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
+from coinstream.errors import TryLater
 from coinstream.records import Kind
 from producer.kinesis_writer import KinesisWriter
 from producer.lock import AlreadyRunning, run_lock
@@ -106,7 +107,12 @@ def produce(
             drained = spool.drain(writer()) if spool.files() else DrainResult()
             state = state_file.load()
             cursor = fetcher.cursor_type.model_validate(state) if state else None
-            envelopes, moved = fetcher.fetch(cursor, now or datetime.now(UTC))
+            closed = ""
+            try:
+                envelopes, moved = fetcher.fetch(cursor, now or datetime.now(UTC))
+            except TryLater as exc:  # the API is closed for a while: keep the state, the next run asks again
+                logger.warning("%s: %s", name, exc)
+                envelopes, moved, closed = [], None, str(exc)
             out = Outcome(Code.SENT, fetched=len(envelopes), drained=drained.sent, skipped=len(fetcher.skips.reasons))
             if envelopes:
                 result = writer().put(envelopes)
@@ -118,6 +124,8 @@ def produce(
             # only now, with every record sent or on disk, does the run move its position on
             if moved is not None and moved != cursor:
                 state_file.save(moved.model_dump(mode="json"))
+            if fetcher.failed is not None:
+                raise fetcher.failed  # what was fetched before the failure is sent and its position kept
             waiting = spool.pending()
             if out.spooled or waiting:
                 out.code = Code.PARTIAL
@@ -130,7 +138,7 @@ def produce(
                 )
             elif not envelopes and not drained.sent:
                 out.code = Code.NOTHING
-                out.message = "nothing new to send"
+                out.message = closed or "nothing new to send"
             return out
     except AlreadyRunning as exc:
         logger.info("%s: %s; this run exits without doing anything", name, exc)

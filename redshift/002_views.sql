@@ -15,7 +15,10 @@ WHERE copy_rank = 1;
 -- Posts: one row per source and post id.
 CREATE OR REPLACE VIEW posts AS
 SELECT record_key, source, post_id, created_at, created_at_kst, minute_utc, author_id, lang, text,
-       hashtags, cashtags, matched_terms, is_retweet, is_reply, simulated, fetched_at, truncated
+       hashtags, cashtags, matched_terms, is_retweet, is_reply, simulated, fetched_at, truncated,
+       -- the author's clock (created_at) more than 10 minutes from when the network saw the post (minute_utc):
+       -- Bluesky's createdAt is set by the posting app; archives imported years later keep their first date
+       ABS(DATEDIFF(minute, minute_utc, created_at)) > 10 AS dated_apart
 FROM (
     SELECT r.*,
            ROW_NUMBER() OVER (PARTITION BY record_key ORDER BY fetched_at DESC, processed_at DESC) AS copy_rank

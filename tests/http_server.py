@@ -55,7 +55,8 @@ def api_server() -> Iterator[Recorded]:
             body = reply.body(dict(parse_qsl(parts.query))) if callable(reply.body) else reply.body
             data = reply.raw if reply.raw is not None else json.dumps(body).encode()
             self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
+            if not any(name.lower() == "content-type" for name in reply.headers):
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             for name, value in reply.headers.items():
                 self.send_header(name, value)

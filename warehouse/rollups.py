@@ -19,6 +19,13 @@ VOLUME_TEXT = (
 )
 
 
+#: A post's time as the network saw it: its date where that falls in the minute it counts in, else that minute.
+NETWORK_TIME = (
+    "CASE WHEN created_at >= minute_utc AND created_at < minute_utc + INTERVAL 1 MINUTE"
+    " THEN created_at ELSE minute_utc END"
+)
+
+
 @dataclass(frozen=True)
 class Rollup:
     """One rollup: its table, the raw table it follows, its key columns, and how to compute its rows."""
@@ -42,9 +49,10 @@ ROLLUPS = (
         ddl="""CREATE TABLE IF NOT EXISTS post_minutes (
             source VARCHAR NOT NULL, minute_utc TIMESTAMP NOT NULL, posts BIGINT NOT NULL,
             last_created_at TIMESTAMP, PRIMARY KEY (source, minute_utc))""",
-        # copies of a post share its key and its minute: a count of distinct keys is a count of posts
-        rows="""SELECT source, minute_utc, count(DISTINCT record_key), max(created_at)
-            FROM {raw} GROUP BY source, minute_utc""",
+        # copies of a post share its key and its minute: a count of distinct keys is a count of posts. The newest
+        # time is the network's: an author's clock (Bluesky's createdAt) outside the minute counts as the minute
+        rows=f"""SELECT source, minute_utc, count(DISTINCT record_key), max({NETWORK_TIME})
+            FROM {{raw}} GROUP BY source, minute_utc""",
     ),
     Rollup(
         name="latest_candles",

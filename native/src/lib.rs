@@ -62,6 +62,9 @@ struct Post<'a> {
     is_retweet: bool,
     #[serde(default)]
     is_reply: bool,
+    /// The author's own clock (Bluesky): its row takes the Python path, which writes it as the post's date.
+    #[serde(default)]
+    authored_at: Option<serde::de::IgnoredAny>,
 }
 
 /// A UTC instant as its calendar fields (ordered as a tuple: the comparison is the time order).
@@ -426,6 +429,9 @@ impl PostRows {
             return None;
         }
         let post = &envelope.payload;
+        if post.authored_at.is_some() {
+            return None;
+        }
         let fits = chars_within(&envelope.source, 1, 32)
             && chars_within(&envelope.key, 1, 256)
             && chars_within(&post.post_id, 1, 128)

@@ -149,6 +149,10 @@ class Source(ABC, Generic[C]):
         """What `coinstream doctor` checks for this source (nothing by default)."""
         return []
 
+    #: an error that ended the fetch after it had records or billed requests to keep: the runner sends those and
+    #: saves the cursor first, then raises it (so a failed second request never loses what the first one got)
+    failed: CoinstreamError | None = None
+
     @property
     def skips(self) -> Skips:
         """Malformed items skipped by this source's fetches (the runner reports them)."""
@@ -271,6 +275,10 @@ class ExchangeSource(Source[CandleCursor]):
         return fresh, CandleCursor(last_minute=last, sent=kept)
 
 
+#: How far an exchange's clock may run ahead of ours before a candle's minute is called "in the future".
+CLOCK_SLACK = timedelta(seconds=90)
+
+
 def closed_candle(
     source: str,
     market: str,
@@ -286,6 +294,11 @@ def closed_candle(
     `fields` maps our payload names to the API's field names; `number` turns an API value into exact
     decimal text (or raises BadPayload).
     """
+    if minute > fetched_at + CLOCK_SLACK:
+        raise BadPayload(
+            f"{what}: a candle for {minute:%Y-%m-%dT%H:%MZ} is in the future (fetched at {fetched_at:%H:%M:%SZ}): "
+            "a wrong time zone, or this host's clock is behind (check NTP)"
+        )
     if minute + timedelta(minutes=1) > fetched_at:
         return None
     figures: dict[str, str | None] = {}

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -47,39 +47,99 @@ def post_from_event(event: Any, fetched_at: datetime) -> Envelope | None:
 
 def _post_from_event(event: Any, fetched_at: datetime) -> Envelope | None:
     if not isinstance(event, dict) or event.get("kind") != "commit":
-        return None
+        return None  # identity, account and other events pass quietly
     commit = event.get("commit") or {}
     if commit.get("operation") != "create" or commit.get("collection") != COLLECTION:
         return None
+    uri = f"at://{event.get('did')}/{COLLECTION}/{commit.get('rkey')}"
     record = commit.get("record") or {}
-    text = str(record.get("text") or "")
+    if not about_bitcoin(record):
+        return None
+    return _post(uri, event.get("did"), record, lambda: seen_at(event, uri), fetched_at)
+
+
+def post_from_view(view: Any, fetched_at: datetime, *, bitcoin_only: bool = True) -> Envelope | None:
+    """The envelope of one PostView (what `app.bsky.feed.searchPosts` and the feeds return), counted at its
+    `indexedAt` (when the network indexed it); None where it is not about bitcoin (unless `bitcoin_only` is off)."""
+    if not isinstance(view, dict) or not isinstance(view.get("uri"), str):
+        raise BadPayload("bluesky post view: no 'uri'")
+    record = view.get("record")
+    if not isinstance(record, dict):
+        raise BadPayload(f"bluesky post view {view['uri'][:120]}: no 'record'")
+    if bitcoin_only and not about_bitcoin(record):
+        return None
+    author = view.get("author")
+    did = author.get("did") if isinstance(author, dict) else None
+
+    def indexed() -> datetime:
+        try:
+            at = datetime.fromisoformat(str(view["indexedAt"]))
+        except (KeyError, ValueError):
+            raise BadPayload(f"bluesky post view {view['uri'][:120]}: no ISO 8601 indexedAt") from None
+        if at.tzinfo is None:
+            raise BadPayload(f"bluesky post view {view['uri'][:120]}: indexedAt has no UTC offset")
+        return at
+
+    return _post(view["uri"], did, record, indexed, fetched_at)
+
+
+def about_bitcoin(record: dict[str, Any]) -> bool:
+    """Whether a post record's text names a watched term or one of its tags is #bitcoin or #btc."""
     tags = [
         str(f.get("tag", "")).lower()
         for facet in record.get("facets") or []
         for f in facet.get("features") or []
         if isinstance(f, dict) and f.get("$type") == "app.bsky.richtext.facet#tag"
     ]
-    if not matched_terms(text) and not {"bitcoin", "btc"} & set(tags):
-        return None
+    return bool(matched_terms(str(record.get("text") or ""))) or bool({"bitcoin", "btc"} & set(tags))
+
+
+def _post(
+    uri: str, did: Any, record: dict[str, Any], seen: Callable[[], datetime], fetched_at: datetime
+) -> Envelope | None:
+    """A post counted when the network saw it (`seen`), its author's `createdAt` kept beside it."""
     try:
         created = datetime.fromisoformat(str(record["createdAt"]))
     except (KeyError, ValueError):
-        return None  # a malformed record on a public firehose: not ours to keep
+        return None  # a malformed record on a public network: not ours to keep
     if created.tzinfo is None:
         return None
-    uri = f"at://{event.get('did')}/{COLLECTION}/{commit.get('rkey')}"
-    langs = record.get("langs") or []
     return records.post(
         SOURCE,
         uri,
         created,
         fetched_at,
-        text=text,
-        author_id=event.get("did"),
-        lang=langs[0] if langs else None,
+        text=str(record.get("text") or ""),
+        author_id=did if isinstance(did, str) else None,
+        lang=first_lang(record.get("langs")),
         is_retweet=False,
         is_reply="reply" in record,
+        seen_at=seen(),
     )
+
+
+def seen_at(event: dict[str, Any], uri: str) -> datetime:
+    """When the network saw the post: the event's `time_us` (the record's `createdAt` is the author's clock)."""
+    time_us = event.get("time_us")
+    if type(time_us) is not int or time_us <= 0:
+        raise BadPayload(f"bluesky event {uri[:120]}: no integer time_us, so no minute the network saw it in")
+    return datetime.fromtimestamp(time_us // 1_000_000, UTC).replace(microsecond=time_us % 1_000_000)
+
+
+def xrpc_error(body: Any) -> str:
+    """What an XRPC error answer says (`{"error": "AuthMissing", "message": ...}`), or ""."""
+    if isinstance(body, dict) and isinstance(body.get("error"), str) and "kind" not in body:
+        return f"{body['error']}: {str(body.get('message'))[:200]}"
+    return ""
+
+
+def first_lang(langs: Any) -> str | None:
+    """The post's first language tag; some clients send one tag as a string rather than a list."""
+    if isinstance(langs, str):
+        return langs or None
+    if isinstance(langs, list) and langs and isinstance(langs[0], str):
+        return langs[0] or None
+    return None
 
 
 @dataclass
@@ -142,7 +202,17 @@ class JetstreamCursor(Cursor):
     cursor: int
 
 
-def _recorded_events(body: Any, options: RunOptions, now: datetime) -> list[Envelope]:
+def _recorded(body: Any, options: RunOptions, now: datetime) -> list[Envelope]:
+    """A recorded answer: Jetstream events (one, or a list), a searchPosts page (`posts`), a feed page (`feed`)."""
+    error = xrpc_error(body)
+    if error:
+        hint = " (searchPosts needs a signed-in session)" if "Auth" in error else ""
+        raise BadPayload(f"bluesky: the answer is an error, {error}{hint}")
+    if isinstance(body, dict) and isinstance(body.get("posts"), list):
+        return parse_items(body["posts"], lambda v: post_from_view(v, now), "bluesky search", None)
+    if isinstance(body, dict) and isinstance(body.get("feed"), list):
+        views = [item.get("post") if isinstance(item, dict) else item for item in body["feed"]]
+        return parse_items(views, lambda v: post_from_view(v, now), "bluesky feed", None)
     return parse_items(body if isinstance(body, list) else [body], lambda e: post_from_event(e, now), "bluesky", None)
 
 
@@ -153,7 +223,7 @@ class Bluesky(Source[JetstreamCursor]):
     kinds = frozenset({Kind.POST})
     cursor_type = JetstreamCursor
     summary = "Bluesky posts about bitcoin from the Jetstream firehose (free, no key)"
-    recorded: ClassVar[Mapping[str, RecordedParser]] = {"bluesky": _recorded_events}
+    recorded: ClassVar[Mapping[str, RecordedParser]] = {"bluesky": _recorded}
 
     def __init__(self, listener: JetstreamListener) -> None:
         self.listener = listener

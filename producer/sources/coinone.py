@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from coinstream.errors import BadPayload
+from coinstream.errors import BadPayload, CoinstreamError, TryLater
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
@@ -42,6 +42,26 @@ def _decimal(value: Any, field: str) -> str:
     return format(number, "f")  # plain notation: COPY into DECIMAL takes no exponent
 
 
+#: Codes that close the API for a while: 4 "Blocked user access" (too many requests), 405 server maintenance.
+TRY_LATER_CODES = frozenset({"4", "405"})
+
+
+def answer_error(body: dict[str, Any], what: str) -> CoinstreamError:
+    """The error of an answer that is not `result: success`. Coinone sends errors with HTTP 200 in three spellings
+    (`error_code`/`error_msg`, `errorCode`/`errorMsg`, and `errorCode` with `status: "maintenance"`): each is
+    named by its code and message; maintenance and rate limiting are TryLater, anything else BadPayload."""
+    code = body.get("error_code", body.get("errorCode"))
+    message = body.get("error_msg", body.get("errorMsg"))
+    status = body.get("status")
+    said = f"result={str(body.get('result'))[:40]!r} error code {str(code)[:20]!r}" + (
+        f" ({str(message)[:200]})" if message else ""
+    )
+    if status == "maintenance" or str(code) in TRY_LATER_CODES:
+        why = "under maintenance" if status == "maintenance" or str(code) == "405" else "rate-limiting this client"
+        return TryLater(f"{what}: Coinone is {why}: {said}; try later (the next scheduled run asks again)")
+    return BadPayload(f"{what}: {said}")
+
+
 def parse_chart(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
     """Candle envelopes for the closed minutes of one chart answer, oldest first.
 
@@ -51,7 +71,7 @@ def parse_chart(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | 
     if not isinstance(body, dict):
         raise BadPayload(f"coinone chart: expected a JSON object, got {type(body).__name__}")
     if body.get("result") != "success":
-        raise BadPayload(f"coinone chart: result={body.get('result')!r} error_code={body.get('error_code')!r}")
+        raise answer_error(body, f"coinone chart {market}")
     chart = body.get("chart")
     if not isinstance(chart, list):
         raise BadPayload("coinone chart: 'chart' is missing or not a list")

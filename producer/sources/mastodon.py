@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any, ClassVar
@@ -12,8 +13,8 @@ from pydantic import Field
 
 from coinstream import records
 from coinstream.config import Settings
-from coinstream.errors import BadPayload, CoinstreamError
-from coinstream.http import ApiClient
+from coinstream.errors import BadPayload, CoinstreamError, FatalError
+from coinstream.http import ApiClient, Refused, link_params
 from coinstream.records import Envelope, Kind
 from producer.sources.base import Cursor, OnSkip, Probe, RecordedParser, RunOptions, Source, api_probe, parse_items
 
@@ -79,12 +80,36 @@ def newest_id(ids: list[str]) -> str:
 
 
 class MastodonTag:
-    """Statuses of one hashtag on one instance, newer than the last id seen there."""
+    """Statuses of one hashtag on one instance, newer than the last id seen there.
+
+    Pages are named by the answer's `Link` header (`rel="prev"`: newer statuses, `rel="next"`: older), as
+    Mastodon documents; ids are compared only where a server sends no header.
+    """
+
+    PAGE = 40
 
     def __init__(self, api: ApiClient, tag: str = "bitcoin", *, max_pages: int = 5) -> None:
         self.api = api
         self.tag = tag
         self.max_pages = max_pages
+
+    def page(self, params: dict[str, Any], now: datetime, on_skip: OnSkip | None) -> TagPage:
+        """One page of the timeline asked with `params` (min_id, max_id, since_id)."""
+        try:
+            body, headers = self.api.get(
+                f"/api/v1/timelines/tag/{self.tag}", {"limit": self.PAGE, **params}, f"mastodon #{self.tag}"
+            )
+        except Refused as exc:
+            if exc.status in (401, 403):
+                raise FatalError(
+                    f"{exc}; this instance serves hashtag timelines to signed-in users only (public feeds "
+                    "disabled): drop it from COINSTREAM_MASTODON_INSTANCES"
+                ) from None
+            raise
+        posts = parse_statuses(body, now, on_skip)
+        ids = [str(s["id"]) for s in body if isinstance(s, dict) and isinstance(s.get("id"), str | int)]
+        link = headers.get("link")
+        return TagPage(posts, ids, link_params(link, "prev"), link_params(link, "next"))
 
     def fetch(
         self, min_id: str | None, now: datetime, on_skip: OnSkip | None = None
@@ -92,19 +117,34 @@ class MastodonTag:
         """(posts newer than `min_id`, the newest id seen): pass that id to the next run."""
         found: dict[str, Envelope] = {}
         newest = min_id
+        params: dict[str, Any] = {"min_id": min_id} if min_id else {}
         for _ in range(self.max_pages):
-            params: dict[str, Any] = {"limit": 40, **({"min_id": newest} if newest else {})}
-            body = self.api.get_json(f"/api/v1/timelines/tag/{self.tag}", params, f"mastodon #{self.tag}")
-            posts = parse_statuses(body, now, on_skip)
-            ids = [s["id"] for s in body if isinstance(s, dict) and isinstance(s.get("id"), str | int)]
-            if not ids:
+            page = self.page(params, now, on_skip)
+            if not page.ids:
                 break
-            for post in posts:
+            for post in page.posts:
                 found[post.key] = post
-            newest = newest_id([str(i) for i in ids] + ([newest] if newest else []))
-            if min_id is None or len(body) < 40:
+            newest = newest_id(page.ids + ([newest] if newest else []))
+            if min_id is None or len(page.ids) < self.PAGE:
                 break  # first run: one page; otherwise stop once caught up
+            params = {"min_id": page.newer.get("min_id", newest)}
         return sorted(found.values(), key=lambda e: e.event_time), newest
+
+    def back(self, max_id: str | None, now: datetime, on_skip: OnSkip | None = None) -> TagPage:
+        """One page older than `max_id` (the newest page when None): follow `page.older` for the next one."""
+        return self.page({"max_id": max_id} if max_id else {}, now, on_skip)
+
+
+@dataclass(frozen=True)
+class TagPage:
+    """One page of a tag timeline: its posts, the status ids it held, and the queries of its neighbours."""
+
+    posts: list[Envelope]
+    ids: list[str]
+    #: the query of the next newer page (`Link` rel="prev"), {} if the server named none
+    newer: dict[str, str]
+    #: the query of the next older page (`Link` rel="next"), {} at the end of the timeline
+    older: dict[str, str]
 
 
 class InstanceCursors(Cursor):

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from coinstream.config import Settings
-from coinstream.errors import FatalError, SkippableError
+from coinstream.errors import FatalError, SkippableError, TryLater
 from coinstream.records import Envelope, Kind
 from producer.sources.base import NoCursor, RecordedParser, RunOptions, Source
 
@@ -68,7 +68,7 @@ class Offline(Source[NoCursor]):
                     raise FatalError(f"{file}: not valid JSON ({exc}); re-record it or remove it") from None
                 try:
                     out.extend(self.parsers[name](body, self.options, now))
-                except SkippableError as exc:
+                except (SkippableError, TryLater) as exc:  # a recorded error answer: the recording says why
                     raise FatalError(f"{file}: {exc}; re-record it or remove it") from None
         return out, None
 

@@ -41,6 +41,13 @@ def _number(value: Any, field: str) -> str:
     return format(Decimal(value), "f")
 
 
+def utc_minute(text: str) -> datetime:
+    """`candle_date_time_utc` as a UTC time. Upbit sends it without a zone (it is UTC by its name); a time that
+    does carry an offset is converted, never relabelled."""
+    at = datetime.fromisoformat(text)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
 def parse_candles(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
     """Envelopes for the closed minutes of one answer, oldest first."""
     if isinstance(body, dict) and "error" in body:
@@ -53,7 +60,7 @@ def parse_candles(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip 
         if not isinstance(candle, dict):
             raise BadPayload("upbit candles: a candle is not an object")
         try:
-            minute = datetime.fromisoformat(str(candle["candle_date_time_utc"])).replace(tzinfo=UTC)
+            minute = utc_minute(str(candle["candle_date_time_utc"]))
         except (KeyError, ValueError):
             raise BadPayload(
                 f"upbit candles: bad candle_date_time_utc {str(candle.get('candle_date_time_utc'))[:40]!r}"

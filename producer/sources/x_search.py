@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, model_validator
 from coinstream import records
 from coinstream.config import Settings
 from coinstream.errors import BadPayload, CoinstreamError, FatalError, TransientError
+from coinstream.http import not_json
 from coinstream.records import Envelope, Kind
 from coinstream.retry import retrying
 from coinstream.timeutil import epoch_minute, minute_start
@@ -44,10 +45,13 @@ def parse_recent_search(body: Any, fetched_at: datetime, on_skip: OnSkip | None 
     """Post envelopes for one page of `GET /2/tweets/search/recent` (tweet.fields incl. created_at)."""
     if not isinstance(body, dict):
         raise BadPayload(f"x recent search: expected a JSON object, got {type(body).__name__}")
-    if "errors" in body and "data" not in body:
-        errors = body["errors"] if isinstance(body["errors"], list) else []
-        first = errors[0] if errors and isinstance(errors[0], dict) else {}
-        raise BadPayload(f"x recent search: error {str(first.get('title') or first.get('message'))[:200]!r}")
+    if "data" not in body:
+        problem = x_problem(body)
+        if problem:
+            raise BadPayload(f"x recent search: {problem}")
+    elif body.get("errors"):
+        # partial errors (an expansion it may not show, a deleted quoted post): the posts stand; said once
+        logger.warning("x recent search: the answer has its posts and %s", x_problem(body))
     data = body.get("data", [])  # an empty result has no "data" at all
     if not isinstance(data, list):
         raise BadPayload("x recent search: 'data' is not a list")
@@ -82,6 +86,30 @@ def parse_recent_search(body: Any, fetched_at: datetime, on_skip: OnSkip | None 
     return parse_items(data, build, "x recent search", on_skip)
 
 
+def x_problem(body: dict[str, Any]) -> str:
+    """What an X answer says went wrong, in one line ("" if it says nothing): its `errors` list (partial errors
+    hold `title`/`detail`, invalid requests `message`), or the problem+json fields (`title`, `detail`) that 401
+    and 429 answers carry without any list."""
+    errors = (
+        [e for e in body.get("errors") or [] if isinstance(e, dict)] if isinstance(body.get("errors"), list) else []
+    )
+    if errors:
+        first = errors[0]
+        title = str(first.get("title") or "")[:80]
+        said = str(first.get("detail") or first.get("message") or "")[:200]
+        others = sorted({str(e.get("title")) for e in errors[1:] if e.get("title") and e.get("title") != title})
+        return (
+            f"{len(errors)} error{'s' if len(errors) > 1 else ''}: "
+            + (f"{title}: " if title else "")
+            + said
+            + (f" (also {', '.join(others)[:160]})" if others else "")
+        )
+    if "title" in body or "detail" in body:
+        status = f"HTTP {body['status']} " if "status" in body else ""
+        return f"{status}{str(body.get('title'))[:80]}: {str(body.get('detail'))[:200]}"
+    return ""
+
+
 def _is_id(value: Any) -> bool:
     """X ids are decimal strings (64-bit); since_id must be one, or every later request is refused."""
     return isinstance(value, str) and value.isascii() and value.isdigit() and 0 < len(value) <= 20
@@ -99,9 +127,11 @@ def _check_response(response: requests.Response, *args: Any, **kwargs: Any) -> N
     """Every X answer that is not a success becomes one of our errors before tweepy reads it (tweepy itself
     fails on some error bodies, such as a list, with a traceback)."""
     status = response.status_code
-    if status < 400:
-        return
     what = "x counts" if "/counts/" in response.url else "x recent search"
+    if status < 400:
+        if "json" not in response.headers.get("content-type", "json"):
+            raise BadPayload(not_json(what, status, response.headers, response.content))
+        return
     if status == 429:
         reset = response.headers.get("x-rate-limit-reset", "")
         until = int(reset) if reset.isascii() and reset.isdigit() else None
@@ -112,7 +142,14 @@ def _check_response(response: requests.Response, *args: Any, **kwargs: Any) -> N
         raise FatalError(f"{what}: HTTP 402, the X account has no credit left for this request")
     if status >= 500:
         raise TransientError(f"{what}: HTTP {status} from X")
-    raise FatalError(f"{what}: HTTP {status}: {response.text[:200]!r}")
+    try:
+        body = response.json()
+        said = x_problem(body) if isinstance(body, dict) else ""
+    except ValueError:
+        said = ""
+    if not said:
+        raise FatalError(not_json(what, status, response.headers, response.content))
+    raise FatalError(f"{what}: HTTP {status}: {said}")
 
 
 @dataclass
@@ -182,6 +219,7 @@ class XRecentSearch:
         found: list[Envelope] = []
         token: str | None = None
         params: dict[str, Any] = {"granularity": "minute", "start_time": _x_time(start), "end_time": _x_time(end)}
+        whole_end = end
         for _ in range(MAX_COUNTS_PAGES):
             try:
                 budget.charge_counts_request()
@@ -195,9 +233,12 @@ class XRecentSearch:
             except RateLimited as exc:
                 return CountsResult(found, complete=False, stopped_by=str(exc), rate_limited_until=exc.until)
             found.extend(c for c in parse_counts(body, self.query, now, on_skip) if start <= c.event_time < end)
+            partial = partial_start(body)
+            if partial is not None and start <= partial < whole_end:
+                whole_end = minute_start(epoch_minute(partial))  # that minute is read again, whole, next run
             token = _next_token(body)
             if not token:
-                return CountsResult(found, complete=True)
+                return CountsResult(found, complete=True, whole_end=whole_end)
         return CountsResult(found, complete=False, stopped_by=f"x counts: {MAX_COUNTS_PAGES} pages and more to come")
 
     def sample(self, since_id: str | None, size: int, now: datetime, on_skip: OnSkip | None = None) -> SearchResult:
@@ -253,12 +294,33 @@ class CountsResult:
     stopped_by: str = ""
     rate_limited_until: int | None = None
     budget_spent: bool = False
+    #: where the counted minutes end: the window's end, or the start of a partial bucket's minute in it
+    whole_end: datetime | None = None
 
 
 def parse_counts(body: Any, query: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
-    """Per-minute count envelopes of `GET /2/tweets/counts/recent` (granularity=minute), closed minutes only."""
+    """Per-minute count envelopes of `GET /2/tweets/counts/recent` (granularity=minute), closed minutes only.
+
+    Only a bucket of exactly one whole minute is a minute's count. X answers with partial buckets at both ends
+    when the window is not on the minute (`"start": "...T19:18:24.000Z"`): each is skipped with its reason (the
+    counts run reads that minute again once whole). Buckets of another size (an answer asked with
+    granularity=hour or day) are no minute's count: the page is refused. `meta.total_tweet_count` counts one page
+    only and is not used.
+    """
+    if isinstance(body, dict) and "data" not in body:
+        problem = x_problem(body)
+        if problem:
+            raise BadPayload(f"x counts: {problem}")
     if not isinstance(body, dict) or not isinstance(body.get("data", []), list):
         raise BadPayload("x counts: expected an object with a 'data' list")
+    buckets = body.get("data", [])
+    # the edges may be partial; a bucket inside the page tells the granularity
+    sizes = {size for size in map(_bucket_seconds, buckets[1:-1]) if size is not None and size != 60.0}
+    if sizes:
+        raise BadPayload(
+            f"x counts: buckets of {', '.join(f'{s:g} s' for s in sorted(sizes))}, not one minute: "
+            "no minute's count can be read from them (ask with granularity=minute)"
+        )
 
     def build(bucket: Any) -> Envelope | None:
         try:
@@ -267,11 +329,47 @@ def parse_counts(body: Any, query: str, fetched_at: datetime, on_skip: OnSkip | 
             count = bucket["tweet_count"]
         except (KeyError, TypeError, ValueError):
             raise BadPayload(f"x counts: a bucket is not start/end/tweet_count: {bucket!r}"[:200]) from None
-        if end.tzinfo is None or end > fetched_at:
+        if end.tzinfo is None or start.tzinfo is None or end > fetched_at:
             return None  # the running minute is not a fact yet (and a time without a zone never is)
+        if not whole_minute(start, end):
+            raise BadPayload(
+                f"x counts: the bucket {bucket['start']}..{bucket['end']} is not one whole minute "
+                "(a partial edge of the window); its minute is counted when read whole"
+            )
         return records.post_count(SOURCE, start, count, query, fetched_at)
 
-    return parse_items(body.get("data", []), build, "x counts", on_skip)
+    return parse_items(buckets, build, "x counts", on_skip)
+
+
+def whole_minute(start: datetime, end: datetime) -> bool:
+    """Whether [start, end) is exactly one minute, from a minute's start."""
+    return end - start == timedelta(minutes=1) and start.second == 0 and start.microsecond == 0
+
+
+def _bucket_seconds(bucket: Any) -> float | None:
+    try:
+        start, end = datetime.fromisoformat(str(bucket["start"])), datetime.fromisoformat(str(bucket["end"]))
+        return (end - start).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def partial_start(body: Any) -> datetime | None:
+    """The start of the first partial bucket after a whole one on a counts page (a partial trailing edge): the
+    minutes from there on are read again. None where the page ends whole."""
+    spans = []
+    for bucket in body.get("data", []) if isinstance(body, dict) and isinstance(body.get("data"), list) else []:
+        try:
+            start, end = datetime.fromisoformat(str(bucket["start"])), datetime.fromisoformat(str(bucket["end"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if start.tzinfo is not None and end.tzinfo is not None:
+            spans.append((start, whole_minute(start, end)))
+    spans.sort()
+    first_whole = next((start for start, whole in spans if whole), None)
+    if first_whole is None:
+        return None
+    return next((start for start, whole in spans if not whole and start > first_whole), None)
 
 
 class XCursor(Cursor):
@@ -344,7 +442,15 @@ class X(Source[XCursor]):
             except BudgetSpent as exc:
                 stop = str(exc)
             else:
-                result = search.sample(cursor.since_id, size, now, self.skips)
+                try:
+                    result = search.sample(cursor.since_id, size, now, self.skips)
+                except CoinstreamError as exc:
+                    if not counts_due:
+                        raise
+                    # the counts request was billed and its minutes fetched: keep both, then fail the run
+                    self.failed = exc
+                    moved["spent"] = budget.spent
+                    return envelopes, XCursor.model_validate(moved)
                 budget.charge_reads(result.read)
                 envelopes += result.posts
                 moved.update(since_id=result.newest_id or cursor.since_id)
@@ -377,7 +483,8 @@ class X(Source[XCursor]):
         if start >= end:
             return _Counted([], True, end)
         result = search.counts(start, end, budget, now, self.skips)
-        return _Counted(result.counts, result.complete, end, result.stopped_by, result.rate_limited_until)
+        counted_end = min(end, result.whole_end or end)
+        return _Counted(result.counts, result.complete, counted_end, result.stopped_by, result.rate_limited_until)
 
     @classmethod
     def probes(cls, settings: Settings) -> list[Probe]:

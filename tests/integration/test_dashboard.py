@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,31 @@ def upbit_volume(minute: int) -> str:
     return f"{(minute * 7919) % 1000 / 997 + 0.5:.8f}"
 
 
+@contextmanager
+def dashboard(warehouse_file: Path, state: Path) -> Iterator[int]:
+    """`coinstream dashboard` on a free port over `warehouse_file`, answering; its port."""
+    port = free_port()
+    env = {**os.environ, "COINSTREAM_WAREHOUSE_FILE": str(warehouse_file), "COINSTREAM_STATE_DIR": str(state)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "operate", "dashboard", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 @pytest.fixture
 def dashboard_url(tmp_path: Path) -> Iterator[str]:
     sim = simulated.Simulation()
@@ -65,25 +92,8 @@ def dashboard_url(tmp_path: Path) -> Iterator[str]:
         tmp_path / "w.duckdb",
         [*simulated.candles(sim, first, last, NOW), *simulated.posts(sim, first, last, NOW), *upbit],
     )
-    port = free_port()
-    env = {**os.environ, "COINSTREAM_WAREHOUSE_FILE": str(tmp_path / "w.duckdb"), "COINSTREAM_STATE_DIR": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "operate", "dashboard", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with dashboard(tmp_path / "w.duckdb", tmp_path) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 #: Points drawn per series of a chart, read from the chart library itself ("-" and null are gaps).
@@ -159,34 +169,13 @@ def test_every_chart_draws_the_known_points_and_the_tooltip_shows_exact_values(
 
 @needs_chromium
 def test_no_data_yet_says_so(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "COINSTREAM_WAREHOUSE_FILE": str(tmp_path / "none.duckdb"),
-        "COINSTREAM_STATE_DIR": str(tmp_path),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "operate", "dashboard", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-            page = browser.new_page()
-            for _ in range(50):
-                try:
-                    page.goto(f"http://127.0.0.1:{port}/")
-                    break
-                except Exception:
-                    time.sleep(0.2)
-            page.wait_for_selector("body[data-ready=true]", timeout=30_000)
-            assert page.is_visible("#empty") and "No data yet" in page.text_content("#empty")
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with dashboard(tmp_path / "none.duckdb", tmp_path) as port, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        assert page.is_visible("#empty") and "No data yet" in page.text_content("#empty")
+        browser.close()
 
 
 @needs_chromium
@@ -215,3 +204,24 @@ def test_analyze_writes_a_self_contained_html_report(tmp_path: Path) -> None:
         assert page.evaluate(POINTS, "chart-price") == {"OHLC": MINUTES}
         assert fetched == [report.as_uri()]  # one file, nothing else loaded
         browser.close()
+
+
+def test_the_dashboard_answers_only_its_own_host_names(tmp_path: Path) -> None:
+    """DNS rebinding: a page on attacker.example that points its name at 127.0.0.1 must not read the dashboard."""
+    with dashboard(tmp_path / "none.duckdb", tmp_path) as port:
+
+        def status(host: str, path: str) -> int:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                connection.request("GET", path, headers={"Host": host})
+                return connection.getresponse().status
+            finally:
+                connection.close()
+
+        for path in ("/", "/api/data"):
+            assert status(f"127.0.0.1:{port}", path) == 200
+            assert status(f"localhost:{port}", path) == 200
+            assert status(f"[::1]:{port}", path) == 200
+            assert status(f"attacker.example:{port}", path) == 421
+            assert status("attacker.example", path) == 421
+            assert status(f"127.0.0.1.attacker.example:{port}", path) == 421

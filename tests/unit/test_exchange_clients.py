@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from coinstream.errors import BadPayload, FatalError, TransientError
+from coinstream.errors import BadPayload, FatalError, TransientError, TryLater
 from coinstream.http import ApiClient
 from producer.sources.base import Skips
 from producer.sources.coinone import CoinoneCandles
@@ -53,8 +53,8 @@ def test_coinone_backfills_missed_minutes_by_paging_back_with_timestamp() -> Non
     [
         (
             Reply({"result": "error", "error_code": "4", "error_msg": "Blocked user access"}),
-            BadPayload,
-            "error_code='4'",
+            TryLater,
+            r"rate-limiting this client: result='error' error code '4' \(Blocked user access\); try later",
         ),
         (Reply(raw=b'{"result": "success", "chart": [{"timest'), BadPayload, "not JSON"),
         (Reply({"error": "busy"}, 503), TransientError, "HTTP 503"),

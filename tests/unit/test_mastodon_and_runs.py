@@ -26,10 +26,13 @@ def test_mastodon_posts_keyed_by_uri_with_text_and_flags() -> None:
     with api_server() as server:
         server.on(TAG, Reply(body))
         posts, newest = MastodonTag(ApiClient(server.url, sleep=lambda s: None)).fetch(None, NOW)
-    assert len(posts) == 5 and newest == max((s["id"] for s in body), key=int)
+    assert len(posts) == 6 and newest == max((s["id"] for s in body), key=int)
     assert posts[0].key.startswith("mastodon:https://mastodon.example/users/alice0/")
     assert posts[0].payload.text == "Watching #bitcoin today 0"
-    assert [p.payload.is_reply for p in posts] == [False, False, True, False, False]
+    assert [p.payload.is_reply for p in posts] == [False, False, False, True, False, False]
+    # the remote post that arrived last (the newest id) counts in its own, older minute; it has no language
+    late = next(p for p in posts if "remote.example" in p.key)
+    assert late.event_time == datetime(2026, 11, 27, 12, 0, 41, tzinfo=UTC) and late.post.lang is None
 
 
 def test_mastodon_asks_only_for_newer_posts_on_the_next_run() -> None:

@@ -247,6 +247,9 @@ _LEFT_TO_PYTHON = {
     "a tag next to a character it does not know": lambda: _valid_bytes(text="#btc\u0e31"),
     "a text over its column": lambda: _valid_bytes(text="a" * 65536),
     "more hashtags than surely fit their column": lambda: _valid_bytes(text=" ".join(f"#t{i:04d}" for i in range(200))),
+    "an author's clock beside the network's": lambda: post(
+        "bluesky", "at://did:plc:a/p/1", datetime(2019, 5, 1, tzinfo=UTC), NOW, text="bitcoin", seen_at=NOW
+    ).to_bytes(),
 }
 
 

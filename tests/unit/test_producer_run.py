@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
@@ -21,6 +22,7 @@ from producer.sources import simulated
 from producer.spool import Spool
 from producer.state import StateFile
 from tests.conftest import PAYLOADS, make_post
+from tests.http_server import Reply, api_server
 
 NOW = datetime(2026, 11, 28, 12, 0, 30, tzinfo=UTC)
 
@@ -127,3 +129,40 @@ def test_an_unreadable_spool_line_is_quarantined_alone_and_the_rest_is_sent(
     entry = json.loads(kept.read_text())
     assert entry["line"] == '{"v": 1, "kind": "post", "trunc' and "not a coinstream v1 envelope" in entry["reason"]
     assert stream_count(kinesis, pipeline.stream_name) == 3 + outcome.sent
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"), [("coinone_maintenance.json", "maintenance"), ("coinone_blocked.json", "rate")]
+)
+def test_a_closed_api_is_try_later_nothing_to_do_and_the_state_is_kept(
+    stack: tuple[Settings, Pipeline, Any], answer: str, said: str
+) -> None:
+    settings, pipeline, _ = stack
+    state = StateFile(settings.state_dir / "producer" / "candle-coinone-KRW-BTC.state.json")
+    state.save({"last_minute": 29_000_000, "sent": {}})
+    with api_server() as coinone:
+        coinone.on("/public/v2/chart/KRW/BTC", Reply(json.loads((PAYLOADS / "errors" / answer).read_text())))
+        outcome = produce(
+            Kind.CANDLE, "coinone", settings.model_copy(update={"coinone_url": coinone.url}), pipeline, now=NOW
+        )
+    assert outcome.code is Code.NOTHING and said in outcome.message and "try later" in outcome.message
+    assert len(coinone.requests) == 1  # not hammered within the run: the next cron run asks again
+    assert state.load() == {"last_minute": 29_000_000, "sent": {}}
+
+
+def test_a_search_that_fails_after_counts_keeps_the_counts_and_their_bill(
+    stack: tuple[Settings, Pipeline, Any],
+) -> None:
+    settings, pipeline, kinesis = stack
+    minute = {"start": "2026-11-28T11:59:00.000Z", "end": "2026-11-28T12:00:00.000Z", "tweet_count": 7}
+    with api_server() as x:
+        x.on("/2/tweets/counts/recent", Reply({"data": [minute], "meta": {"total_tweet_count": 7}}))
+        x.on(
+            "/2/tweets/search/recent", Reply(json.loads((PAYLOADS / "errors" / "x_unauthorized.json").read_text()), 401)
+        )
+        configured = settings.model_copy(update={"x_url": x.url, "x_bearer_token": SecretStr("t" * 24)})
+        with pytest.raises(FatalError, match="HTTP 401, the bearer token is not valid"):
+            produce(Kind.POST, "x", configured, pipeline, now=NOW)
+    state = StateFile(settings.state_dir / "producer" / "post-x.state.json").load()
+    assert state is not None and state["spent"]["2026-11-28"]["counts_requests"] == 1  # billed, so booked
+    assert stream_count(kinesis, pipeline.stream_name) == 1  # the count it fetched went out before the failure

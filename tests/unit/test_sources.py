@@ -68,7 +68,7 @@ def test_coinone_keeps_big_numbers_exact() -> None:
 @pytest.mark.parametrize(
     ("body", "match"),
     [
-        ({"result": "error", "error_code": "107"}, "error_code='107'"),
+        ({"result": "error", "error_code": "107"}, "error code '107'"),
         ({"result": "success", "chart": "nope"}, "not a list"),
         ([1, 2], "expected a JSON object"),
     ],
@@ -133,8 +133,11 @@ def test_malformed_payload_file_is_one_fatal_line_naming_the_file(tmp_path: Path
     (tmp_path / "coinone" / "chart.json").write_text('{"result": "success", "chart": [')
     with pytest.raises(FatalError, match=r"chart.json: not valid JSON"):
         replay(tmp_path, Kind.CANDLE)
+    (tmp_path / "coinone" / "chart.json").write_text(json.dumps({"result": "error", "error_code": "107"}))
+    with pytest.raises(FatalError, match=r"chart.json: coinone chart KRW-BTC: result='error'"):
+        replay(tmp_path, Kind.CANDLE)
     (tmp_path / "coinone" / "chart.json").write_text(json.dumps({"result": "error", "error_code": "4"}))
-    with pytest.raises(FatalError, match=r"chart.json: coinone chart: result='error'"):
+    with pytest.raises(FatalError, match=r"chart.json: coinone chart KRW-BTC: Coinone is rate-limiting"):
         replay(tmp_path, Kind.CANDLE)
     with pytest.raises(FatalError, match="no recorded payload files"):
         replay(tmp_path, Kind.POST)
@@ -152,6 +155,6 @@ def test_offline_replays_every_registered_source_in_a_recording() -> None:
     assert by_source(Kind.POST) == {
         ("x", "post"): 42,
         ("x", "post_count"): 6,
-        ("mastodon", "post"): 5,
+        ("mastodon", "post"): 6,
         ("bluesky", "post"): 4,
     }

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from coinstream import REPO_ROOT
+from coinstream import REPO_ROOT, records
 from coinstream.config import Pipeline
 from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
@@ -21,6 +22,7 @@ from coinstream.tables import load_jsonpaths, parse_jsonpath
 from consumer.enrich import enrich as to_row
 from tests.conftest import FETCHED, make_candle, make_post
 from warehouse.loader import Warehouse, extract, open_warehouse
+from warehouse.rollups import NETWORK_TIME
 
 BUCKET = "coinstream-landing"
 
@@ -173,8 +175,8 @@ def _rollup(db: Any) -> list[tuple[Any, ...]]:
 
 def _counted(db: Any) -> list[tuple[Any, ...]]:
     return db.execute(
-        "SELECT source, strftime(minute_utc, '%H:%M'), count(DISTINCT record_key), strftime(max(created_at), '%H:%M:%S') "
-        "FROM raw_posts GROUP BY 1, 2 ORDER BY 1, 2"
+        "SELECT source, strftime(minute_utc, '%H:%M'), count(DISTINCT record_key), "
+        f"strftime(max({NETWORK_TIME}), '%H:%M:%S') FROM raw_posts GROUP BY 1, 2 ORDER BY 1, 2"
     ).fetchall()
 
 
@@ -227,3 +229,41 @@ def test_a_warehouse_wanted_for_its_shape_has_every_table_and_view_but_no_spine(
         assert warehouse.db.execute("SELECT count(*) FROM minute_numbers").fetchone()[0] > 0  # type: ignore[index]
     finally:
         shape.close()
+
+
+def test_a_post_that_arrives_late_changes_its_old_minute_everywhere_a_user_reads_it(
+    s3: Any, warehouse: Warehouse
+) -> None:
+    """Mastodon's remote posts reach an instance late and out of order; Bluesky's author clock can be years off.
+    Each counts in the minute the network gave it, in the views, the metrics and the dashboard's rollup alike."""
+    put_rows(s3, "firehose/candles/2026/11/27/12/a", [to_row(make_candle(i), FETCHED) for i in range(3)])
+    put_rows(
+        s3,
+        "firehose/posts/2026/11/27/12/a",
+        [to_row(make_post(str(i), minute=i, source="mastodon"), FETCHED) for i in range(3)],
+    )
+    warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+    late = make_post("remote", minute=0, source="mastodon")  # fetched an hour later, for 12:00
+    authored = records.post(
+        "bluesky",
+        "at://did:plc:a/app.bsky.feed.post/1",
+        datetime(2019, 5, 1, tzinfo=UTC),
+        FETCHED,
+        text="bitcoin",
+        seen_at=datetime(2026, 11, 27, 12, 0, 40, tzinfo=UTC),
+    )
+    later = FETCHED + timedelta(hours=1)
+    put_rows(s3, "firehose/posts/2026/11/27/13/b", [to_row(late, later), to_row(authored, later)])
+    warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+    assert _rollup(warehouse.db) == _counted(warehouse.db)
+    assert ("mastodon", "12:00", 2, "12:00:17") in _rollup(warehouse.db)
+    assert ("bluesky", "12:00", 1, "12:00:00") in _rollup(warehouse.db)  # not 2019, not in the future either
+    minute = warehouse.db.execute(
+        "SELECT posts_mastodon, posts_bluesky FROM minute_metrics WHERE minute_utc = '2026-11-27 12:00:00' LIMIT 1"
+    ).fetchall()
+    assert minute == [(2, 1)]
+    flagged = warehouse.db.execute(
+        "SELECT source, dated_apart, created_at FROM posts ORDER BY source, post_id"
+    ).fetchall()
+    assert flagged[0][:2] == ("bluesky", True) and flagged[0][2].year == 2019
+    assert all(not apart for source, apart, _ in flagged if source == "mastodon")

@@ -32,12 +32,19 @@ def no_stack() -> dict[str, Any]:
 class Handler(SimpleHTTPRequestHandler):
     """Static files from the package, plus /api/data."""
 
-    def __init__(self, *args: Any, reader: Reader, stack_panel: StackPanel, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, reader: Reader, stack_panel: StackPanel, hosts: frozenset[str], **kwargs: Any
+    ) -> None:
         self.reader = reader
         self.stack_panel = stack_panel
+        self.hosts = hosts
         super().__init__(*args, directory=str(STATIC), **kwargs)
 
     def do_GET(self) -> None:
+        if host_name(self.headers.get("Host", "")) not in self.hosts:
+            # DNS rebinding: a page elsewhere that points its own name at 127.0.0.1 would read this one
+            self.send_error(421, "Misdirected Request", "this dashboard answers only to its own host names")
+            return
         parts = urlsplit(self.path)
         if parts.path != "/api/data":
             super().do_GET()
@@ -86,9 +93,28 @@ class Handler(SimpleHTTPRequestHandler):
         logger.debug(format, *args)
 
 
-def serve(reader: Reader, host: str, port: int, stack_panel: StackPanel = no_stack) -> ThreadingHTTPServer:
-    """A server bound to host:port (not started) that reads the warehouse through `reader`, and the stack panel."""
-    handler = partial(Handler, reader=reader, stack_panel=stack_panel)
+#: The names a browser on this machine uses for loopback: answered on any bind address.
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(header: str) -> str:
+    """The name of a `Host` header, without its port ("[::1]:8050" -> "::1"), lower-cased."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+def serve(
+    reader: Reader, host: str, port: int, stack_panel: StackPanel = no_stack, *, names: tuple[str, ...] = ()
+) -> ThreadingHTTPServer:
+    """A server bound to host:port (not started) that reads the warehouse through `reader`, and the stack panel.
+
+    It answers only requests whose `Host` is a loopback name, the bound host, or one of `names` (a name it is
+    published under); any other gets 421.
+    """
+    hosts = LOOPBACK_NAMES | {host.lower()} | {n.lower() for n in names}
+    handler = partial(Handler, reader=reader, stack_panel=stack_panel, hosts=frozenset(hosts))
     return ThreadingHTTPServer((host, port), handler)
 
 
