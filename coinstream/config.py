@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     #: Each candle run reads this many closed minutes again; a candle that changed since is sent again
     #: (and replaces the earlier copy), an unchanged one is not.
     candle_reread_minutes: int = Field(default=3, ge=0, le=60)
+    #: Requests per second each API is asked at most (`coinstream backfill` reads pages as fast as these allow):
+    #: Upbit publishes 10/s for its quotation endpoints; Coinone's public API, Mastodon's 300 per 5 minutes.
+    upbit_requests_per_second: float = Field(default=10.0, gt=0, le=10)
+    coinone_requests_per_second: float = Field(default=10.0, gt=0, le=20)
+    mastodon_requests_per_second: float = Field(default=1.0, gt=0, le=5)
+    #: X counts history is asked in windows of this many minutes (one billed request each, more if X pages one)
+    x_counts_backfill_window_minutes: int = Field(default=1440, ge=60, le=10080)
+    #: Bluesky search (history only; the live producer uses the free Jetstream): a handle and an app password
+    #: (Settings -> App passwords), since searchPosts refuses unauthenticated calls.
+    bluesky_handle: str | None = None
+    bluesky_app_password: SecretStr | None = None
+    bluesky_api_url: str = "https://bsky.social"
+    bluesky_query: str = "bitcoin"
     #: Mastodon instances whose #bitcoin timeline the posts producer reads, comma separated.
     mastodon_instances: str = "https://mastodon.social"
     #: Bluesky Jetstream: where to listen and how long one run listens.

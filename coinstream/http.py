@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -80,6 +82,57 @@ class Refused(FatalError):
         self.status = status
 
 
+class Pacer:
+    """Keeps requests to one API within its published rate, shared by every client of that API (two markets of
+    one exchange share one limit), and waits longer where the API's own headers say its budget is spent.
+
+    The rate is kept as APIs count it: at most `per_second` requests in any window of one second (for a rate
+    under one a second, one request per 1/rate seconds), with a few milliseconds to spare for the clocks.
+    """
+
+    MARGIN = 0.02
+
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        spent: Callable[[httpx.Headers], float | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.burst = max(1, int(per_second))
+        self.window = self.burst / per_second + self.MARGIN
+        self.spent = spent
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._hold_until = 0.0
+        self._lock = threading.Lock()
+        #: seconds spent waiting, for the progress and the benchmark
+        self.waited = 0.0
+
+    def wait(self) -> None:
+        """Block until the next request may go, and count it as sent."""
+        with self._lock:
+            now = self._clock()
+            at = max(now, self._hold_until)
+            if len(self._sent) >= self.burst:
+                at = max(at, self._sent[-self.burst] + self.window)
+            self._sent.append(at)
+            while len(self._sent) > self.burst:
+                self._sent.popleft()
+        if at > now:
+            self.waited += at - now
+            self._sleep(at - now)
+
+    def saw(self, headers: httpx.Headers) -> None:
+        """An answer's headers: where they say the budget is spent, hold every client back that long."""
+        hold = self.spent(headers) if self.spent else None
+        if hold:
+            with self._lock:
+                self._hold_until = max(self._hold_until, self._clock() + hold)
+
+
 class ApiClient:
     """GET JSON with bounded retries; numbers keep their exact decimal text (parse_float=Decimal)."""
 
@@ -91,11 +144,15 @@ class ApiClient:
         max_attempts: int = 5,
         max_wait: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        pacer: Pacer | None = None,
     ) -> None:
         self.http = http or httpx.Client(base_url=base_url, timeout=10.0, headers={"User-Agent": USER_AGENT})
         self.max_attempts = max_attempts
         self.max_wait = max_wait
         self._sleep = sleep
+        self.pacer = pacer
+        #: requests sent (every attempt: each is one the API counts against its limit)
+        self.requests = 0
 
     def get_json(self, path: str, params: dict[str, Any], what: str) -> Any:
         """The decoded JSON body of GET path; TransientError after the retries, FatalError for a ban."""
@@ -106,10 +163,15 @@ class ApiClient:
         policy = retrying(logger, max_attempts=self.max_attempts, max_wait=self.max_wait, sleep=self._sleep)
         for attempt in policy:
             with attempt:
+                if self.pacer is not None:
+                    self.pacer.wait()
+                self.requests += 1
                 try:
                     response = self.http.get(path, params=params)
                 except httpx.TransportError as exc:
                     raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
+                if self.pacer is not None:
+                    self.pacer.saw(response.headers)
                 classify_response(response, what)  # a RetryAfter's wait replaces the backoff (retry.py)
                 try:
                     return json.loads(response.content, parse_float=Decimal), response.headers

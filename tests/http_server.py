@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 class Reply:
     """One scripted answer."""
 
-    #: the JSON body, or a function of the request's query that returns it
+    #: the JSON body, or a function of the request's query that returns it (or a whole Reply)
     body: Any = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
@@ -53,6 +53,8 @@ def api_server() -> Iterator[Recorded]:
             recorded.requests.append((parts.path, dict(parse_qsl(parts.query))))
             reply = recorded.next(parts.path)
             body = reply.body(dict(parse_qsl(parts.query))) if callable(reply.body) else reply.body
+            if isinstance(body, Reply):  # a function may answer with a whole reply (its status and headers)
+                reply, body = body, body.body
             data = reply.raw if reply.raw is not None else json.dumps(body).encode()
             self.send_response(reply.status)
             if not any(name.lower() == "content-type" for name in reply.headers):

@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 
 from coinstream.errors import CoinstreamError
 from operate.cli import (
+    backfill_command,
     consume_command,
     demo_command,
     deploy_command,
@@ -31,7 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(local_command.app, name="local")
 app.add_typer(produce_command.app, name="produce")
-for group in (consume_command, deploy_command, warehouse_command, demo_command):
+for group in (consume_command, deploy_command, warehouse_command, demo_command, backfill_command):
     app.registered_commands += group.app.registered_commands
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from coinstream import records
 from coinstream.config import Settings
 from coinstream.errors import BadPayload, CoinstreamError, SkippableError
-from coinstream.http import ApiClient
+from coinstream.http import ApiClient, Pacer
 from coinstream.records import Envelope, Kind
 from coinstream.timeutil import epoch_minute, minute_start
 
@@ -149,6 +150,12 @@ class Source(ABC, Generic[C]):
         """What `coinstream doctor` checks for this source (nothing by default)."""
         return []
 
+    @classmethod
+    def histories(cls, settings: Settings, markets: list[str] | None) -> list[History]:
+        """The series whose past `coinstream backfill` reads from this source (none by default): one per market
+        for an exchange (`markets`, else the configured ones), one per instance or query for posts."""
+        return []
+
     #: an error that ended the fetch after it had records or billed requests to keep: the runner sends those and
     #: saves the cursor first, then raises it (so a failed second request never loses what the first one got)
     failed: CoinstreamError | None = None
@@ -160,6 +167,82 @@ class Source(ABC, Generic[C]):
         if found is None:
             found = self.__dict__["_skips"] = Skips()
         return found
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a series' past: its records, how far back the window is now read, where the next page starts."""
+
+    records: list[Envelope]
+    #: every record from here to the end of the window being read is now fetched
+    reached: datetime
+    #: resumes paging at the next older page (None: the window is read to its start)
+    token: str | None
+    #: billed or rate-limited requests this page took
+    requests: int = 1
+
+
+class History(ABC):
+    """One series' past (an exchange's market, X's counts, an instance's tag), read back from a window's end to its
+    start a page at a time, with the keys the live producer gives the same facts."""
+
+    #: the source's name (`--source`)
+    source: str
+    #: the series, as progress and coverage name it ("upbit KRW-BTC", "mastodon https://mastodon.social")
+    series: str
+    #: dollars one request costs (X bills each); 0 for free APIs
+    dollars_per_request: float = 0.0
+
+    def earliest(self, now: datetime) -> datetime | None:
+        """The oldest time the API serves (None: as far back as it has data)."""
+        return None
+
+    @abstractmethod
+    def plan(self, start: datetime, end: datetime) -> int | None:
+        """Requests reading [start, end) takes at most (None: not known before reading, e.g. posts by volume)."""
+
+    @abstractmethod
+    def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
+        """The pages of [start, end), newest first; `token` resumes after a page an earlier run read."""
+
+    @property
+    def skips(self) -> Skips:
+        """Malformed items skipped while reading."""
+        found = self.__dict__.get("_skips")
+        if found is None:
+            found = self.__dict__["_skips"] = Skips()
+        return found
+
+
+class CandleHistory(History):
+    """An exchange's closed 1-minute candles of one market, paging back with the live client's own requests."""
+
+    def __init__(self, source: str, candles: CandleFetcher, page_minutes: int) -> None:
+        self.source = source
+        self.series = f"{source} {candles.market}"
+        self.candles = candles
+        self.page_minutes = page_minutes
+
+    def plan(self, start: datetime, end: datetime) -> int:
+        """One request per page of candles (fewer where minutes without trades have no candle)."""
+        return math.ceil((end - start) / timedelta(minutes=self.page_minutes))
+
+    def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
+        """Pages before `end` (or the token's time), until one reaches `start` or the API has nothing older."""
+        before = datetime.fromisoformat(token) if token else end
+        while before > start:
+            path, params, what = self.candles.page(before)
+            asked = self.candles.api.requests
+            body = self.candles.api.get_json(path, params, what)
+            requests = self.candles.api.requests - asked  # retries of a 429 or a 5xx count: the API counts them
+            candles = self.candles.parse(body, now, self.skips)
+            kept = [c for c in candles if start <= c.event_time < before]
+            oldest = min((c.event_time for c in candles), default=None)
+            if oldest is None or oldest >= before or oldest <= start or self.candles.is_last_page(body):
+                yield Page(kept, start, None, requests)  # nothing older in the window (or at all)
+                return
+            yield Page(kept, oldest, oldest.isoformat(), requests)
+            before = oldest
 
 
 def api_probe(what: str, base_url: str, path: str, params: dict[str, Any], fix: str) -> Probe:
@@ -228,6 +311,25 @@ class ExchangeSource(Source[CandleCursor]):
     url_setting: ClassVar[str]
     #: what `coinstream doctor` asks: a path and its query
     probe_request: ClassVar[tuple[str, Mapping[str, Any]]]
+    #: candles one page holds (what backfill plans by)
+    page_minutes: ClassVar[int] = 200
+    #: the Settings field with the API's published request rate (per second, shared by every market)
+    rate_setting: ClassVar[str]
+
+    @staticmethod
+    def spent(headers: Any) -> float | None:
+        """Seconds to hold back where the API's headers say its budget is spent (None: they do not say)."""
+        return None
+
+    @classmethod
+    def histories(cls, settings: Settings, markets: list[str] | None) -> list[History]:
+        """One series per market, all within the exchange's one published rate."""
+        pacer = Pacer(getattr(settings, cls.rate_setting), spent=cls.spent)
+        url = getattr(settings, cls.url_setting)
+        return [
+            CandleHistory(cls.name, cls.client(market, ApiClient(url, pacer=pacer)), cls.page_minutes)
+            for market in markets or settings.markets(cls.name)
+        ]
 
     def __init__(self, candles: CandleFetcher, *, grace_seconds: float = 10.0, reread_minutes: int = 3) -> None:
         self.candles = candles

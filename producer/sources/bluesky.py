@@ -9,21 +9,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
+import httpx
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
 from coinstream import records
 from coinstream.config import Settings
-from coinstream.errors import BadPayload, CoinstreamError, TransientError
+from coinstream.errors import BadPayload, CoinstreamError, FatalError, TransientError
+from coinstream.http import USER_AGENT, ApiClient, Pacer, classify_response
 from coinstream.records import Envelope, Kind
 from coinstream.text import matched_terms
-from producer.sources.base import Cursor, OnSkip, RecordedParser, RunOptions, Source, parse_items
+from producer.sources.base import Cursor, History, OnSkip, Page, RecordedParser, RunOptions, Source, parse_items
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +239,88 @@ class Bluesky(Source[JetstreamCursor]):
             )
         )
 
+    @classmethod
+    def histories(cls, settings: Settings, markets: list[str] | None) -> list[History]:
+        """Search's past posts (needs an app password: the search refuses unauthenticated calls)."""
+        return [SearchHistory(settings)]
+
     def fetch(self, cursor: JetstreamCursor | None, now: datetime) -> tuple[list[Envelope], JetstreamCursor | None]:
         """Posts heard since the cursor (or live on the first run)."""
         heard = self.listener.listen(cursor.cursor if cursor else None, now, self.skips)
         return heard.posts, JetstreamCursor(cursor=heard.cursor) if heard.cursor else cursor
+
+
+class SearchHistory(History):
+    """Bluesky posts about bitcoin of a past window, from `app.bsky.feed.searchPosts` (`sort=latest`, paged by
+    `cursor`), counted at `indexedAt`. The search refuses unauthenticated calls (403 AuthMissing), so it signs in
+    with an app password (`com.atproto.server.createSession`); Jetstream's own replay reaches back hours, not days.
+    """
+
+    source = SOURCE
+    #: Bluesky's published limit is 3000 requests per 5 minutes per address; this stays well inside it
+    PER_SECOND = 5.0
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.bluesky_handle or settings.bluesky_app_password is None:
+            raise FatalError(
+                "bluesky history reads app.bsky.feed.searchPosts, which needs a signed-in session: set "
+                "COINSTREAM_BLUESKY_HANDLE and COINSTREAM_BLUESKY_APP_PASSWORD (an app password, from Bluesky's "
+                "Settings > Privacy and security > App passwords), or leave bluesky out with --source"
+            )
+        self.settings = settings
+        self.series = f"bluesky search {settings.bluesky_query!r}"
+
+    def plan(self, start: datetime, end: datetime) -> None:
+        """Pages until the posts reach the start: as many as were posted."""
+        return None
+
+    def _signed_in(self) -> ApiClient:
+        s = self.settings
+        assert s.bluesky_app_password is not None  # checked when built
+        with httpx.Client(base_url=s.bluesky_api_url, timeout=10.0, headers={"User-Agent": USER_AGENT}) as http:
+            try:
+                response = http.post(
+                    "/xrpc/com.atproto.server.createSession",
+                    json={"identifier": s.bluesky_handle, "password": s.bluesky_app_password.get_secret_value()},
+                )
+            except httpx.TransportError as exc:
+                raise TransientError(f"bluesky sign-in at {s.bluesky_api_url}: {type(exc).__name__}") from None
+        if response.status_code in (400, 401):
+            raise FatalError(
+                f"bluesky sign-in: HTTP {response.status_code}, the handle or app password was refused "
+                "(COINSTREAM_BLUESKY_HANDLE, COINSTREAM_BLUESKY_APP_PASSWORD)"
+            )
+        classify_response(response, "bluesky sign-in")
+        token = response.json().get("accessJwt")
+        if not isinstance(token, str):
+            raise BadPayload("bluesky sign-in: the answer has no accessJwt")
+        http = httpx.Client(
+            base_url=s.bluesky_api_url,
+            timeout=10.0,
+            headers={"User-Agent": USER_AGENT, "Authorization": f"Bearer {token}"},
+        )
+        return ApiClient(s.bluesky_api_url, http, pacer=Pacer(self.PER_SECOND))
+
+    def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
+        """Newest first within [start, end), then older pages by the answer's `cursor`."""
+        api = self._signed_in()
+        cursor = token
+        window = {"since": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "until": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        while True:
+            params = {"q": self.settings.bluesky_query, "sort": "latest", "limit": 100, **window}
+            body = api.get_json(
+                "/xrpc/app.bsky.feed.searchPosts",
+                {**params, **({"cursor": cursor} if cursor else {})},
+                "bluesky search",
+            )
+            said = xrpc_error(body)
+            if said or not isinstance(body, dict) or not isinstance(body.get("posts"), list):
+                raise BadPayload(f"bluesky search: {said or 'the answer has no posts list'}")
+            posts = parse_items(body["posts"], lambda v: post_from_view(v, now), "bluesky search", self.skips)
+            cursor = body.get("cursor") if isinstance(body.get("cursor"), str) else None
+            times = [p.event_time for p in posts]
+            reached = max(start, min(times)) if times else start
+            done = not cursor or not body["posts"] or reached <= start
+            yield Page([p for p in posts if start <= p.event_time < end], reached, None if done else cursor)
+            if done:
+                return

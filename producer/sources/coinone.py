@@ -128,4 +128,5 @@ class Coinone(ExchangeSource):
 
     client = CoinoneCandles
     url_setting = "coinone_url"
+    rate_setting = "coinone_requests_per_second"
     probe_request = ("/public/v2/chart/KRW/BTC", {"interval": "1m"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
@@ -14,9 +14,20 @@ from pydantic import Field
 from coinstream import records
 from coinstream.config import Settings
 from coinstream.errors import BadPayload, CoinstreamError, FatalError
-from coinstream.http import ApiClient, Refused, link_params
+from coinstream.http import ApiClient, Pacer, Refused, link_params
 from coinstream.records import Envelope, Kind
-from producer.sources.base import Cursor, OnSkip, Probe, RecordedParser, RunOptions, Source, api_probe, parse_items
+from producer.sources.base import (
+    Cursor,
+    History,
+    OnSkip,
+    Page,
+    Probe,
+    RecordedParser,
+    RunOptions,
+    Source,
+    api_probe,
+    parse_items,
+)
 
 SOURCE = "mastodon"
 logger = logging.getLogger(__name__)
@@ -197,6 +208,11 @@ class Mastodon(Source[InstanceCursors]):
         return posts, InstanceCursors(min_id=cursors)
 
     @classmethod
+    def histories(cls, settings: Settings, markets: list[str] | None) -> list[History]:
+        """Each configured instance's tag timeline, each within Mastodon's rate (300 requests per 5 minutes)."""
+        return [TagHistory(i, Pacer(settings.mastodon_requests_per_second)) for i in cls.instances_of(settings)]
+
+    @classmethod
     def probes(cls, settings: Settings) -> list[Probe]:
         """One timeline request per instance."""
         return [
@@ -209,3 +225,36 @@ class Mastodon(Source[InstanceCursors]):
             )
             for instance in cls.instances_of(settings)
         ]
+
+
+class TagHistory(History):
+    """One instance's #bitcoin timeline read back page by page (the `Link` header's next page) until its posts
+    are older than the window. How many pages that takes depends on how much was posted: not known before."""
+
+    source = SOURCE
+
+    def __init__(self, instance: str, pacer: Pacer) -> None:
+        self.series = f"mastodon {instance}"
+        self.tag = MastodonTag(ApiClient(instance, pacer=pacer))
+
+    def plan(self, start: datetime, end: datetime) -> None:
+        """Pages until the posts reach the start: as many as were posted."""
+        return None
+
+    def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
+        """Newest page first (or the page after `token`, a status id), then older ones, to the window's start."""
+        max_id = token
+        while True:
+            asked = self.tag.api.requests
+            page = self.tag.back(max_id, now, self.skips)
+            requests = self.tag.api.requests - asked
+            older = page.older.get("max_id") or (min(page.ids, key=lambda i: (len(i), i)) if page.ids else None)
+            times = [p.event_time for p in page.posts]
+            # remote posts arrive late, so a page's oldest post says how far back it reached, not its first
+            reached = max(start, min(times)) if times else start
+            done = not page.ids or not older or reached <= start
+            kept = [p for p in page.posts if start <= p.event_time < end]
+            yield Page(kept, reached, None if done else older, requests)
+            if done:
+                return
+            max_id = older

@@ -71,6 +71,13 @@ def parse_candles(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip 
     return [out[m] for m in sorted(out)]
 
 
+def remaining_req_wait(header: str | None) -> float | None:
+    """Seconds to hold back by Upbit's `Remaining-Req` header (None where it leaves requests this second)."""
+    fields = dict(part.strip().partition("=")[::2] for part in (header or "").split(";"))
+    left = fields.get("sec", "")
+    return 1.0 if left.isdigit() and int(left) == 0 else None
+
+
 class UpbitCandles(CandleFetcher):
     """Closed 1-minute candles of one market since a given minute."""
 
@@ -102,4 +109,11 @@ class Upbit(ExchangeSource):
 
     client = UpbitCandles
     url_setting = "upbit_url"
+    rate_setting = "upbit_requests_per_second"
+
+    @staticmethod
+    def spent(headers: Any) -> float | None:
+        """`Remaining-Req: group=candles; min=1800; sec=0`: no request left this second, so wait for the next."""
+        return remaining_req_wait(headers.get("remaining-req"))
+
     probe_request = ("/v1/candles/minutes/1", {"market": "KRW-BTC", "count": 1})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -21,7 +22,19 @@ from coinstream.records import Envelope, Kind
 from coinstream.retry import retrying
 from coinstream.timeutil import epoch_minute, minute_start
 from coinstream.x_bill import BudgetSpent, XBudget, XPrices, XUsage, carry_old_reads
-from producer.sources.base import Cursor, OnSkip, Probe, RecordedParser, RunOptions, Source, parse_items
+from producer.lock import run_lock
+from producer.sources.base import (
+    Cursor,
+    History,
+    OnSkip,
+    Page,
+    Probe,
+    RecordedParser,
+    RunOptions,
+    Source,
+    parse_items,
+)
+from producer.state import StateFile
 
 SOURCE = "x"
 logger = logging.getLogger(__name__)
@@ -487,6 +500,12 @@ class X(Source[XCursor]):
         return _Counted(result.counts, result.complete, counted_end, result.stopped_by, result.rate_limited_until)
 
     @classmethod
+    def histories(cls, settings: Settings, markets: list[str] | None) -> list[History]:
+        """X's per-minute counts of the last 7 days (needs the token: every request is billed)."""
+        settings.x_token()  # not configured: one line naming the settings, before anything is planned
+        return [XCountsHistory(settings)]
+
+    @classmethod
     def probes(cls, settings: Settings) -> list[Probe]:
         """Only that a token is configured: every X request is billed. The token is never printed."""
 
@@ -514,3 +533,56 @@ class _Counted:
     end: datetime
     stopped_by: str = ""
     rate_limited_until: int | None = None
+
+
+class XCountsHistory(History):
+    """X's per-minute counts of the last 7 days (counts/recent, granularity=minute), read back one window of
+    `COINSTREAM_X_COUNTS_BACKFILL_WINDOW_MINUTES` a request, within the dollar budget the live producer keeps.
+
+    The budget's ledger is the live producer's own state: while this reads, it holds that producer's lock (a
+    live X run meanwhile does nothing and the next one goes on), and books each request there as it is made.
+    """
+
+    source = SOURCE
+    series = "x counts"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prices = XPrices.load(settings.prices_file)
+        self.dollars_per_request = self.prices.counts_request
+        self.window = timedelta(minutes=settings.x_counts_backfill_window_minutes)
+        self.folder = settings.state_dir / "producer"
+
+    def earliest(self, now: datetime) -> datetime:
+        """counts/recent answers for the last 7 days (to the minute)."""
+        return minute_start(epoch_minute(now - timedelta(days=7)) + 1)
+
+    def plan(self, start: datetime, end: datetime) -> int:
+        """One request per window (X may page a window: each further page is one more request, and is booked)."""
+        return math.ceil((end - start) / self.window)
+
+    def budget(self, now: datetime) -> XBudget:
+        """The live producer's budget as its state holds it now."""
+        state = StateFile(self.folder / "post-x.state.json").load()
+        spent = XCursor.model_validate(state).spent if state else {}
+        s = self.settings
+        return XBudget(self.prices, s.x_dollars_per_day, s.x_dollars_per_month, spent, now)
+
+    def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
+        """Windows from the end back to the start, each one billed request (or more) booked before it is made."""
+        search = XRecentSearch(self.settings.x_token(), self.settings.x_query, base_url=self.settings.x_url)
+        state_file = StateFile(self.folder / "post-x.state.json")
+        with run_lock(self.folder / "post-x.lock"):
+            upper = datetime.fromisoformat(token) if token else end
+            while upper > start:
+                lower = max(start, upper - self.window)
+                budget = self.budget(now)
+                before = budget.today.counts_requests
+                result = search.counts(lower, upper, budget, now, self.skips)
+                state = state_file.load() or {}
+                state_file.save({**state, "spent": {d: u.model_dump() for d, u in budget.spent.items()}})
+                requests = budget.today.counts_requests - before
+                if not result.complete:
+                    raise TransientError(f"x counts {lower:%Y-%m-%dT%H:%MZ}..{upper:%H:%MZ}: {result.stopped_by}")
+                yield Page(result.counts, lower, lower.isoformat() if lower > start else None, requests)
+                upper = lower

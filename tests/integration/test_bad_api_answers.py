@@ -6,12 +6,15 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from coinstream.timeutil import epoch_minute
 from tests.conftest import payload
+from tests.history_api import Exchange, exchanges
 from tests.http_server import Reply, api_server
 from tests.jetstream_server import jetstream
 from tests.stack import coinstream, running_stack
@@ -111,3 +114,41 @@ def test_a_5xx_from_x_counts_is_retried_within_the_run(stack: tuple[Path, dict[s
         run = x_run(env, tmp_path, x.url)
     assert run.returncode == 4, run.stdout + run.stderr  # nothing new, and no failure
     assert [p for p, _ in x.requests].count(COUNTS) == 2 and "HTTP 503 from X" in run.stderr
+
+
+def test_backfill_a_window_that_fails_stops_with_its_reason_the_others_go_on_and_the_next_run_resumes_it(
+    stack: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = stack
+    now = datetime.now(UTC)
+    last = epoch_minute(now) - 1
+    upbit, coinone = Exchange(first=last - 400, last=last), Exchange(first=last - 400, last=last)
+    broken = {"on": True}
+    with exchanges(upbit, coinone):
+        with api_server() as flaky:
+            flaky.on(
+                "/public/v2/chart/KRW/BTC",
+                Reply(lambda q: Reply({"error": "busy"}, 500) if broken["on"] else coinone.coinone(q)),
+            )
+            settings = {
+                **env,
+                "COINSTREAM_STATE_DIR": str(tmp_path),
+                "COINSTREAM_UPBIT_URL": upbit.url,
+                "COINSTREAM_COINONE_URL": flaky.url,
+            }
+            args = ("backfill", "--since", "5h", "--source", "upbit", "--source", "coinone")
+            dry = coinstream(settings, *args, "--dry-run")
+            assert dry.returncode == 0, dry.stdout + dry.stderr
+            assert "upbit KRW-BTC" in dry.stdout and "dry run: nothing was asked" in dry.stdout
+            assert upbit.requests == 0 and flaky.requests == []
+            first = coinstream(settings, *args)
+            assert first.returncode == 3, first.stdout + first.stderr
+            assert "stopped: coinone chart KRW-BTC: HTTP 500" in first.stdout and "Traceback" not in first.stderr
+            assert "the same command resumes them" in first.stdout
+            upbit_asked = upbit.requests
+            broken["on"] = False
+            second = coinstream(settings, *args)
+            assert second.returncode == 0, second.stdout + second.stderr
+            assert upbit.requests == upbit_asked  # upbit was read whole the first time: not asked again
+            third = coinstream(settings, *args)
+    assert third.returncode == 4 and "nothing to read" in third.stdout

@@ -1,0 +1,155 @@
+"""`coinstream backfill` and `coinstream coverage`: read every source's past, and show what the warehouse holds."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from operate.cli.common import context, friendly, out
+
+if TYPE_CHECKING:
+    from producer.backfill import Outcome, Plan
+
+app = typer.Typer()
+logger = logging.getLogger(__name__)
+
+PARTIAL = 3
+
+
+def _plan_table(found: Plan) -> Table:
+    table = Table(
+        "series",
+        "to read",
+        "requests",
+        "X cost",
+        title=f"backfill {found.since:%Y-%m-%d %H:%M} .. {found.until:%Y-%m-%d %H:%M} UTC",
+    )
+    for series in found.series:
+        planned = series.planned_requests()
+        table.add_row(
+            series.name,
+            f"{series.minutes:,} min in {len(series.gaps)} window{'s' if len(series.gaps) > 1 else ''}",
+            f"{planned:,}" if planned is not None else "until the posts reach --since",
+            f"${series.dollars():.3f}" if series.history.dollars_per_request else "free",
+        )
+    return table
+
+
+def _summary_table(done: Outcome) -> Table:
+    table = Table("series", "minutes read", "requests", "records", "status", title="backfill")
+    for s in done.series:
+        status = "done" if s.finished else f"stopped: {s.stopped}" if s.stopped else "interrupted: run again to resume"
+        if s.history.skips.reasons:
+            status += f" ({len(s.history.skips.reasons)} malformed items skipped, see the log)"
+        table.add_row(s.name, f"{s.read_minutes:,}", f"{s.requests:,}", f"{s.records:,}", status)
+    return table
+
+
+@app.command()
+@friendly
+def backfill(
+    since: Annotated[str, typer.Option(help="Start: a duration before now (7d, 36h, 90m) or a UTC date/time.")] = "7d",
+    until: Annotated[
+        str | None, typer.Option(help="End (exclusive), the same way (default: the last closed minute).")
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="upbit, coinone, x, mastodon or bluesky; repeat for several (default: every configured one)."
+        ),
+    ] = None,
+    market: Annotated[
+        list[str] | None, typer.Option(help="Exchange market, QUOTE-TARGET; repeat (default: the configured ones).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the requests and the X cost; ask nothing.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Read windows again that earlier runs finished.")] = False,
+) -> None:
+    """Read every source's past onto the stream (same keys as live: running it twice changes nothing)."""
+    from coinstream.aws import client
+    from coinstream.config import check_market
+    from producer.backfill import Checkpoints, check_budget, last_closed_minute, parse_when, plan, run
+    from producer.kinesis_writer import KinesisWriter
+    from producer.spool import Spool
+
+    settings, pipeline = context()
+    now = datetime.now(UTC)
+    start = parse_when(since, now)
+    end = parse_when(until, now) if until else last_closed_minute(now, settings.candle_grace_seconds)
+    found = plan(
+        settings,
+        start,
+        end,
+        sources=source,
+        markets=[check_market(m) for m in market] if market else None,
+        refresh=refresh,
+        now=now,
+    )
+    for name, why in found.left_out.items():
+        out.print(f"{name}: left out ({why})", highlight=False)
+    if not found.series:
+        out.print("nothing to read: every series is read for this window (--refresh reads it again)")
+        raise typer.Exit(4)
+    out.print(_plan_table(found))
+    check_budget(found, now)
+    if dry_run:
+        out.print(f"dry run: nothing was asked; the plan costs ${found.dollars:.3f} of X's budget")
+        return
+    folder = settings.state_dir / "backfill"
+    spool = Spool(folder / "spool")
+    writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings))
+    if spool.files():
+        drained = spool.drain(writer)
+        out.print(f"{drained.sent} records of an earlier backfill sent from its spool")
+    if out.is_terminal:
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[requests]} requests, {task.fields[records]} records"),
+            TimeRemainingColumn(),
+            console=out,
+        )
+        tasks = {
+            s.name: progress.add_task(s.name, total=max(1, s.minutes), requests=0, records=0) for s in found.series
+        }
+
+        def on_page(series, page, minutes):  # type: ignore[no-untyped-def]
+            progress.update(tasks[series.name], advance=minutes, requests=series.requests, records=series.records)
+
+        with progress:
+            done = run(found, lambda: writer, spool, Checkpoints(folder), now=now, on_page=on_page)
+    else:
+
+        def on_page(series, page, minutes):  # type: ignore[no-untyped-def]
+            logger.info(
+                "%s: read back to %s (%d of %d minutes, %d requests, %d records)",
+                series.name,
+                f"{page.reached:%Y-%m-%d %H:%M}",
+                series.read_minutes,
+                series.minutes,
+                series.requests,
+                series.records,
+            )
+
+        done = run(found, lambda: writer, spool, Checkpoints(folder), now=now, on_page=on_page)
+    out.print(_summary_table(done))
+    records = sum(s.records for s in done.series)
+    tail = f"; {done.spooled} spooled for the next run" if done.spooled else ""
+    if done.interrupted:
+        out.print(f"interrupted: {records} records are on the stream{tail}; the same command resumes where it stopped")
+        raise typer.Exit(130)
+    if not done.complete:
+        out.print(
+            f"{records} records put on {pipeline.stream_name}{tail}; "
+            "some series stopped (above): the same command resumes them"
+        )
+        raise typer.Exit(PARTIAL)
+    out.print(
+        f"{records} records put on {pipeline.stream_name}{tail}; "
+        f"every series is read back to {found.since:%Y-%m-%d %H:%M} UTC"
+    )
