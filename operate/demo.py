@@ -6,7 +6,9 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
@@ -58,6 +60,26 @@ def consumed_by_kind(settings: Settings, pipeline: Pipeline, app: str) -> Counte
     return counts
 
 
+def backfill_history(settings: Settings, pipeline: Pipeline, live_minutes: int, minutes: int) -> Counter[str]:
+    """`coinstream backfill --source simulated` of the `minutes` before the live run's: records put, by kind."""
+    from producer.backfill import Checkpoints, last_closed_minute, plan, run
+    from producer.kinesis_writer import KinesisWriter
+    from producer.spool import Spool
+
+    now = datetime.now(UTC)
+    until = last_closed_minute(now, 0) - timedelta(minutes=live_minutes)
+    found = plan(settings, until - timedelta(minutes=minutes), until, sources=["simulated"], now=now)
+    put: Counter[str] = Counter()
+    writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings))
+    folder = settings.state_dir / "backfill"
+
+    def count(series: Any, page: Any, read: int) -> None:
+        put.update(r.kind.value for r in page.records)
+
+    run(found, lambda: writer, Spool(folder / "spool"), Checkpoints(folder), now=now, on_page=count)
+    return put
+
+
 def run_demo(
     settings: Settings,
     pipeline: Pipeline,
@@ -65,6 +87,7 @@ def run_demo(
     say: Callable[[str], None],
     source: str = "simulated",
     minutes: int = 120,
+    history_minutes: int = 240,
 ) -> Summary:
     """Up, produce candles and posts, consume until caught up, load; then count every stage."""
     say("starting the local stack (kinesis-mock, moto server)")
@@ -75,6 +98,9 @@ def run_demo(
         say(f"producing {kind.value}s from {where}")
         result = produce(kind, source, settings, pipeline, from_dir=from_dir, backfill_minutes=minutes)
         produced[kind.value] += result.sent
+    if source == "simulated" and history_minutes:
+        say(f"backfilling the {history_minutes // 60} hours before them: the simulation's history, through the stream")
+        produced.update(backfill_history(settings, pipeline, minutes, history_minutes))
     say("consuming with the KCL MultiLangDaemon until every record is checkpointed (a new KCL app starts in ~15 s)")
     run_until_caught_up(settings, pipeline, APP)
     say("loading delivered S3 objects into the local warehouse")

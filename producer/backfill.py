@@ -31,8 +31,10 @@ from producer.state import StateFile
 
 logger = logging.getLogger(__name__)
 
-#: The sources whose past can be read, in the order a plan lists them.
+#: The sources whose past can be read, in the order a plan lists them (every one by default).
 HISTORY_SOURCES = ("upbit", "coinone", "x", "mastodon", "bluesky")
+#: ... and those read only when named: the simulation's past (the demo's backfill).
+NAMED_ONLY = ("simulated",)
 #: Pages fetched but not yet on the stream: what bounds the memory a backfill holds, whatever its window.
 QUEUED_PAGES = 8
 
@@ -180,14 +182,17 @@ def plan(
     if since >= until:
         raise FatalError(f"--since {since:%Y-%m-%dT%H:%MZ} is not before --until {until:%Y-%m-%dT%H:%MZ}")
     for name in sources or []:
-        if name not in HISTORY_SOURCES:
-            raise FatalError(f"unknown source {name!r} for backfill: use one of {', '.join(HISTORY_SOURCES)}")
+        if name not in HISTORY_SOURCES + NAMED_ONLY:
+            known = ", ".join(HISTORY_SOURCES + NAMED_ONLY)
+            raise FatalError(f"unknown source {name!r} for backfill: use one of {known}")
     checkpoints = Checkpoints(settings.state_dir / "backfill")
     chosen: list[Series] = []
     left_out: dict[str, str] = {}
     for name in sources or HISTORY_SOURCES:
         try:
-            histories = SOURCES[name].histories(settings, markets if name in ("upbit", "coinone") else None)
+            histories = SOURCES[name].histories(
+                settings, markets if name in ("upbit", "coinone", "simulated") else None
+            )
         except FatalError as exc:
             if sources:  # asked for by name: its missing settings are the answer
                 raise

@@ -60,7 +60,7 @@ def backfill(
     source: Annotated[
         list[str] | None,
         typer.Option(
-            help="upbit, coinone, x, mastodon or bluesky; repeat for several (default: every configured one)."
+            help="upbit, coinone, x, mastodon, bluesky (or simulated); repeat (default: every configured one)."
         ),
     ] = None,
     market: Annotated[

@@ -36,6 +36,9 @@ def demo(
     ] = "simulated",
     from_dir: FromDir = None,
     minutes: Annotated[int, typer.Option(help="simulated: minutes of data on the first run.", min=1)] = 120,
+    history_minutes: Annotated[
+        int, typer.Option(help="simulated: minutes before those to backfill through the stream (0: none).", min=0)
+    ] = 240,
 ) -> None:
     """Run it all on the local stack: up, produce, consume until caught up, load; then a summary."""
     from operate.demo import run_demo
@@ -43,7 +46,13 @@ def demo(
     settings, pipeline = context()
     require_local(settings)
     summary = run_demo(
-        settings, pipeline, from_dir, say=lambda m: err.print(f"[bold]>[/] {m}"), source=source, minutes=minutes
+        settings,
+        pipeline,
+        from_dir,
+        say=lambda m: err.print(f"[bold]>[/] {m}"),
+        source=source,
+        minutes=minutes,
+        history_minutes=history_minutes,
     )
     table = Table("table", "produced", "consumed", "delivered", "loaded", title="coinstream demo")
     for row in summary.rows:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,7 +18,7 @@ from coinstream import records
 from coinstream.config import Settings
 from coinstream.records import Envelope, Kind
 from coinstream.timeutil import epoch_minute, minute_start
-from producer.sources.base import MinuteCursor, RunOptions, Source
+from producer.sources.base import History, MinuteCursor, Page, RunOptions, Source
 
 SOURCE_CANDLES = "simulated"
 SOURCE_POSTS = "simulated"
@@ -138,6 +139,11 @@ class Simulated(Source[MinuteCursor]):
         """The simulation of `options.market`, `options.backfill_minutes` on the first run."""
         return cls(options.kind, options.market, options.backfill_minutes)
 
+    @classmethod
+    def histories(cls, settings: Settings, markets: list[str] | None) -> list[History]:
+        """The simulation's past, for the demo (asked for by name only)."""
+        return [SimulatedHistory(market) for market in markets or ["KRW-BTC"]]
+
     def fetch(self, cursor: MinuteCursor | None, now: datetime) -> tuple[list[Envelope], MinuteCursor | None]:
         """Every closed minute after the cursor's (the last `backfill_minutes` on the first run)."""
         last_closed = epoch_minute(now) - 1
@@ -146,3 +152,28 @@ class Simulated(Source[MinuteCursor]):
             return [], cursor
         make = candles if self.kind is Kind.CANDLE else posts
         return make(self.sim, first, last_closed, now), MinuteCursor(last_minute=last_closed)
+
+
+class SimulatedHistory(History):
+    """The simulation's past, an hour a page (no requests): the demo's backfill, with the keys live runs give."""
+
+    source = "simulated"
+    PAGE = timedelta(hours=1)
+
+    def __init__(self, market: str) -> None:
+        self.sim = Simulation(market=market)
+        self.series = f"simulated {market}"
+
+    def plan(self, start: datetime, end: datetime) -> int:
+        """Nothing is asked of any API."""
+        return 0
+
+    def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
+        """An hour of candles and posts at a time, newest first."""
+        upper = datetime.fromisoformat(token) if token else end
+        while upper > start:
+            lower = max(start, upper - self.PAGE)
+            first, last = epoch_minute(lower), epoch_minute(upper) - 1
+            made = candles(self.sim, first, last, now) + posts(self.sim, first, last, now)
+            yield Page(made, lower, lower.isoformat() if lower > start else None, requests=0)
+            upper = lower
