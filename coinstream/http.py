@@ -86,11 +86,13 @@ class Pacer:
     """Keeps requests to one API within its published rate, shared by every client of that API (two markets of
     one exchange share one limit), and waits longer where the API's own headers say its budget is spent.
 
-    The rate is kept as APIs count it: at most `per_second` requests in any window of one second (for a rate
-    under one a second, one request per 1/rate seconds), with a few milliseconds to spare for the clocks.
+    Requests go evenly spaced, 1/rate apart plus a margin, never in bursts: an API counts arrivals in its own
+    window, and a burst reaches it bunched (queued behind each other) or spread (a thread that held the
+    interpreter), either of which a limit of exactly `per_second` in any second can count as one too many.
     """
 
-    MARGIN = 0.02
+    #: the spacing's margin over 1/rate: a request that leaves a little late does not crowd the next one in
+    MARGIN = 0.08
 
     def __init__(
         self,
@@ -100,13 +102,13 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.burst = max(1, int(per_second))
-        self.window = self.burst / per_second + self.MARGIN
+        self.interval = (1 + self.MARGIN) / per_second
+        self.per_second = per_second
         self.spent = spent
+        self._sent: deque[float] = deque()
         self._clock = clock
         self._sleep = sleep
-        self._sent: deque[float] = deque()
-        self._hold_until = 0.0
+        self._next = 0.0
         self._lock = threading.Lock()
         #: seconds spent waiting, for the progress and the benchmark
         self.waited = 0.0
@@ -115,22 +117,26 @@ class Pacer:
         """Block until the next request may go, and count it as sent."""
         with self._lock:
             now = self._clock()
-            at = max(now, self._hold_until)
-            if len(self._sent) >= self.burst:
-                at = max(at, self._sent[-self.burst] + self.window)
+            at = max(now, self._next)
+            self._next = at + self.interval
             self._sent.append(at)
-            while len(self._sent) > self.burst:
+            while self._sent and self._sent[0] < at - 1.0:
                 self._sent.popleft()
         if at > now:
             self.waited += at - now
             self._sleep(at - now)
 
     def saw(self, headers: httpx.Headers) -> None:
-        """An answer's headers: where they say the budget is spent, hold every client back that long."""
+        """An answer's headers: where they say the budget is spent although this pacer kept to the rate (another
+        client on this address asks the same API), hold every client back as long as they say."""
         hold = self.spent(headers) if self.spent else None
-        if hold:
-            with self._lock:
-                self._hold_until = max(self._hold_until, self._clock() + hold)
+        if not hold:
+            return
+        with self._lock:
+            now = self._clock()
+            mine = sum(1 for at in self._sent if at > now - 1.0)
+            if mine < self.per_second - 1:  # our own requests do not spend the second: someone else's do
+                self._next = max(self._next, now + hold)
 
 
 class ApiClient:

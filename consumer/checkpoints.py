@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from coinstream.aws import classify
+from coinstream.kpl import user_records
 from coinstream.retry import retrying
 
 logger = logging.getLogger(__name__)
@@ -222,11 +223,14 @@ def progress(kinesis: KinesisClient, dynamodb: DynamoDBClient, stream: str, leas
             and any(shard.shard_id in s.parents and s.shard_id in by_shard for s in shards)
         ):
             checkpoint = "SHARD_END"  # KCL removes a finished parent's lease once its children have begun
-        done = sum(1 for r in held if is_checkpointed(r.sequence_number, checkpoint))
-        out.append(ShardProgress(shard.shard_id, checkpoint, owner, len(held), done))
+        done = sum(len(user_records(r.data)) for r in held if is_checkpointed(r.sequence_number, checkpoint))
+        out.append(ShardProgress(shard.shard_id, checkpoint, owner, sum(len(user_records(r.data)) for r in held), done))
     return out
 
 
 def stream_record_count(kinesis: KinesisClient, stream: str) -> dict[str, int]:
-    """Records held per shard (local stack: kinesis-mock never trims by retention)."""
-    return {shard: len(shard_records(kinesis, stream, shard)) for shard in list_shard_ids(kinesis, stream)}
+    """Records held per shard, an aggregate's each counted (local stack: kinesis-mock never trims by retention)."""
+    return {
+        shard: sum(len(user_records(r.data)) for r in shard_records(kinesis, stream, shard))
+        for shard in list_shard_ids(kinesis, stream)
+    }

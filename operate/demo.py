@@ -13,6 +13,7 @@ from typing import Any
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import delivered_rows, load_delivery_streams
+from coinstream.kpl import user_records
 from coinstream.records import Kind
 from consumer.checkpoints import is_checkpointed, leases, list_shard_ids, shard_records
 from consumer.daemon import application_name
@@ -52,9 +53,11 @@ def consumed_by_kind(settings: Settings, pipeline: Pipeline, app: str) -> Counte
     for shard_id in list_shard_ids(kinesis, pipeline.stream_name):
         checkpoint = checkpoints.get(shard_id)
         for record in shard_records(kinesis, pipeline.stream_name, shard_id):
-            if is_checkpointed(record.sequence_number, checkpoint):
+            if not is_checkpointed(record.sequence_number, checkpoint):
+                continue
+            for data in user_records(record.data):  # a backfill's aggregate carries many
                 try:
-                    counts[str(json.loads(record.data)["kind"])] += 1
+                    counts[str(json.loads(data)["kind"])] += 1
                 except (ValueError, KeyError, TypeError):
                     counts["unparseable"] += 1
     return counts
@@ -70,7 +73,7 @@ def backfill_history(settings: Settings, pipeline: Pipeline, live_minutes: int, 
     until = last_closed_minute(now, 0) - timedelta(minutes=live_minutes)
     found = plan(settings, until - timedelta(minutes=minutes), until, sources=["simulated"], now=now)
     put: Counter[str] = Counter()
-    writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings))
+    writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings), aggregate=True)
     folder = settings.state_dir / "backfill"
 
     def count(series: Any, page: Any, read: int) -> None:

@@ -39,6 +39,9 @@ NAMED_ONLY = ("simulated",)
 QUEUED_PAGES = 8
 
 Interval = tuple[datetime, datetime]
+#: A window may start this much before the oldest time an API serves: it then starts there (`--since 7d` on X's
+#: 7-day counts lands a minute before their oldest whole minute by the time the plan is made).
+SLACK = timedelta(minutes=10)
 
 
 def parse_when(text: str, now: datetime) -> datetime:
@@ -199,15 +202,18 @@ def plan(
             left_out[name] = str(exc)
             continue
         for history in histories:
+            start = since
             earliest = history.earliest(now)
-            if earliest is not None and since < earliest:
+            if earliest is not None and earliest - SLACK <= since < earliest:
+                start = earliest  # `--since 7d` on X: its window starts at the oldest minute X still answers for
+            elif earliest is not None and since < earliest:
                 raise FatalError(
                     f"{history.series} reaches back to {earliest:%Y-%m-%dT%H:%MZ} at the earliest (--since "
                     f"{since:%Y-%m-%dT%H:%MZ} is older): use --since {earliest:%Y-%m-%dT%H:%M} or later, or leave "
                     f"{history.source} out with --source"
                 )
             covered, resume = ([], {}) if refresh else checkpoints.load(history.series)
-            gaps = subtract((since, until), covered)
+            gaps = subtract((start, until), covered)
             if gaps:
                 chosen.append(Series(history, gaps, resume))
     return Plan(since, until, chosen, left_out)

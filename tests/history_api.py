@@ -143,6 +143,7 @@ def exchanges(upbit: Exchange, coinone: Exchange) -> Iterator[tuple[Exchange, Ex
     with api_server() as up, api_server() as one:
         up.on("/v1/candles/minutes/1", Reply(lambda q: upbit.upbit(q)))
         one.on("/public/v2/chart/KRW/BTC", Reply(lambda q: coinone.coinone(q)))
+        one.on("/public/v2/chart/KRW/ETH", Reply(lambda q: coinone.coinone(q, "ETH")))
         upbit.url, coinone.url = up.url, one.url
         yield upbit, coinone
 

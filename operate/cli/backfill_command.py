@@ -101,7 +101,7 @@ def backfill(
         return
     folder = settings.state_dir / "backfill"
     spool = Spool(folder / "spool")
-    writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings))
+    writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings), aggregate=True)
     if spool.files():
         drained = spool.drain(writer)
         out.print(f"{drained.sent} records of an earlier backfill sent from its spool")
@@ -152,4 +152,44 @@ def backfill(
     out.print(
         f"{records} records put on {pipeline.stream_name}{tail}; "
         f"every series is read back to {found.since:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+@app.command()
+@friendly
+def coverage(
+    gaps: Annotated[int, typer.Option(help="Gaps listed per series, longest first (the rest are counted).", min=0)] = 5,
+) -> None:
+    """Per series: the window the warehouse covers, every gap in it, and how far behind the last closed minute."""
+    from warehouse.coverage import coverage as measure
+    from warehouse.reading import open_reader
+
+    settings, pipeline = context()
+    db = open_reader(settings, pipeline)()
+    if db is None:
+        out.print(f"no rows in the {settings.warehouse} warehouse yet: run `coinstream backfill`, consume and load")
+        raise typer.Exit(4)
+    try:
+        found = measure(db, datetime.now(UTC))
+    finally:
+        db.close()
+    table = Table("kind", "series", "from (UTC)", "to (UTC)", "minutes", "missing", "behind", "gaps", title="coverage")
+    for one in found:
+        longest = sorted(one.gaps, key=lambda g: (-g[1], g[0]))[:gaps]
+        said = ", ".join(f"{start:%m-%d %H:%M} +{n} min" for start, n in longest)
+        more = len(one.gaps) - len(longest)
+        table.add_row(
+            one.kind,
+            one.series,
+            f"{one.first:%Y-%m-%d %H:%M}",
+            f"{one.last:%Y-%m-%d %H:%M}",
+            f"{one.minutes:,}",
+            f"{one.missing:,}",
+            f"{one.behind:,} min",
+            (f"{len(one.gaps)}: {said}" + (f" (+{more} more)" if more else "")) if one.gaps else "none",
+        )
+    out.print(table)
+    out.print(
+        "missing: minutes of the span without a row (on Upbit also minutes nobody traded; a quiet post source "
+        "has minutes without posts); behind: minutes to the last closed minute. `coinstream backfill` fills gaps."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +38,7 @@ def analyze(
     from coinstream.timeutil import parse_from
     from warehouse.analysis import analyze as run_analysis
     from warehouse.analysis import as_dict
+    from warehouse.coverage import coverage
     from warehouse.reading import open_reader
     from warehouse.series import POSTS, all_series, pick_series, series, sources_counted
 
@@ -54,6 +56,7 @@ def analyze(
         )
     try:
         chosen = pick_series(all_series(db), exchange, market)
+        covered = {c.series: c for c in coverage(db, datetime.now(UTC)) if c.kind == "candles"}
         results = []
         for one in chosen:
             minutes, counts, volume = series(db, one, start, end, posts)
@@ -68,18 +71,35 @@ def analyze(
             out.print(f"charts of {first.name} written to {html}")
     finally:
         db.close()
-    out.print(_report(results))
+    out.print(_report(results, covered))
     for one, _, result in results:
         out.print(f"{one.name}: {result.verdict}")
 
 
-def _report(results: list[tuple[Any, list[str], Any]]) -> Table:
-    """One column per series, side by side: the figures, then the checks that back them."""
+def _gaps(result: Any, covered: Any) -> str:
+    """The gaps of a series inside the window its analysis used (minutes without a candle)."""
+    if covered is None or result.first is None:
+        return "-"
+    inside = [(start, n) for start, n in covered.gaps if result.first <= start <= result.last]
+    if not inside:
+        return "none"
+    start, n = max(inside, key=lambda g: g[1])
+    total = sum(n for _, n in inside)
+    return f"{len(inside)}, {total} min without a candle (longest {n} min from {start:%m-%d %H:%M}; volume 0 there)"
+
+
+def _report(results: list[tuple[Any, list[str], Any]], covered: dict[str, Any]) -> Table:
+    """One column per series, side by side: the window and its gaps, the figures, then the checks behind them."""
     from warehouse.analysis import describe
 
     table = Table("measure", *(one.name for one, _, _ in results), title="posts/minute vs volume/minute")
     table.add_row("posts counted", *(", ".join(sources) or "none collected" for _, sources, _ in results))
     table.add_row("minutes used", *(str(r.minutes) for _, _, r in results))
+    table.add_row("gaps in the window", *(_gaps(r, covered.get(one.name)) for one, _, r in results))
+    table.add_row(
+        "behind the last closed minute",
+        *(f"{covered[one.name].behind} min" if one.name in covered else "-" for one, _, _ in results),
+    )
     described = [dict(describe(r)) for _, _, r in results]
     names = list(dict.fromkeys(name for rows in described for name in rows))
     for name in names:

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
+from coinstream.kpl import user_records
 from coinstream.records import Kind
 from coinstream.timeutil import epoch_minute, minute_start
 from producer.backfill import Checkpoints, Outcome, Plan, check_budget, merge, parse_when, plan, run, subtract
@@ -38,7 +39,7 @@ def stream_records(kinesis: Any, stream: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     while it:
         got = kinesis.get_records(ShardIterator=it, Limit=10000)
-        out += [orjson.loads(r["Data"]) for r in got["Records"]]
+        out += [orjson.loads(data) for r in got["Records"] for data in user_records(r["Data"])]
         if not got["Records"]:
             break
         it = got.get("NextShardIterator")
@@ -67,7 +68,7 @@ def settings_for(tmp_path: Path, upbit: Exchange, coinone: Exchange, **more: Any
 
 
 def backfill(settings: Settings, pipeline: Pipeline, kinesis: Any, found: Plan, **kwargs: Any) -> Outcome:
-    writer = KinesisWriter(pipeline.stream_name, kinesis)
+    writer = KinesisWriter(pipeline.stream_name, kinesis, aggregate=True)  # as `coinstream backfill` puts
     folder = settings.state_dir / "backfill"
     return run(found, lambda: writer, Spool(folder / "spool"), Checkpoints(folder), now=NOW, **kwargs)
 
@@ -379,3 +380,9 @@ def _session_server(search_url: str, sessions: list[Any]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_since_7d_on_x_starts_at_the_oldest_minute_x_answers_for(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, x_bearer_token=SecretStr("t" * 24))
+    found = plan(settings, parse_when("7d", NOW), END, sources=["x"], now=NOW)
+    assert found.series[0].gaps == [(datetime(2026, 11, 21, 12, 1, tzinfo=UTC), END)]

@@ -267,3 +267,19 @@ def test_a_post_that_arrives_late_changes_its_old_minute_everywhere_a_user_reads
     ).fetchall()
     assert flagged[0][:2] == ("bluesky", True) and flagged[0][2].year == 2019
     assert all(not apart for source, apart, _ in flagged if source == "mastodon")
+
+
+def test_coverage_names_every_gap_and_how_far_behind_the_last_closed_minute(s3: Any, warehouse: Warehouse) -> None:
+    from warehouse.coverage import coverage
+
+    kept = [m for m in range(30) if m not in (5, 6, 7, 20)]
+    put_rows(s3, "firehose/candles/2026/11/27/12/a", [to_row(make_candle(m), FETCHED) for m in kept])
+    put_rows(s3, "firehose/posts/2026/11/27/12/a", [to_row(make_post(str(m), minute=m), FETCHED) for m in (0, 1, 9)])
+    warehouse.load(s3, BUCKET, streams(), REPO_ROOT / "s3")
+    found = {(c.kind, c.series): c for c in coverage(warehouse.db, datetime(2026, 11, 27, 13, 0, 30, tzinfo=UTC))}
+    candles = found[("candles", "coinone KRW-BTC")]
+    assert (candles.first.minute, candles.last.minute, candles.minutes, candles.missing) == (0, 29, 26, 4)
+    assert [(g.minute, n) for g, n in candles.gaps] == [(5, 3), (20, 1)]
+    assert candles.behind == 30  # 12:29 is the last row, 12:59 the last closed minute
+    posts = found[("posts", "x")]
+    assert [(g.minute, n) for g, n in posts.gaps] == [(2, 7)]
