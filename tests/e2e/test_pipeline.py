@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from coinstream.timeutil import epoch_minute
 from consumer.native import post_rows
 from tests.conftest import payload
+from tests.history_api import Exchange, exchanges, expected_rows
 from tests.stack import coinstream, processes_mentioning, running_stack
 
 
@@ -86,3 +89,43 @@ def test_every_produced_record_reaches_the_warehouse_exactly_once(tmp_path: Path
     # no KCL daemon or record processor of this run is left either
     assert processes_mentioning(str(state / "kcl")) == []
     assert processes_mentioning(f"-p {env['COINSTREAM_MOTO_PORT']}") == []
+
+
+@pytest.mark.takes(70)
+def test_a_backfill_and_a_live_run_over_the_same_minutes_reach_the_warehouse_once_each(tmp_path: Path) -> None:
+    """History through the same path as live records: KPL-aggregated on the stream, taken apart by the real KCL
+    daemon, one row per minute in the views however many copies travelled, with the API's own figures."""
+    now = datetime.now(UTC)
+    last = epoch_minute(now) - 1
+    upbit = Exchange(first=last - 500, last=last, quiet={last - 250})
+    coinone = Exchange(first=last - 500, last=last)
+    with exchanges(upbit, coinone), running_stack(tmp_path / "state") as (settings, _pipeline, env):
+        env = {**env, "COINSTREAM_UPBIT_URL": upbit.url}
+        live = coinstream(env, "produce", "candles", "--source", "upbit")
+        assert live.returncode == 0, live.stderr
+        back = coinstream(env, "backfill", "--since", "5h", "--source", "upbit")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert "every series is read back to" in back.stdout
+        consumed = coinstream(env, "consume", "--until-caught-up", "--timeout", "420")
+        assert consumed.returncode == 0, consumed.stderr
+        loaded = coinstream(env, "load")
+        assert loaded.returncode == 0, loaded.stderr
+        db = duckdb.connect(str(settings.warehouse_path), read_only=True)
+        rows = db.execute(
+            "SELECT epoch(minute_utc)::BIGINT // 60, open_price, close_price, volume FROM candles "
+            "WHERE exchange = 'upbit' ORDER BY minute_utc"
+        ).fetchall()
+        raw = db.execute("SELECT count(*) FROM raw_candles").fetchone()
+        dead = db.execute("SELECT count(*) FROM raw_posts").fetchone()
+        db.close()
+    start = epoch_minute(now - timedelta(hours=5)) + 1  # the command's own clock may have moved a minute on
+    want = expected_rows(upbit, start, last + 1, "KRW-BTC")
+    traded = expected_rows(upbit, start - 2, last + 1, "KRW-BTC")
+    got = {m: (o, c, v) for m, o, c, v in rows}
+    assert len(rows) == len(got) and set(want) <= set(got) <= set(traded)  # once each, none missing, none invented
+    for minute, (o, c, v) in got.items():
+        f = traded[minute]
+        assert (o, c, v) == (Decimal(f["open"]), Decimal(f["close"]), Decimal(f["volume"]))
+    # the live run's 200 minutes travelled twice (live, then in the backfill): the consumer dropped the exact copies
+    assert "200 sent" in live.stdout and raw == (len(got),)
+    assert dead == (0,)
