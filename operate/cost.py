@@ -36,7 +36,8 @@ class Traffic:
     warehouse: str = "serverless"
     #: analysis or dashboard sessions a day that wake the warehouse (Serverless bills each at least 60 s)
     queries_per_day: int = 4
-    serverless_rpus: int = 8
+    #: Redshift Serverless base capacity: 4 RPU is the smallest (the template's default)
+    serverless_rpus: int = 4
     redshift_node_type: str = "ra3.large"
     redshift_nodes: int = 1
     #: one producer host (cron) and this many consumer hosts (KCL workers, both applications)

@@ -223,7 +223,9 @@ def iceberg_definition(redshift: dict[str, Any]) -> dict[str, Any]:
                 "SizeInMBs": _ICEBERG_BUFFER_MB,
             },
             "RetryOptions": destination.get("RetryOptions", {"DurationInSeconds": 3600}),
-            "s3BackupMode": "AllData" if destination.get("S3BackupMode") == "Enabled" else "FailedDataOnly",
+            # Firehose's API reference: the Iceberg destination supports only FailedDataOnly. Every record stays
+            # readable all the same: on the stream for its retention (`coinstream replay`), and in the tables
+            "s3BackupMode": "FailedDataOnly",
             "S3Configuration": backup_configuration(redshift),
             "CloudWatchLoggingOptions": logging,
         },

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from coinstream.aws import classify, client, deployed, stack_outputs
 from coinstream.config import Pipeline, Settings
-from coinstream.delivery import backup_configuration, load_delivery_streams
+from coinstream.delivery import load_delivery_streams
 from coinstream.errors import CoinstreamError
 from coinstream.records import Kind
 from coinstream.x_bill import XBudget, XPrices, usd
@@ -159,9 +159,14 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
                 ]
                 return max(stamps, default=None)
 
-            # Iceberg: Firehose writes the tables' files itself; the backup of every record shows what arrived
-            backed_up = backup_configuration(stream_def.definition).get("Prefix", stream_def.prefix)
-            last = newest_object(backed_up if lake else stream_def.prefix)
+            def newest_table_file(table: str) -> datetime | None:
+                pages = s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=pipeline.bucket, Prefix=f"iceberg/{table}/data/"
+                )
+                return max((obj["LastModified"] for page in pages for obj in page.get("Contents", [])), default=None)
+
+            # Iceberg: Firehose writes the table's data files itself (its S3 backup keeps failed rows only)
+            last = newest_table_file(stream_def.table) if lake else newest_object(stream_def.prefix)
             failed = newest_object(stream_def.error_prefix)
             log_errors = 0
             if outputs.get("DeliveryLogGroup"):
