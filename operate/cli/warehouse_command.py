@@ -89,17 +89,14 @@ def _gaps(result: Any, covered: Any) -> str:
 
 
 def _report(results: list[tuple[Any, list[str], Any]], covered: dict[str, Any]) -> Table:
-    """One column per series, side by side: the window and its gaps, the figures, then the checks behind them."""
+    """One column per series, side by side: the window and its gaps (how far behind now: `coinstream coverage`),
+    the figures, then the checks behind them."""
     from warehouse.analysis import describe
 
     table = Table("measure", *(one.name for one, _, _ in results), title="posts/minute vs volume/minute")
     table.add_row("posts counted", *(", ".join(sources) or "none collected" for _, sources, _ in results))
     table.add_row("minutes used", *(str(r.minutes) for _, _, r in results))
     table.add_row("gaps in the window", *(_gaps(r, covered.get(one.name)) for one, _, r in results))
-    table.add_row(
-        "behind the last closed minute",
-        *(f"{covered[one.name].behind} min" if one.name in covered else "-" for one, _, _ in results),
-    )
     described = [dict(describe(r)) for _, _, r in results]
     names = list(dict.fromkeys(name for rows in described for name in rows))
     for name in names:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from coinstream.timeutil import epoch_minute
+from coinstream.timeutil import epoch_minute, minute_start
 from tests.conftest import payload
 from tests.history_api import Exchange, exchanges
 from tests.http_server import Reply, api_server
@@ -136,7 +136,8 @@ def test_backfill_a_window_that_fails_stops_with_its_reason_the_others_go_on_and
                 "COINSTREAM_UPBIT_URL": upbit.url,
                 "COINSTREAM_COINONE_URL": flaky.url,
             }
-            args = ("backfill", "--since", "5h", "--source", "upbit", "--source", "coinone")
+            until = f"{minute_start(last - 1):%Y-%m-%dT%H:%M}"  # fixed: the runs below must see the same window
+            args = ("backfill", "--since", "5h", "--until", until, "--source", "upbit", "--source", "coinone")
             dry = coinstream(settings, *args, "--dry-run")
             assert dry.returncode == 0, dry.stdout + dry.stderr
             assert "upbit KRW-BTC" in dry.stdout and "dry run: nothing was asked" in dry.stdout
