@@ -100,9 +100,9 @@ def stability(data: PairData, result: Analysis) -> str:
     return "stable"
 
 
-def judge(pairs: Sequence[PairData], *, alpha: float = ALPHA) -> list[Pair]:
+def judge(pairs: Sequence[PairData], *, alpha: float = ALPHA, window: int = 60) -> list[Pair]:
     """Every pair analysed, adjusted over the family, and checked for stability where a lead is in question."""
-    out = [Pair(data, analyze(data.minutes, data.post_counts, data.volume)) for data in pairs]
+    out = [Pair(data, analyze(data.minutes, data.post_counts, data.volume, window=window)) for data in pairs]
     for pair, adjusted in zip(out, holm([claim_p(p.result) for p in out]), strict=True):
         pair.p, pair.adjusted = claim_p(pair.result), adjusted
         r = pair.result

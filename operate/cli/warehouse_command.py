@@ -36,9 +36,9 @@ def analyze(
 ) -> None:
     """How strongly, and with what lag, posts per minute move with volume per minute, per exchange and market."""
     from coinstream.timeutil import parse_from
-    from warehouse.analysis import analyze as run_analysis
     from warehouse.analysis import as_dict
     from warehouse.coverage import coverage
+    from warehouse.family import PairData, judge
     from warehouse.reading import open_reader
     from warehouse.series import POSTS, all_series, pick_series, series, sources_counted
 
@@ -57,23 +57,34 @@ def analyze(
     try:
         chosen = pick_series(all_series(db), exchange, market)
         covered = {c.series: c for c in coverage(db, datetime.now(UTC)) if c.kind == "candles"}
-        results = []
+        family = []
         for one in chosen:
-            minutes, counts, volume = series(db, one, start, end, posts)
-            results.append((one, sources_counted(db, one, posts), run_analysis(minutes, counts, volume, window=window)))
+            # every post source against every series, each pair one test of the family (--posts: that one)
+            if posts != "auto":
+                sources = [posts]
+            elif one.posts_for(posts) == "real":
+                sources = sources_counted(db, one, "real") or ["real"]
+            else:
+                sources = [one.posts_for(posts)]
+            for source in sources:
+                minutes, counts, volume = series(db, one, start, end, source)
+                family.append(PairData(one.name, source, minutes, counts, volume))
+        pairs = judge(family, window=window)
+        results = [(one, p) for p in pairs for one in chosen if one.name == p.data.series]
         if html is not None:
             from warehouse.dashboard.data import chart_data
             from warehouse.dashboard.server import standalone_html
 
             first = chosen[0]
             page = chart_data(db, "all", window, exchange=first.exchange, market=first.market)
-            html.write_text(standalone_html({**page, "stack": {}, "analysis": as_dict(results[0][2])}))
+            html.write_text(standalone_html({**page, "stack": {}, "analysis": as_dict(pairs[0].result)}))
             out.print(f"charts of {first.name} written to {html}")
     finally:
         db.close()
     out.print(_report(results, covered))
-    for one, _, result in results:
-        out.print(f"{one.name}: {result.verdict}")
+    out.print(_family_table(pairs))
+    for pair in pairs:
+        out.print(f"{pair.data.series} ({pair.data.posts} posts): {pair.verdict}")
 
 
 def _gaps(result: Any, covered: Any) -> str:
@@ -88,19 +99,45 @@ def _gaps(result: Any, covered: Any) -> str:
     return f"{len(inside)}, {total} min without a candle (longest {n} min from {start:%m-%d %H:%M}; volume 0 there)"
 
 
-def _report(results: list[tuple[Any, list[str], Any]], covered: dict[str, Any]) -> Table:
-    """One column per series, side by side: the window and its gaps (how far behind now: `coinstream coverage`),
+def _report(results: list[tuple[Any, Any]], covered: dict[str, Any]) -> Table:
+    """One column per pair, side by side: the window and its gaps (how far behind now: `coinstream coverage`),
     the figures, then the checks behind them."""
     from warehouse.analysis import describe
 
-    table = Table("measure", *(one.name for one, _, _ in results), title="posts/minute vs volume/minute")
-    table.add_row("posts counted", *(", ".join(sources) or "none collected" for _, sources, _ in results))
-    table.add_row("minutes used", *(str(r.minutes) for _, _, r in results))
-    table.add_row("gaps in the window", *(_gaps(r, covered.get(one.name)) for one, _, r in results))
-    described = [dict(describe(r)) for _, _, r in results]
+    table = Table("measure", *(p.data.name for _, p in results), title="posts/minute vs volume/minute")
+    table.add_row("minutes used", *(str(p.result.minutes) for _, p in results))
+    table.add_row("gaps in the window", *(_gaps(p.result, covered.get(one.name)) for one, p in results))
+    described = [dict(describe(p.result)) for _, p in results]
     names = list(dict.fromkeys(name for rows in described for name in rows))
     for name in names:
         table.add_row(name, *(rows.get(name, "-") for rows in described))
+    return table
+
+
+def _family_table(pairs: list[Any]) -> Table:
+    """Every pair tested, its claim's p, the same after the family's adjustment, and whether it held in halves."""
+    from warehouse.family import METHOD
+
+    table = Table(
+        "pair",
+        "peak",
+        "p",
+        f"{METHOD}-adjusted p",
+        "in halves",
+        "lead",
+        title=f"{len(pairs)} pairs tested: a lead is reported only where its {METHOD}-adjusted p < 0.05 "
+        "and it holds in both halves of the window",
+    )
+    for p in pairs:
+        r = p.result
+        table.add_row(
+            p.data.name,
+            f"{r.best_lag:+d} min, r = {r.best_lag_r:+.3f}" if r.enough else "-",
+            f"{p.p:.3g}",
+            f"{p.adjusted:.3g}",
+            p.stability or "-",
+            p.lead,
+        )
     return table
 
 

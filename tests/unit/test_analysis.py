@@ -67,7 +67,7 @@ def test_analyze_command_prints_the_table(tmp_path: Path) -> None:
         "Granger posts -> volume" in result.stdout
         and "+5 min" in result.stdout
         and "120" in result.stdout.split("minutes used")[1].splitlines()[0]
-        and "simulated KRW-BTC: posts lead volume by 5 min" in result.stdout  # the demo's planted relation
+        and "simulated KRW-BTC (simulated posts): posts lead volume by 5 min" in result.stdout  # the planted one
     )
 
 
