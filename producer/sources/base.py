@@ -8,6 +8,7 @@ shows up in the CLI's help, in `coinstream doctor` and in the offline replayer b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -122,7 +123,16 @@ RecordedParser = Callable[[Any, RunOptions, datetime], list[Envelope]]
 C = TypeVar("C", bound=Cursor)
 
 
-class Source(ABC, Generic[C]):
+class KeepsSkips:
+    """What reads an API keeps the malformed items it skipped, for the run's summary."""
+
+    @functools.cached_property
+    def skips(self) -> Skips:
+        """Malformed items skipped so far (each logged with its reason when skipped)."""
+        return Skips()
+
+
+class Source(KeepsSkips, ABC, Generic[C]):
     """A source of records: its name, the kinds it emits, how it is built, and one fetch per run."""
 
     #: the name on the command line (`--source NAME`) and in state, lock and spool names
@@ -160,13 +170,6 @@ class Source(ABC, Generic[C]):
     #: saves the cursor first, then raises it (so a failed second request never loses what the first one got)
     failed: CoinstreamError | None = None
 
-    @property
-    def skips(self) -> Skips:
-        """Malformed items skipped by this source's fetches (the runner reports them)."""
-        found = self.__dict__.get("_skips")
-        if found is None:
-            found = self.__dict__["_skips"] = Skips()
-        return found
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class Page:
     requests: int = 1
 
 
-class History(ABC):
+class History(KeepsSkips, ABC):
     """One series' past (an exchange's market, X's counts, an instance's tag), read back from a window's end to its
     start a page at a time, with the keys the live producer gives the same facts."""
 
@@ -205,13 +208,6 @@ class History(ABC):
     def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
         """The pages of [start, end), newest first; `token` resumes after a page an earlier run read."""
 
-    @property
-    def skips(self) -> Skips:
-        """Malformed items skipped while reading."""
-        found = self.__dict__.get("_skips")
-        if found is None:
-            found = self.__dict__["_skips"] = Skips()
-        return found
 
 
 class CandleHistory(History):
