@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
+from typer.core import TyperGroup
 
 from coinstream.errors import CoinstreamError
 from operate.cli import (
@@ -24,7 +25,36 @@ from operate.cli import (
 )
 from operate.cli.common import EXIT_FAILURE, err
 
+#: `coinstream --help` lists the commands in the order a user meets them; any other follows, by name.
+ORDER = (
+    "demo",
+    "produce",
+    "consume",
+    "load",
+    "analyze",
+    "dashboard",
+    "backfill",
+    "coverage",
+    "doctor",
+    "deploy",
+    "local",
+    "replay",
+    "live",
+    "compact",
+)
+
+
+class InUsersOrder(TyperGroup):
+    """The command group, its commands listed in ORDER."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """Names in ORDER first, the rest by name."""
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+
+
 app = typer.Typer(
+    cls=InUsersOrder,
     help="Does chatter about bitcoin move with bitcoin trading? A streaming pipeline.",
     no_args_is_help=True,
     add_completion=False,
