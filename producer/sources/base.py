@@ -171,7 +171,6 @@ class Source(KeepsSkips, ABC, Generic[C]):
     failed: CoinstreamError | None = None
 
 
-
 @dataclass(frozen=True)
 class Page:
     """One page of a series' past: its records, how far back the window is now read, where the next page starts."""
@@ -207,7 +206,6 @@ class History(KeepsSkips, ABC):
     @abstractmethod
     def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
         """The pages of [start, end), newest first; `token` resumes after a page an earlier run read."""
-
 
 
 class CandleHistory(History):
