@@ -63,9 +63,22 @@ class Settings(BaseSettings):
     #: API base URLs (a local server in tests; the real APIs by default).
     coinone_url: str = "https://api.coinone.co.kr"
     upbit_url: str = "https://api.upbit.com"
+    #: The world's largest spot markets (Binance, Coinbase, OKX, Bybit, Kraken, Bitstamp): base URLs.
+    binance_url: str = "https://api.binance.com"
+    coinbase_url: str = "https://api.exchange.coinbase.com"
+    okx_url: str = "https://www.okx.com"
+    bybit_url: str = "https://api.bybit.com"
+    kraken_url: str = "https://api.kraken.com"
+    bitstamp_url: str = "https://www.bitstamp.net"
     #: Markets each exchange's candle producer fetches (QUOTE-TARGET, comma separated); `--market` overrides.
     coinone_markets: str = "KRW-BTC"
     upbit_markets: str = "KRW-BTC"
+    binance_markets: str = "USDT-BTC"
+    coinbase_markets: str = "USD-BTC"
+    okx_markets: str = "USDT-BTC"
+    bybit_markets: str = "USDT-BTC"
+    kraken_markets: str = "USD-BTC"
+    bitstamp_markets: str = "USD-BTC"
     #: A candle's minute counts as closed this many seconds after it ends (exchanges publish late trades late).
     candle_grace_seconds: float = Field(default=10.0, ge=0, le=59)
     #: Each candle run reads this many closed minutes again; a candle that changed since is sent again
@@ -76,6 +89,14 @@ class Settings(BaseSettings):
     upbit_requests_per_second: float = Field(default=10.0, gt=0, le=10)
     coinone_requests_per_second: float = Field(default=10.0, gt=0, le=20)
     mastodon_requests_per_second: float = Field(default=1.0, gt=0, le=5)
+    #: the published public limits, with room: Binance 6,000 weight a minute (a kline request weighs 2),
+    #: Coinbase 10 a second, OKX 20 per 2 s, Bybit 600 per 5 s, Kraken about 1 a second, Bitstamp 8,000 per 10 min
+    binance_requests_per_second: float = Field(default=10.0, gt=0, le=40)
+    coinbase_requests_per_second: float = Field(default=8.0, gt=0, le=10)
+    okx_requests_per_second: float = Field(default=8.0, gt=0, le=10)
+    bybit_requests_per_second: float = Field(default=10.0, gt=0, le=100)
+    kraken_requests_per_second: float = Field(default=0.5, gt=0, le=1)
+    bitstamp_requests_per_second: float = Field(default=10.0, gt=0, le=13)
     #: X counts history is asked in windows of this many minutes (one billed request each, more if X pages one)
     x_counts_backfill_window_minutes: int = Field(default=1440, ge=60, le=10080)
     #: Bluesky search (history only; the live producer uses the free Jetstream): a handle and an app password

@@ -32,7 +32,21 @@ from producer.state import StateFile
 logger = logging.getLogger(__name__)
 
 #: The sources whose past can be read, in the order a plan lists them (every one by default).
-HISTORY_SOURCES = ("upbit", "coinone", "x", "mastodon", "bluesky")
+HISTORY_SOURCES = (
+    "upbit",
+    "coinone",
+    "binance",
+    "coinbase",
+    "okx",
+    "bybit",
+    "kraken",
+    "bitstamp",
+    "x",
+    "mastodon",
+    "bluesky",
+)
+#: Those whose markets `--market` names.
+EXCHANGES = ("upbit", "coinone", "binance", "coinbase", "okx", "bybit", "kraken", "bitstamp", "simulated")
 #: ... and those read only when named: the simulation's past (the demo's backfill).
 NAMED_ONLY = ("simulated",)
 #: Pages fetched but not yet on the stream: what bounds the memory a backfill holds, whatever its window.
@@ -164,6 +178,8 @@ class Plan:
     until: datetime
     series: list[Series]
     left_out: dict[str, str]
+    #: series whose window starts later than asked (their API keeps less), and why
+    notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def dollars(self) -> float:
@@ -191,6 +207,7 @@ def plan(
     checkpoints = Checkpoints(settings.state_dir / "backfill")
     chosen: list[Series] = []
     left_out: dict[str, str] = {}
+    notes: dict[str, str] = {}
     for name in sources or HISTORY_SOURCES:
         try:
             histories = SOURCES[name].histories(
@@ -206,6 +223,9 @@ def plan(
             earliest = history.earliest(now)
             if earliest is not None and earliest - SLACK <= since < earliest:
                 start = earliest  # `--since 7d` on X: its window starts at the oldest minute X still answers for
+            elif earliest is not None and since < earliest and not sources:
+                start = earliest  # every source by default: each reads as far back as it can, and says so
+                notes[history.series] = f"reaches back to {earliest:%Y-%m-%d %H:%M} UTC only: read from there"
             elif earliest is not None and since < earliest:
                 raise FatalError(
                     f"{history.series} reaches back to {earliest:%Y-%m-%dT%H:%MZ} at the earliest (--since "
@@ -216,7 +236,7 @@ def plan(
             gaps = subtract((start, until), covered)
             if gaps:
                 chosen.append(Series(history, gaps, resume))
-    return Plan(since, until, chosen, left_out)
+    return Plan(since, until, chosen, left_out, notes)
 
 
 def check_budget(found: Plan, now: datetime) -> None:

@@ -7,9 +7,13 @@
 -- PostgreSQL), and these views changed shape when they gained their minute spines.
 DROP VIEW IF EXISTS minute_metrics;
 DROP VIEW IF EXISTS minute_posts;
+DROP VIEW IF EXISTS candle_minutes;
 
 -- One row per (exchange, market, minute). `traded` is false, and volume 0, where the exchange sent
 -- no candle for the minute (Upbit sends none for a minute without trades); prices are NULL there.
+-- The world series, exchange 'all' and market 'BTC': per minute the sum of the BTC (base currency)
+-- volume of every real BTC market whose span covers the minute (`series_count`), and how many of them
+-- sent a candle for it (`reporting`); its prices are NULL (the markets quote different currencies).
 CREATE OR REPLACE VIEW candle_minutes AS
 WITH bounds AS (
     SELECT exchange, market, MIN(minute_utc) AS first_minute,
@@ -21,22 +25,56 @@ spine AS (
     SELECT b.exchange, b.market, DATEADD(minute, n.n, b.first_minute) AS minute_utc
     FROM bounds AS b
     JOIN minute_numbers AS n ON n.n <= b.span
+),
+per_market AS (
+    SELECT s.exchange,
+           s.market,
+           s.minute_utc,
+           CASE WHEN c.record_key IS NULL THEN FALSE ELSE TRUE END AS traded,
+           COALESCE(c.volume, 0) AS volume,
+           COALESCE(c.quote_volume, 0) AS quote_volume,
+           c.open_price,
+           c.high_price,
+           c.low_price,
+           c.close_price,
+           c.fetched_at
+    FROM spine AS s
+    LEFT JOIN candles AS c
+        ON c.exchange = s.exchange AND c.market = s.market AND c.minute_utc = s.minute_utc
 )
-SELECT s.exchange,
-       s.market,
-       s.minute_utc,
-       DATEADD(hour, 9, s.minute_utc) AS minute_kst,
-       CASE WHEN c.record_key IS NULL THEN FALSE ELSE TRUE END AS traded,
-       COALESCE(c.volume, 0) AS volume,
-       COALESCE(c.quote_volume, 0) AS quote_volume,
-       c.open_price,
-       c.high_price,
-       c.low_price,
-       c.close_price,
-       c.fetched_at
-FROM spine AS s
-LEFT JOIN candles AS c
-    ON c.exchange = s.exchange AND c.market = s.market AND c.minute_utc = s.minute_utc;
+SELECT exchange,
+       market,
+       minute_utc,
+       DATEADD(hour, 9, minute_utc) AS minute_kst,
+       traded,
+       volume,
+       quote_volume,
+       open_price,
+       high_price,
+       low_price,
+       close_price,
+       fetched_at,
+       1 AS series_count,
+       CASE WHEN traded THEN 1 ELSE 0 END AS reporting
+FROM per_market
+UNION ALL
+SELECT 'all' AS exchange,
+       'BTC' AS market,
+       minute_utc,
+       DATEADD(hour, 9, minute_utc) AS minute_kst,
+       BOOL_OR(traded) AS traded,
+       SUM(volume) AS volume,
+       CAST(NULL AS DECIMAL(38, 8)) AS quote_volume,
+       CAST(NULL AS DECIMAL(38, 8)) AS open_price,
+       CAST(NULL AS DECIMAL(38, 8)) AS high_price,
+       CAST(NULL AS DECIMAL(38, 8)) AS low_price,
+       CAST(NULL AS DECIMAL(38, 8)) AS close_price,
+       MAX(fetched_at) AS fetched_at,
+       COUNT(*) AS series_count,
+       SUM(CASE WHEN traded THEN 1 ELSE 0 END) AS reporting
+FROM per_market
+WHERE market LIKE '%-BTC' AND exchange <> 'simulated'
+GROUP BY minute_utc;
 
 -- One row per (source, minute) from the source's first to its last post: posts 0 in a minute
 -- without any. The `simulated` source (the demo's) is a source of its own.
@@ -95,6 +133,8 @@ SELECT c.minute_utc,
        c.high_price,
        c.low_price,
        c.close_price,
+       c.series_count,
+       c.reporting,
        CASE
            WHEN p.posts_x IS NULL AND p.posts_bluesky IS NULL AND p.posts_mastodon IS NULL THEN NULL
            ELSE COALESCE(p.posts_x, 0) + COALESCE(p.posts_bluesky, 0) + COALESCE(p.posts_mastodon, 0)

@@ -139,7 +139,10 @@ class AthenaReader:
         if not db.execute("SELECT count(*) FROM minute_metrics").fetchone()[0]:  # type: ignore[index]
             db.close()
             return None
-        db.execute("CREATE VIEW raw_candles AS SELECT exchange, market, minute_utc FROM minute_metrics WHERE traded")
+        db.execute(  # the candle series as all_series reads them (the world series 'all' is made from them)
+            "CREATE VIEW raw_candles AS SELECT exchange, market, minute_utc FROM minute_metrics "
+            "WHERE traded AND exchange <> 'all'"
+        )
         return db
 
 

@@ -22,6 +22,8 @@ POSTS = {
     "simulated": "posts_simulated",
 }
 _SOURCES = ("x", "bluesky", "mastodon")
+#: The world series' exchange name: every real BTC market's volume summed per minute, market 'BTC'.
+WORLD = "all"
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,12 @@ def all_series(db: Any) -> list[Series]:
         "SELECT exchange, market, date_diff('minute', min(minute_utc), max(minute_utc)) + 1, min(minute_utc), "
         "max(minute_utc) FROM raw_candles GROUP BY exchange, market ORDER BY exchange, market"
     ).fetchall()
-    return [Series(*row) for row in rows]
+    found = [Series(*row) for row in rows]
+    world = [s for s in found if s.market.endswith("-BTC") and s.exchange != "simulated"]
+    if len(world) > 1:  # the world series: every real BTC market's volume summed per minute (candle_minutes)
+        first, last = min(s.first for s in world), max(s.last for s in world)
+        found.append(Series(WORLD, "BTC", int((last - first).total_seconds() // 60) + 1, first, last))
+    return found
 
 
 def pick_series(available: list[Series], exchange: str | None, market: str | None) -> list[Series]:
@@ -84,6 +91,8 @@ def series(
         f"SELECT minute_utc, {column}, volume FROM minute_metrics "  # noqa: S608
         f"WHERE exchange = ? AND market = ? AND {column} IS NOT NULL"
     )
+    if chosen.exchange == WORLD:
+        sql += " AND reporting = series_count"  # a sum with a market missing is no minute of the world's volume
     params: list[Any] = [chosen.exchange, chosen.market]
     if start:
         sql += " AND minute_utc >= ?"

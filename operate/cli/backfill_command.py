@@ -60,7 +60,8 @@ def backfill(
     source: Annotated[
         list[str] | None,
         typer.Option(
-            help="upbit, coinone, x, mastodon, bluesky (or simulated); repeat (default: every configured one)."
+            help="An exchange (upbit, coinone, binance, coinbase, okx, bybit, kraken, bitstamp), x, mastodon, "
+            "bluesky or simulated; repeat (default: every configured one)."
         ),
     ] = None,
     market: Annotated[
@@ -91,6 +92,8 @@ def backfill(
     )
     for name, why in found.left_out.items():
         out.print(f"{name}: left out ({why})", highlight=False)
+    for name, why in found.notes.items():
+        out.print(f"{name}: {why}", highlight=False)
     if not found.series:
         out.print("nothing to read: every series is read for this window (--refresh reads it again)")
         raise typer.Exit(4)

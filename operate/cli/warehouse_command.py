@@ -105,6 +105,7 @@ def _report(results: list[tuple[Any, Any]], covered: dict[str, Any]) -> Table:
     from warehouse.analysis import describe
 
     table = Table("measure", *(p.data.name for _, p in results), title="posts/minute vs volume/minute")
+    table.add_row("posts counted", *(p.data.posts for _, p in results))
     table.add_row("minutes used", *(str(p.result.minutes) for _, p in results))
     table.add_row("gaps in the window", *(_gaps(p.result, covered.get(one.name)) for one, p in results))
     described = [dict(describe(p.result)) for _, p in results]

@@ -15,7 +15,8 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -307,6 +308,8 @@ class ExchangeSource(Source[CandleCursor]):
     probe_request: ClassVar[tuple[str, Mapping[str, Any]]]
     #: candles one page holds (what backfill plans by)
     page_minutes: ClassVar[int] = 200
+    #: how its past is read (Kraken's reaches back 720 minutes only)
+    history: ClassVar[type[CandleHistory]] = CandleHistory
     #: the Settings field with the API's published request rate (per second, shared by every market)
     rate_setting: ClassVar[str]
 
@@ -321,7 +324,7 @@ class ExchangeSource(Source[CandleCursor]):
         pacer = Pacer(getattr(settings, cls.rate_setting), spent=cls.spent)
         url = getattr(settings, cls.url_setting)
         return [
-            CandleHistory(cls.name, cls.client(market, ApiClient(url, pacer=pacer)), cls.page_minutes)
+            cls.history(cls.name, cls.client(market, ApiClient(url, pacer=pacer)), cls.page_minutes)
             for market in markets or settings.markets(cls.name)
         ]
 
@@ -369,6 +372,73 @@ class ExchangeSource(Source[CandleCursor]):
             return [], cursor
         kept = {m: f for m, f in sent.items() if m > last - self.reread}  # what later runs read again
         return fresh, CandleCursor(last_minute=last, sent=kept)
+
+
+def exact_number(what: str) -> Callable[[Any, str], str]:
+    """An API value (decimal text, or a JSON number ApiClient decoded as Decimal) as exact decimal text."""
+
+    def number(value: Any, field: str) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+            raise BadPayload(f"{what}: {field}={str(value)[:40]!r} is not a number")
+        try:
+            parsed = Decimal(str(value))
+        except InvalidOperation:
+            raise BadPayload(f"{what}: {field}={str(value)[:40]!r} is not a number") from None
+        if not parsed.is_finite():
+            raise BadPayload(f"{what}: {field}={str(value)[:40]!r} is not a finite number")
+        return format(parsed, "f")  # plain notation: COPY into DECIMAL takes no exponent
+
+    return number
+
+
+def array_candles(
+    rows: Any,
+    source: str,
+    market: str,
+    fetched_at: datetime,
+    *,
+    columns: Mapping[str, int],
+    minute_of: Callable[[Any], datetime],
+    what: str,
+    on_skip: OnSkip | None,
+    closed: Callable[[list[Any]], bool] | None = None,
+) -> list[Envelope]:
+    """Closed candles, oldest first, of an answer whose candles are arrays (Binance, Coinbase, OKX, Bybit, Kraken):
+    `columns` names each figure's index, `minute_of` reads a row's minute, `closed` (if given) is the API's own
+    word that a candle is final (OKX's `confirm`)."""
+    if not isinstance(rows, list):
+        raise BadPayload(f"{what}: expected a list of candles, got {type(rows).__name__}")
+    fields = {name: str(index) for name, index in columns.items()}
+    number = exact_number(what)
+
+    def build(row: Any) -> Envelope | None:
+        if not isinstance(row, list) or len(row) <= max(columns.values()):
+            raise BadPayload(f"{what}: a candle is not an array of {max(columns.values()) + 1}: {str(row)[:80]}")
+        try:
+            minute = minute_of(row)
+        except (TypeError, ValueError, OverflowError, OSError):
+            raise BadPayload(f"{what}: bad candle time {str(row[0])[:40]!r}") from None
+        if closed is not None and not closed(row):
+            return None  # the API says the candle is still open
+        return closed_candle(source, market, minute, dict(enumerate_text(row)), fields, number, fetched_at, what)
+
+    by_minute = {e.event_time: e for e in parse_items(rows, build, what, on_skip)}
+    return [by_minute[m] for m in sorted(by_minute)]
+
+
+def enumerate_text(row: list[Any]) -> Iterator[tuple[str, Any]]:
+    """(index as text, value) of an array candle, as `closed_candle` reads a candle's fields by name."""
+    return ((str(i), v) for i, v in enumerate(row))
+
+
+def epoch_ms_minute(value: Any) -> datetime:
+    """A candle time in epoch milliseconds (number or text) as its UTC minute."""
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def epoch_s_minute(value: Any) -> datetime:
+    """A candle time in epoch seconds (number or text) as its UTC minute."""
+    return datetime.fromtimestamp(int(value), tz=UTC)
 
 
 #: How far an exchange's clock may run ahead of ours before a candle's minute is called "in the future".

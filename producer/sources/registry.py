@@ -8,16 +8,37 @@ from coinstream.config import Settings
 from coinstream.errors import FatalError
 from coinstream.records import Kind
 from producer.sources.base import RunOptions, Source
+from producer.sources.binance import Binance
+from producer.sources.bitstamp import Bitstamp
 from producer.sources.bluesky import Bluesky
+from producer.sources.bybit import Bybit
+from producer.sources.coinbase import Coinbase
 from producer.sources.coinone import Coinone
+from producer.sources.kraken import Kraken
 from producer.sources.mastodon import Mastodon
 from producer.sources.offline import Offline
+from producer.sources.okx import Okx
 from producer.sources.simulated import Simulated
 from producer.sources.upbit import Upbit
 from producer.sources.x_search import X
 
 SOURCES: dict[str, type[Source[Any]]] = {
-    source.name: source for source in (Offline, Simulated, Coinone, Upbit, X, Mastodon, Bluesky)
+    source.name: source
+    for source in (
+        Offline,
+        Simulated,
+        Coinone,
+        Upbit,
+        Binance,
+        Coinbase,
+        Okx,
+        Bybit,
+        Kraken,
+        Bitstamp,
+        X,
+        Mastodon,
+        Bluesky,
+    )
 }
 
 

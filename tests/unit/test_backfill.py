@@ -233,8 +233,8 @@ def test_bad_input_is_one_line_before_any_request(tmp_path: Path, apis: tuple[Ex
     settings = settings_for(tmp_path, upbit, coinone, x_bearer_token=SecretStr("t" * 24))
     with pytest.raises(FatalError, match=r"x counts reaches back to 2026-11-21T12:01Z at the earliest .*--source"):
         plan(settings, parse_when("8d", NOW), END, sources=["x"], now=NOW)
-    with pytest.raises(FatalError, match="unknown source 'binance' for backfill: use one of upbit, coinone, x"):
-        plan(settings, parse_when("1d", NOW), END, sources=["binance"], now=NOW)
+    with pytest.raises(FatalError, match="unknown source 'ftx' for backfill: use one of upbit, coinone, binance"):
+        plan(settings, parse_when("1d", NOW), END, sources=["ftx"], now=NOW)
     with pytest.raises(FatalError, match="COINSTREAM_BLUESKY_HANDLE and COINSTREAM_BLUESKY_APP_PASSWORD"):
         plan(settings, parse_when("1d", NOW), END, sources=["bluesky"], now=NOW)
     with pytest.raises(FatalError, match="is not before --until"):

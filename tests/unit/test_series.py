@@ -53,14 +53,23 @@ def test_a_relation_planted_on_one_exchange_is_found_there_only_and_both_are_rep
 
     db = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     found = {s.exchange: s for s in all_series(db)}
-    assert set(found) == {"coinone", "upbit"} and {s.minutes for s in found.values()} == {240}
+    assert set(found) == {"coinone", "upbit", "all"} and {s.minutes for s in found.values()} == {240}
     coinone = analyze(*series(db, found["coinone"]))
     upbit = analyze(*series(db, found["upbit"]))
     rows, distinct = db.execute(
-        "SELECT count(*), count(DISTINCT (minute_utc, exchange, market)) FROM minute_metrics"
+        "SELECT count(*), count(DISTINCT (minute_utc, exchange, market)) FROM minute_metrics WHERE exchange <> 'all'"
+    ).fetchone()
+    world = db.execute(
+        "SELECT count(*), count(*) FILTER (WHERE w.volume = c.volume + u.volume), min(w.series_count), "
+        "count(*) FILTER (WHERE w.reporting < w.series_count), "
+        "count(*) FILTER (WHERE (w.reporting = w.series_count) <> (c.traded AND u.traded)) "
+        "FROM minute_metrics w JOIN minute_metrics c USING (minute_utc) JOIN minute_metrics u USING (minute_utc) "
+        "WHERE w.exchange = 'all' AND c.exchange = 'coinone' AND u.exchange = 'upbit'"
     ).fetchone()
     db.close()
     assert rows == distinct == 480  # one row per minute and series: never the two exchanges in one series
+    # the world series: the sum of its parts in every minute; a minute one of them did not report is marked
+    assert world is not None and world[0] == world[1] == 240 and world[2] == 2 and world[3] > 0 and world[4] == 0
     assert coinone.minutes == upbit.minutes == 240
     assert coinone.best_lag == 5 and coinone.lead == "posts"
     assert upbit.lead == "none"
@@ -85,7 +94,7 @@ def test_no_trade_and_no_post_minutes_are_zero_not_missing(tmp_path: Path) -> No
     db = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     got = db.execute(
         "SELECT strftime(minute_utc, '%H:%M'), traded, volume::VARCHAR, posts_total, posts_x, posts_bluesky "
-        "FROM minute_metrics ORDER BY minute_utc"
+        "FROM minute_metrics WHERE exchange = 'upbit' ORDER BY minute_utc"
     ).fetchall()
     assert got == [
         ("09:00", True, "1.50000000", 1, 1, None),

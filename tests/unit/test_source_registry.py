@@ -96,5 +96,8 @@ def test_the_cli_help_lists_it() -> None:
 
 
 def test_an_unknown_source_names_the_known_ones() -> None:
-    with pytest.raises(FatalError, match="unknown source 'nope': use one of offline, simulated, coinone, upbit, x"):
+    with pytest.raises(
+        FatalError,
+        match="unknown source 'nope': use one of offline, simulated, coinone, upbit, binance, coinbase, okx, bybit, kraken, bitstamp, x",
+    ):
         registry.build("nope", Settings(), RunOptions(Kind.POST))

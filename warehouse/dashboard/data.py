@@ -10,7 +10,7 @@ import numpy as np
 
 from warehouse.analysis import lagged_r, rolling_r
 from warehouse.rollups import readable
-from warehouse.series import all_series
+from warehouse.series import WORLD, all_series
 
 RANGES = {
     "1h": timedelta(hours=1),
@@ -66,14 +66,24 @@ def chart_data(
     tables = readable(db)
     first_minute = _epoch_minute(max(start, one.first))  # a range longer than the series: the series
     minutes = np.arange(first_minute, _epoch_minute(one.last) + 1, dtype=np.int64)
-    candles = db.execute(
-        "SELECT epoch(minute_utc)::BIGINT // 60 AS minute, volume::DOUBLE AS volume, volume_text, "
-        "round(open_price::DOUBLE, 4) AS open, round(high_price::DOUBLE, 4) AS high, "
-        "round(low_price::DOUBLE, 4) AS low, round(close_price::DOUBLE, 4) AS close "
-        f"FROM {tables['latest_candles']} "
-        "WHERE exchange = ? AND market = ? AND minute_utc >= ?",
-        [one.exchange, one.market, start],
-    ).fetchnumpy()
+    if one.exchange == WORLD:  # the world series: every real BTC market's volume summed, no prices
+        candles = db.execute(
+            "SELECT epoch(minute_utc)::BIGINT // 60 AS minute, sum(volume)::DOUBLE AS volume, "
+            "sum(volume)::VARCHAR AS volume_text, NULL::DOUBLE AS open, NULL::DOUBLE AS high, "
+            "NULL::DOUBLE AS low, NULL::DOUBLE AS close "
+            f"FROM {tables['latest_candles']} "
+            "WHERE market LIKE '%-BTC' AND exchange <> 'simulated' AND minute_utc >= ? GROUP BY minute_utc",
+            [start],
+        ).fetchnumpy()
+    else:
+        candles = db.execute(
+            "SELECT epoch(minute_utc)::BIGINT // 60 AS minute, volume::DOUBLE AS volume, volume_text, "
+            "round(open_price::DOUBLE, 4) AS open, round(high_price::DOUBLE, 4) AS high, "
+            "round(low_price::DOUBLE, 4) AS low, round(close_price::DOUBLE, 4) AS close "
+            f"FROM {tables['latest_candles']} "
+            "WHERE exchange = ? AND market = ? AND minute_utc >= ?",
+            [one.exchange, one.market, start],
+        ).fetchnumpy()
     at = np.asarray(candles["minute"], dtype=np.int64) - first_minute
     traded = np.zeros(len(minutes), dtype=bool)
     traded[at] = True
@@ -84,7 +94,8 @@ def chart_data(
     prices = {}
     for name in ("open", "high", "low", "close"):
         column = np.full(len(minutes), None, dtype=object)  # no price in a minute without trades
-        column[at] = np.asarray(candles[name], dtype=float)
+        if one.exchange != WORLD:  # nor in the world series: its markets quote different currencies
+            column[at] = np.asarray(candles[name], dtype=float)
         prices[name] = column.tolist()
     # Same numbers as minute_posts (copies of a post share its key and its minute), read from the
     # rollup `load` keeps instead of counting distinct keys over every raw post.

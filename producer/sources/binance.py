@@ -1,0 +1,78 @@
+"""Binance spot 1-minute klines: `GET /api/v3/klines?symbol=BTCUSDT&interval=1m&endTime=&limit=1000`.
+
+Each kline is an array: open time (ms), open, high, low, close, volume (base), close time (ms), quote volume,
+trades, ... with every figure as decimal text, oldest first; the newest is still open until its close time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from coinstream.errors import BadPayload
+from coinstream.http import ApiClient
+from coinstream.records import Envelope
+from producer.sources.base import CandleFetcher, ExchangeSource, OnSkip, RecordedParser, array_candles, epoch_ms_minute
+
+SOURCE = "binance"
+RECORDED_MARKET = "USDT-BTC"
+COLUMNS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5, "quote_volume": 7}
+
+
+def symbol(market: str) -> str:
+    """QUOTE-TARGET (USDT-BTC) as Binance names it (BTCUSDT)."""
+    quote, _, target = market.partition("-")
+    return f"{target}{quote}"
+
+
+def parse_klines(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
+    """The closed candles of one answer, oldest first (an error answer is `{"code": -1121, "msg": ...}`)."""
+    if isinstance(body, dict):
+        raise BadPayload(f"binance klines {market}: error {body.get('code')!r}: {str(body.get('msg'))[:200]}")
+    return array_candles(
+        body,
+        SOURCE,
+        market,
+        fetched_at,
+        columns=COLUMNS,
+        minute_of=lambda row: epoch_ms_minute(row[0]),
+        what=f"binance klines {market}",
+        on_skip=on_skip,
+    )
+
+
+class BinanceCandles(CandleFetcher):
+    """Closed 1-minute klines of one market, paging back with `endTime`."""
+
+    def __init__(self, market: str = "USDT-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
+        self.market = market
+        self.api = api or ApiClient("https://api.binance.com")
+        self.max_pages = max_pages
+
+    def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
+        """Up to 1000 klines opened before `before`."""
+        params: dict[str, Any] = {"symbol": symbol(self.market), "interval": "1m", "limit": 1000}
+        if before is not None:
+            params["endTime"] = int((before - timedelta(milliseconds=1)).timestamp() * 1000)
+        return "/api/v3/klines", params, f"binance klines {self.market}"
+
+    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
+        """The closed klines of one answer."""
+        return parse_klines(body, self.market, now, on_skip)
+
+
+class Binance(ExchangeSource):
+    """Binance's public spot klines (no key)."""
+
+    name = "binance"
+    summary = "Binance 1-minute spot klines (public API, no key; markets COINSTREAM_BINANCE_MARKETS)"
+    recorded: ClassVar[Mapping[str, RecordedParser]] = {
+        # the recording is of the exchange's own default market (its file says which symbol)
+        "binance": lambda body, options, now: parse_klines(body, RECORDED_MARKET, now)
+    }
+    client = BinanceCandles
+    url_setting = "binance_url"
+    rate_setting = "binance_requests_per_second"
+    page_minutes = 1000
+    probe_request = ("/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 1})

@@ -1,0 +1,89 @@
+"""Bitstamp 1-minute OHLC: `GET /api/v2/ohlc/btcusd/?step=60&limit=1000&end=`.
+
+`{"data": {"pair": "BTC/USD", "ohlc": [{"timestamp", "open", "high", "low", "close", "volume"}]}}`, every field
+decimal text, oldest first; the newest is still open while its minute runs. `end` (s) pages back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from coinstream.errors import BadPayload
+from coinstream.http import ApiClient
+from coinstream.records import Envelope
+from producer.sources.base import (
+    CandleFetcher,
+    ExchangeSource,
+    OnSkip,
+    RecordedParser,
+    closed_candle,
+    epoch_s_minute,
+    exact_number,
+    parse_items,
+)
+
+SOURCE = "bitstamp"
+RECORDED_MARKET = "USD-BTC"
+FIELDS = {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"}
+
+
+def parse_ohlc(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
+    """The closed candles of one answer, oldest first."""
+    what = f"bitstamp ohlc {market}"
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("ohlc"), list):
+        said = body.get("errors") or body.get("reason") or body.get("status") if isinstance(body, dict) else None
+        raise BadPayload(f"{what}: no data.ohlc in the answer{f': {str(said)[:200]}' if said else ''}")
+    number = exact_number(what)
+
+    def build(candle: Any) -> Envelope | None:
+        if not isinstance(candle, dict):
+            raise BadPayload(f"{what}: a candle is not an object")
+        try:
+            minute = epoch_s_minute(candle["timestamp"])
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
+            raise BadPayload(f"{what}: bad timestamp {str(candle.get('timestamp'))[:40]!r}") from None
+        return closed_candle(SOURCE, market, minute, candle, FIELDS, number, fetched_at, what)
+
+    by_minute = {e.event_time: e for e in parse_items(data["ohlc"], build, what, on_skip)}
+    return [by_minute[m] for m in sorted(by_minute)]
+
+
+class BitstampCandles(CandleFetcher):
+    """Closed 1-minute candles of one market, paging back with `end`."""
+
+    def __init__(self, market: str = "USD-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
+        quote, _, target = market.partition("-")
+        self.market = market
+        self.path = f"/api/v2/ohlc/{target.lower()}{quote.lower()}/"
+        self.api = api or ApiClient("https://www.bitstamp.net")
+        self.max_pages = max_pages
+
+    def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
+        """Up to 1000 candles that started before `before`."""
+        params: dict[str, Any] = {"step": 60, "limit": 1000}
+        if before is not None:
+            params["end"] = int((before - timedelta(minutes=1)).timestamp())  # `end` is the last candle's start
+        return self.path, params, f"bitstamp ohlc {self.market}"
+
+    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
+        """The closed candles of one answer."""
+        return parse_ohlc(body, self.market, now, on_skip)
+
+
+class Bitstamp(ExchangeSource):
+    """Bitstamp's public OHLC (no key)."""
+
+    name = "bitstamp"
+    summary = "Bitstamp 1-minute OHLC (public API, no key; markets COINSTREAM_BITSTAMP_MARKETS)"
+    recorded: ClassVar[Mapping[str, RecordedParser]] = {
+        # the recording is of the exchange's own default market (its file says which symbol)
+        "bitstamp": lambda body, options, now: parse_ohlc(body, RECORDED_MARKET, now)
+    }
+    client = BitstampCandles
+    url_setting = "bitstamp_url"
+    rate_setting = "bitstamp_requests_per_second"
+    page_minutes = 1000
+    probe_request = ("/api/v2/ohlc/btcusd/", {"step": 60, "limit": 1})
