@@ -110,8 +110,6 @@ class Pacer:
         self._sleep = sleep
         self._next = 0.0
         self._lock = threading.Lock()
-        #: seconds spent waiting, for the progress and the benchmark
-        self.waited = 0.0
 
     def wait(self) -> None:
         """Block until the next request may go, and count it as sent."""
@@ -123,7 +121,6 @@ class Pacer:
             while self._sent and self._sent[0] < at - 1.0:
                 self._sent.popleft()
         if at > now:
-            self.waited += at - now
             self._sleep(at - now)
 
     def saw(self, headers: httpx.Headers) -> None:

@@ -210,9 +210,7 @@ def plan(
     notes: dict[str, str] = {}
     for name in sources or HISTORY_SOURCES:
         try:
-            histories = SOURCES[name].histories(
-                settings, markets if name in ("upbit", "coinone", "simulated") else None
-            )
+            histories = SOURCES[name].histories(settings, markets if name in EXCHANGES else None)
         except FatalError as exc:
             if sources:  # asked for by name: its missing settings are the answer
                 raise

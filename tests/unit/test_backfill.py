@@ -386,3 +386,11 @@ def test_since_7d_on_x_starts_at_the_oldest_minute_x_answers_for(tmp_path: Path)
     settings = Settings(state_dir=tmp_path, x_bearer_token=SecretStr("t" * 24))
     found = plan(settings, parse_when("7d", NOW), END, sources=["x"], now=NOW)
     assert found.series[0].gaps == [(datetime(2026, 11, 21, 12, 1, tzinfo=UTC), END)]
+
+
+def test_market_names_the_markets_of_every_exchange_named(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    found = plan(settings, END - timedelta(hours=1), END, sources=["binance", "okx"], markets=["USDT-ETH"], now=NOW)
+    assert [s.name for s in found.series] == ["binance USDT-ETH", "okx USDT-ETH"]
+    default = plan(settings, END - timedelta(hours=1), END, sources=["bitstamp", "kraken"], now=NOW)
+    assert [s.name for s in default.series] == ["bitstamp USD-BTC", "kraken USD-BTC"]

@@ -162,6 +162,7 @@ def test_rate_limit_answers_say_try_later_or_are_waited_out() -> None:
 def test_an_open_candle_is_not_stored_in_a_live_run_against_the_recording(tmp_path: Path) -> None:
     """The producer's own path: closed minutes plus the grace, the open one left for the next run."""
     from coinstream.config import Settings
+    from coinstream.records import Kind
     from producer.sources.base import RunOptions
     from producer.sources.okx import Okx
 
@@ -170,7 +171,7 @@ def test_an_open_candle_is_not_stored_in_a_live_run_against_the_recording(tmp_pa
         server.on("/api/v5/market/history-candles", Reply(body))
         source = Okx.build(
             Settings(okx_url=server.url, state_dir=tmp_path),
-            RunOptions(kind=Okx.kinds.__iter__().__next__(), market="USDT-BTC"),
+            RunOptions(Kind.CANDLE, market="USDT-BTC"),
         )
         sent, cursor = source.fetch(None, NOW + timedelta(seconds=0))
     assert len(sent) == 30 and cursor is not None and max(c.event_time for c in sent).minute == 29
