@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload, CoinstreamError, TryLater
@@ -16,6 +15,7 @@ from producer.sources.base import (
     OnSkip,
     RecordedParser,
     closed_candle,
+    exact_number,
     parse_items,
 )
 
@@ -31,16 +31,8 @@ _PRICE_FIELDS = {
 }
 
 
-def _decimal(value: Any, field: str) -> str:
-    # Coinone sends numbers as strings; keep them exact (never through float).
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise BadPayload(f"coinone chart: {field}={value!r} is not a number") from None
-    if not number.is_finite():
-        raise BadPayload(f"coinone chart: {field}={value!r} is not a finite number")
-    return format(number, "f")  # plain notation: COPY into DECIMAL takes no exponent
-
+#: Coinone sends numbers as strings: kept exact, never through a float.
+_NUMBER = exact_number("coinone chart")
 
 #: Codes that close the API for a while: 4 "Blocked user access" (too many requests), 405 server maintenance.
 TRY_LATER_CODES = frozenset({"4", "405"})
@@ -83,7 +75,7 @@ def parse_chart(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | 
             minute = datetime.fromtimestamp(int(candle["timestamp"]) / 1000, tz=UTC)
         except (KeyError, TypeError, ValueError, OverflowError, OSError):
             raise BadPayload(f"coinone chart: bad timestamp {str(candle.get('timestamp'))[:40]!r}") from None
-        return closed_candle(SOURCE, market, minute, candle, _PRICE_FIELDS, _decimal, fetched_at, "coinone chart")
+        return closed_candle(SOURCE, market, minute, candle, _PRICE_FIELDS, _NUMBER, fetched_at, "coinone chart")
 
     by_minute = {e.event_time: e for e in parse_items(chart, build, "coinone chart", on_skip)}
     return [by_minute[m] for m in sorted(by_minute)]
