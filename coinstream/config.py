@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     kinesis_tls_port: int = Field(default=4567, ge=1, le=65535)
     moto_port: int = Field(default=5055, ge=1, le=65535)
     warehouse_file: Path | None = None
+    #: kinesis-mock's npm package folder, where not in the checkout's node_modules (an installed wheel)
+    kinesis_mock_dir: Path | None = None
     #: Where `load` puts delivered rows and `analyze` reads them: the DuckDB file standing in for Redshift, or
     #: Apache Iceberg tables on the stack's S3 (the warehouse without a cluster; warehouse/lake.py).
     warehouse: Literal["redshift", "iceberg"] = "redshift"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coinstream import REPO_ROOT
@@ -29,7 +30,29 @@ from warehouse.loader import LoadReport, Warehouse, open_warehouse
 
 logger = logging.getLogger(__name__)
 
-KINESIS_MOCK = REPO_ROOT / "node_modules" / "kinesis-local"
+#: The npm package that serves Kinesis locally (the version package.json pins).
+KINESIS_MOCK_PACKAGE = "kinesis-local@0.6.2"
+
+
+def kinesis_mock_dir(settings: Settings) -> Path:
+    """Where kinesis-mock is installed: COINSTREAM_KINESIS_MOCK_DIR, else the checkout's node_modules (`make
+    setup`), else ./node_modules (an installed wheel: `npm install kinesis-local` where you run it); FatalError
+    naming both fixes when none holds it."""
+    candidates = (
+        [settings.kinesis_mock_dir]
+        if settings.kinesis_mock_dir
+        else [REPO_ROOT / "node_modules" / "kinesis-local", Path.cwd() / "node_modules" / "kinesis-local"]
+    )
+    for folder in candidates:
+        if (folder / "main.js").is_file():
+            return folder
+    raise FatalError(
+        f"kinesis-mock is not installed in {' or '.join(str(c) for c in candidates)}: in a checkout run `make setup`; "
+        f"from an installed wheel run `npm install {KINESIS_MOCK_PACKAGE}` in a folder and set "
+        "COINSTREAM_KINESIS_MOCK_DIR to its node_modules/kinesis-local"
+    )
+
+
 MIN_NODE_MAJOR = 18
 
 
@@ -57,10 +80,6 @@ def _check_node() -> str:
         major = 0
     if major < MIN_NODE_MAJOR:
         raise FatalError(f"Node.js {version or '?'} is too old; install Node >= {MIN_NODE_MAJOR}")
-    if not (KINESIS_MOCK / "main.js").is_file():
-        raise FatalError(
-            f"kinesis-mock is not installed in {KINESIS_MOCK}; run `npm ci` in {REPO_ROOT} (or `make setup`)"
-        )
     return node
 
 
@@ -87,7 +106,7 @@ def up(settings: Settings, pipeline: Pipeline) -> list[str]:
     if km.pid() and moto.pid():
         create_resources(settings, pipeline)
         return ["already running"]
-    node = _check_node()
+    node, mock = _check_node(), kinesis_mock_dir(settings)
     started: list[Managed] = []
     try:
         if km.pid() is None:
@@ -98,14 +117,14 @@ def up(settings: Settings, pipeline: Pipeline) -> list[str]:
         env = dict(os.environ)
         if km.pid() is None:
             env.update(
-                KINESIS_MOCK_CERT_PATH=str(KINESIS_MOCK / "server.json"),
+                KINESIS_MOCK_CERT_PATH=str(mock / "server.json"),
                 KINESIS_MOCK_PLAIN_PORT=str(settings.kinesis_port),
                 KINESIS_MOCK_TLS_PORT=str(settings.kinesis_tls_port),
                 INITIALIZE_STREAMS=f"{pipeline.stream_name}:{pipeline.shards}",
                 AWS_REGION=settings.region,
                 LOG_LEVEL="WARN",
             )
-            km.start([node, str(KINESIS_MOCK / "main.js")], env)
+            km.start([node, str(mock / "main.js")], env)
             started.append(km)
         if moto.pid() is None:
             moto.start(moto_command(settings), child_env(settings))
