@@ -119,7 +119,9 @@ def test_a_backfill_and_a_live_run_over_the_same_minutes_reach_the_warehouse_onc
         dead = db.execute("SELECT count(*) FROM raw_posts").fetchone()
         db.close()
     start = epoch_minute(now - timedelta(hours=5)) + 1  # the command's own clock may have moved a minute on
-    want = expected_rows(upbit, start, last + 1, "KRW-BTC")
+    # every minute before this one had closed, grace included, when the test began: both runs read them
+    closed = epoch_minute(now - timedelta(seconds=10))
+    want = expected_rows(upbit, start, closed, "KRW-BTC")
     traded = expected_rows(upbit, start - 2, last + 1, "KRW-BTC")
     got = {m: (o, c, v) for m, o, c, v in rows}
     assert len(rows) == len(got) and set(want) <= set(got) <= set(traded)  # once each, none missing, none invented
