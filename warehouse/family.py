@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
 from warehouse.analysis import ALPHA, MIN_MINUTES, Analysis, analyze
+from warehouse.series import Series, series, sources_counted
 
 #: The adjustment `coinstream analyze` applies across the pairs it tests.
 METHOD = "Holm"
@@ -107,7 +109,7 @@ def judge(pairs: Sequence[PairData], *, alpha: float = ALPHA, window: int = 60) 
         pair.p, pair.adjusted = claim_p(pair.result), adjusted
         r = pair.result
         if not r.enough:
-            pair.verdict = r.verdict
+            pair.verdict, pair.lead = r.verdict, "too little data"
             continue
         if r.lead == "none" or np.isnan(adjusted) or adjusted >= alpha:
             pair.lead = "none"
@@ -125,3 +127,39 @@ def judge(pairs: Sequence[PairData], *, alpha: float = ALPHA, window: int = 60) 
         pair.lead = r.lead
         pair.verdict = f"{r.verdict} [{METHOD}-adjusted p={adjusted:.3g} over {len(out)} pairs; holds in both halves]"
     return out
+
+
+def family_of(
+    db: Any, chosen: Sequence[Series], start: datetime | None, end: datetime | None, posts: str = "auto"
+) -> list[PairData]:
+    """Every (series x post source) pair of the warehouse in [start, end): the family `analyze` and the dashboard
+    judge. `posts` names one source for every series; "auto" sets each real series against each real source
+    collected beside it, and the simulated series against the simulated posts."""
+    family = []
+    for one in chosen:
+        if posts != "auto":
+            sources = [posts]
+        elif one.posts_for(posts) == "real":
+            sources = sources_counted(db, one, "real") or ["real"]
+        else:
+            sources = [one.posts_for(posts)]
+        for source in sources:
+            minutes, counts, volume = series(db, one, start, end, source)
+            family.append(PairData(one.name, source, minutes, counts, volume))
+    return family
+
+
+def pair_row(pair: Pair) -> dict[str, str]:
+    """One line of the pair table, as the terminal, the dashboard and the saved report show it."""
+    r = pair.result
+    return {
+        "pair": pair.data.name,
+        "series": pair.data.series,
+        "posts": pair.data.posts,
+        "peak": f"{r.best_lag:+d} min, r = {r.best_lag_r:+.3f}" if r.enough else "-",
+        "p": "-" if np.isnan(pair.p) else f"{pair.p:.3g}",
+        "adjusted": "-" if np.isnan(pair.adjusted) else f"{pair.adjusted:.3g}",
+        "halves": pair.stability or "-",
+        "lead": pair.lead,
+        "verdict": pair.verdict,
+    }

@@ -31,16 +31,16 @@ def analyze(
         ),
     ] = "auto",
     html: Annotated[
-        Path | None, typer.Option(help="Also write the first series' charts as one self-contained HTML file.")
+        Path | None,
+        typer.Option(help="Also write every series' charts and the pair table as one self-contained HTML file."),
     ] = None,
 ) -> None:
     """How strongly, and with what lag, posts per minute move with volume per minute, per exchange and market."""
     from coinstream.timeutil import parse_from
-    from warehouse.analysis import as_dict
     from warehouse.coverage import coverage
-    from warehouse.family import PairData, judge
+    from warehouse.family import family_of, judge
     from warehouse.reading import open_reader
-    from warehouse.series import POSTS, all_series, pick_series, series, sources_counted
+    from warehouse.series import POSTS, all_series, pick_series
 
     if posts != "auto" and posts not in POSTS:
         raise FatalError(f"--posts {posts!r} is not a choice: use auto, {', '.join(POSTS)}")
@@ -57,28 +57,18 @@ def analyze(
     try:
         chosen = pick_series(all_series(db), exchange, market)
         covered = {c.series: c for c in coverage(db, datetime.now(UTC)) if c.kind == "candles"}
-        family = []
-        for one in chosen:
-            # every post source against every series, each pair one test of the family (--posts: that one)
-            if posts != "auto":
-                sources = [posts]
-            elif one.posts_for(posts) == "real":
-                sources = sources_counted(db, one, "real") or ["real"]
-            else:
-                sources = [one.posts_for(posts)]
-            for source in sources:
-                minutes, counts, volume = series(db, one, start, end, source)
-                family.append(PairData(one.name, source, minutes, counts, volume))
-        pairs = judge(family, window=window)
+        pairs = judge(family_of(db, chosen, start, end, posts), window=window)
         results = [(one, p) for p in pairs for one in chosen if one.name == p.data.series]
         if html is not None:
-            from warehouse.dashboard.data import chart_data
+            from warehouse.dashboard.data import chart_data, verdicts, within_minutes
             from warehouse.dashboard.server import standalone_html
 
-            first = chosen[0]
-            page = chart_data(db, "all", window, exchange=first.exchange, market=first.market)
-            html.write_text(standalone_html({**page, "stack": {}, "analysis": as_dict(pairs[0].result)}))
-            out.print(f"charts of {first.name} written to {html}")
+            within, pages = within_minutes(settings, pipeline), {}
+            for one in chosen:  # every series' charts, each with the verdicts of its pairs and the family's table
+                page = chart_data(db, "all", window, exchange=one.exchange, market=one.market, within=within)
+                pages[f"{one.exchange}|{one.market}"] = {**page, **verdicts(pairs, one.name), "stack": {}}
+            html.write_text(standalone_html({"pages": pages, "first": next(iter(pages))}))
+            out.print(f"charts of {len(pages)} series and the table of {len(pairs)} pairs written to {html}")
     finally:
         db.close()
     out.print(_report(results, covered))
@@ -117,7 +107,7 @@ def _report(results: list[tuple[Any, Any]], covered: dict[str, Any]) -> Table:
 
 def _family_table(pairs: list[Any]) -> Table:
     """Every pair tested, its claim's p, the same after the family's adjustment, and whether it held in halves."""
-    from warehouse.family import METHOD
+    from warehouse.family import METHOD, pair_row
 
     table = Table(
         "pair",
@@ -130,15 +120,8 @@ def _family_table(pairs: list[Any]) -> Table:
         "and it holds in both halves of the window",
     )
     for p in pairs:
-        r = p.result
-        table.add_row(
-            p.data.name,
-            f"{r.best_lag:+d} min, r = {r.best_lag_r:+.3f}" if r.enough else "-",
-            f"{p.p:.3g}",
-            f"{p.adjusted:.3g}",
-            p.stability or "-",
-            p.lead,
-        )
+        row = pair_row(p)
+        table.add_row(row["pair"], row["peak"], row["p"], row["adjusted"], row["halves"], row["lead"])
     return table
 
 
@@ -148,6 +131,7 @@ def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1
     """Serve the dashboard on 127.0.0.1 (offline: no CDN): posts vs volume, price band, correlations, freshness."""
     from coinstream.processes import ensure_port_free
     from operate import local_stack
+    from warehouse.dashboard.data import within_minutes
     from warehouse.dashboard.server import chart_library, serve
     from warehouse.reading import open_reader
 
@@ -155,7 +139,13 @@ def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1
     chart_library()  # missing: one line naming the fix, before anything listens
     reader = open_reader(settings, pipeline)
     ensure_port_free(port, "dashboard", "--port", settings.host)
-    server = serve(reader, settings.host, port, stack_panel=lambda: local_stack.stack_panel(settings, pipeline))
+    server = serve(
+        reader,
+        settings.host,
+        port,
+        stack_panel=lambda: local_stack.stack_panel(settings, pipeline),
+        within=within_minutes(settings, pipeline),
+    )
     where = settings.warehouse_path if settings.warehouse == "redshift" else "the Iceberg tables (COINSTREAM_WAREHOUSE)"
     out.print(f"dashboard on http://{settings.host}:{port}/ (Ctrl-C stops it); warehouse {where}")
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -24,10 +25,11 @@ from pydantic import BaseModel, ConfigDict
 
 from coinstream import records
 from coinstream.config import Settings
-from coinstream.errors import BadPayload, CoinstreamError, SkippableError
-from coinstream.http import ApiClient, Pacer
+from coinstream.errors import BadPayload, CoinstreamError, FatalError, SkippableError
+from coinstream.http import ApiClient, Pacer, Refused
 from coinstream.records import Envelope, Kind
 from coinstream.timeutil import epoch_minute, minute_start
+from producer.state import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +294,63 @@ class CandleFetcher(ABC):
         return sorted(found.values(), key=lambda e: e.event_time)
 
 
+#: How long an exchange's market list is kept before it is asked again (it is asked only when a candle request
+#: is refused, so a cron run never downloads it).
+LISTING_MAX_AGE = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """An exchange's list of markets: asked when a candle request is refused, kept in the state folder a week."""
+
+    exchange: str
+    api: ApiClient
+    request: tuple[str, Mapping[str, Any]]
+    read: Callable[[Any], list[str]]
+    file: Path
+
+    def markets(self, now: datetime) -> tuple[list[str], datetime] | None:
+        """(markets as QUOTE-TARGET, when listed): the kept list if young enough, else asked again; None when
+        neither is to be had (the API refuses this too, or answers something else)."""
+        kept = self._kept()
+        if kept is not None and now - kept[1] < LISTING_MAX_AGE:
+            return kept
+        path, params = self.request
+        try:
+            markets = sorted(set(self.read(self.api.get_json(path, dict(params), f"{self.exchange} market list"))))
+        except (CoinstreamError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            logger.info("%s: could not read the market list: %s", self.exchange, exc)
+            return kept
+        write_atomically(self.file, json.dumps({"listed_at": now.isoformat(), "markets": markets}).encode())
+        return markets, now
+
+    def _kept(self) -> tuple[list[str], datetime] | None:
+        try:
+            data = json.loads(self.file.read_text())
+            return [str(m) for m in data["markets"]], datetime.fromisoformat(data["listed_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def explain(self, exc: CoinstreamError, market: str, setting: str, now: datetime) -> CoinstreamError:
+        """The refusal of `market`'s candles as one line naming the markets the exchange does list, where it does
+        not list `market`; else the refusal as it was."""
+        found = self.markets(now)
+        if found is None or market in found[0]:
+            return exc
+        markets, listed_at = found
+        shown = [m for m in markets if m.endswith("-BTC")] or markets  # the study's markets first
+        more = f" and {len(shown) - 20} more" if len(shown) > 20 else ""
+        return FatalError(
+            f"{self.exchange} does not list the market {market} (its list of {listed_at:%Y-%m-%d}); it lists "
+            f"{', '.join(shown[:20])}{more}: set {setting} to one of them"
+        )
+
+
+def pairs_of(items: Any, base: str, quote: str) -> list[str]:
+    """QUOTE-TARGET names of a market list whose entries name their base and quote currencies."""
+    return [f"{i[quote]}-{i[base]}".upper() for i in items if isinstance(i, dict) and i.get(base) and i.get(quote)]
+
+
 class ExchangeSource(Source[CandleCursor]):
     """An exchange's 1-minute candles of one market, resumed after the last minute emitted.
 
@@ -312,6 +371,13 @@ class ExchangeSource(Source[CandleCursor]):
     history: ClassVar[type[CandleHistory]] = CandleHistory
     #: the Settings field with the API's published request rate (per second, shared by every market)
     rate_setting: ClassVar[str]
+    #: where the exchange lists its markets (asked only when a candle request is refused)
+    markets_request: ClassVar[tuple[str, Mapping[str, Any]]]
+
+    @staticmethod
+    def listed(body: Any) -> list[str]:
+        """The markets (QUOTE-TARGET) of the exchange's market list."""
+        raise NotImplementedError
 
     @staticmethod
     def spent(headers: Any) -> float | None:
@@ -328,18 +394,30 @@ class ExchangeSource(Source[CandleCursor]):
             for market in markets or settings.markets(cls.name)
         ]
 
-    def __init__(self, candles: CandleFetcher, *, grace_seconds: float = 10.0, reread_minutes: int = 3) -> None:
+    def __init__(
+        self,
+        candles: CandleFetcher,
+        *,
+        grace_seconds: float = 10.0,
+        reread_minutes: int = 3,
+        listing: Listing | None = None,
+    ) -> None:
         self.candles = candles
         self.grace = timedelta(seconds=grace_seconds)
         self.reread = reread_minutes
+        self.listing = listing
 
     @classmethod
     def build(cls, settings: Settings, options: RunOptions) -> Self:
         """Candles of `options.market` from the exchange's configured base URL."""
+        api = ApiClient(getattr(settings, cls.url_setting))
         return cls(
-            cls.client(options.market, ApiClient(getattr(settings, cls.url_setting))),
+            cls.client(options.market, api),
             grace_seconds=options.grace_seconds,
             reread_minutes=options.reread_minutes,
+            listing=Listing(
+                cls.name, api, cls.markets_request, cls.listed, settings.state_dir / "markets" / f"{cls.name}.json"
+            ),
         )
 
     @classmethod
@@ -353,11 +431,14 @@ class ExchangeSource(Source[CandleCursor]):
         """Candles of the minutes closed (plus the grace) since the cursor's minute, and of the last
         `reread` minutes again where their candle changed (or first appeared) since it was sent."""
         since = minute_start(cursor.last_minute - self.reread) if cursor else None
-        closed = [
-            c
-            for c in self.candles.fetch(since, now, self.skips)
-            if c.event_time + timedelta(minutes=1) + self.grace <= now
-        ]
+        try:
+            fetched = self.candles.fetch(since, now, self.skips)
+        except (BadPayload, Refused) as exc:  # a market the exchange does not list is the likeliest reason
+            if self.listing is None:
+                raise
+            setting = f"COINSTREAM_{self.name.upper()}_MARKETS"
+            raise self.listing.explain(exc, self.candles.market, setting, now) from None
+        closed = [c for c in fetched if c.event_time + timedelta(minutes=1) + self.grace <= now]
         sent = dict(cursor.sent) if cursor else {}
         fresh = []
         for candle in closed:

@@ -13,7 +13,15 @@ from typing import Any, ClassVar
 from coinstream.errors import BadPayload
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
-from producer.sources.base import CandleFetcher, ExchangeSource, OnSkip, RecordedParser, array_candles, epoch_ms_minute
+from producer.sources.base import (
+    CandleFetcher,
+    ExchangeSource,
+    OnSkip,
+    RecordedParser,
+    array_candles,
+    epoch_ms_minute,
+    pairs_of,
+)
 
 SOURCE = "binance"
 RECORDED_MARKET = "USDT-BTC"
@@ -76,3 +84,9 @@ class Binance(ExchangeSource):
     rate_setting = "binance_requests_per_second"
     page_minutes = 1000
     probe_request = ("/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 1})
+    markets_request = ("/api/v3/exchangeInfo", {"permissions": "SPOT", "symbolStatus": "TRADING"})
+
+    @staticmethod
+    def listed(body: Any) -> list[str]:
+        """`{"symbols": [{"symbol": "BTCUSDT", "baseAsset": "BTC", "quoteAsset": "USDT", ...}]}`"""
+        return pairs_of(body["symbols"], "baseAsset", "quoteAsset")

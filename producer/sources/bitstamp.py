@@ -87,3 +87,10 @@ class Bitstamp(ExchangeSource):
     rate_setting = "bitstamp_requests_per_second"
     page_minutes = 1000
     probe_request = ("/api/v2/ohlc/btcusd/", {"step": 60, "limit": 1})
+    markets_request = ("/api/v2/trading-pairs-info/", {})
+
+    @staticmethod
+    def listed(body: Any) -> list[str]:
+        """`[{"name": "BTC/USD", "url_symbol": "btcusd", ...}]`"""
+        names = [str(p.get("name", "")) for p in body if isinstance(p, dict)]
+        return [f"{q}-{b}" for b, _, q in (n.partition("/") for n in names) if b and q]

@@ -13,7 +13,15 @@ from typing import Any, ClassVar
 from coinstream.errors import BadPayload, TryLater
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
-from producer.sources.base import CandleFetcher, ExchangeSource, OnSkip, RecordedParser, array_candles, epoch_ms_minute
+from producer.sources.base import (
+    CandleFetcher,
+    ExchangeSource,
+    OnSkip,
+    RecordedParser,
+    array_candles,
+    epoch_ms_minute,
+    pairs_of,
+)
 
 SOURCE = "bybit"
 RECORDED_MARKET = "USDT-BTC"
@@ -80,3 +88,9 @@ class Bybit(ExchangeSource):
     rate_setting = "bybit_requests_per_second"
     page_minutes = 1000
     probe_request = ("/v5/market/kline", {"category": "spot", "symbol": "BTCUSDT", "interval": "1", "limit": 1})
+    markets_request = ("/v5/market/instruments-info", {"category": "spot"})
+
+    @staticmethod
+    def listed(body: Any) -> list[str]:
+        """`{"retCode": 0, "result": {"list": [{"symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT"}]}}`"""
+        return pairs_of(body["result"]["list"], "baseCoin", "quoteCoin")

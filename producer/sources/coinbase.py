@@ -13,7 +13,15 @@ from typing import Any, ClassVar
 from coinstream.errors import BadPayload
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
-from producer.sources.base import CandleFetcher, ExchangeSource, OnSkip, RecordedParser, array_candles, epoch_s_minute
+from producer.sources.base import (
+    CandleFetcher,
+    ExchangeSource,
+    OnSkip,
+    RecordedParser,
+    array_candles,
+    epoch_s_minute,
+    pairs_of,
+)
 
 SOURCE = "coinbase"
 RECORDED_MARKET = "USD-BTC"
@@ -75,3 +83,9 @@ class Coinbase(ExchangeSource):
     rate_setting = "coinbase_requests_per_second"
     page_minutes = PAGE
     probe_request = ("/products/BTC-USD/candles", {"granularity": 60})
+    markets_request = ("/products", {})
+
+    @staticmethod
+    def listed(body: Any) -> list[str]:
+        """`[{"id": "BTC-USD", "base_currency": "BTC", "quote_currency": "USD", ...}]`"""
+        return pairs_of(body, "base_currency", "quote_currency")

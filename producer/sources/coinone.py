@@ -16,6 +16,7 @@ from producer.sources.base import (
     RecordedParser,
     closed_candle,
     exact_number,
+    pairs_of,
     parse_items,
 )
 
@@ -122,3 +123,9 @@ class Coinone(ExchangeSource):
     url_setting = "coinone_url"
     rate_setting = "coinone_requests_per_second"
     probe_request = ("/public/v2/chart/KRW/BTC", {"interval": "1m"})
+    markets_request = ("/public/v2/markets/KRW", {})
+
+    @staticmethod
+    def listed(body: Any) -> list[str]:
+        """`{"result": "success", "markets": [{"quote_currency": "KRW", "target_currency": "BTC", ...}]}`"""
+        return pairs_of(body["markets"], "target_currency", "quote_currency")

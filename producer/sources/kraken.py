@@ -111,3 +111,10 @@ class Kraken(ExchangeSource):
     rate_setting = "kraken_requests_per_second"
     page_minutes = KEPT_MINUTES
     probe_request = ("/0/public/OHLC", {"pair": "XBTUSD", "interval": 1})
+    markets_request = ("/0/public/AssetPairs", {})
+
+    @staticmethod
+    def listed(body: Any) -> list[str]:
+        """`{"error": [], "result": {"XXBTZUSD": {"wsname": "XBT/USD", ...}}}`: Kraken's XBT is BTC."""
+        names = [str(p.get("wsname", "")) for p in body["result"].values() if isinstance(p, dict)]
+        return [f"{q}-{'BTC' if b == 'XBT' else b}" for b, _, q in (n.partition("/") for n in names) if b and q]

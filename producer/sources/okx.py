@@ -13,7 +13,15 @@ from typing import Any, ClassVar
 from coinstream.errors import BadPayload
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
-from producer.sources.base import CandleFetcher, ExchangeSource, OnSkip, RecordedParser, array_candles, epoch_ms_minute
+from producer.sources.base import (
+    CandleFetcher,
+    ExchangeSource,
+    OnSkip,
+    RecordedParser,
+    array_candles,
+    epoch_ms_minute,
+    pairs_of,
+)
 
 SOURCE = "okx"
 RECORDED_MARKET = "USDT-BTC"
@@ -75,3 +83,9 @@ class Okx(ExchangeSource):
     rate_setting = "okx_requests_per_second"
     page_minutes = 100
     probe_request = ("/api/v5/market/candles", {"instId": "BTC-USDT", "bar": "1m", "limit": 1})
+    markets_request = ("/api/v5/public/instruments", {"instType": "SPOT"})
+
+    @staticmethod
+    def listed(body: Any) -> list[str]:
+        """`{"code": "0", "data": [{"instId": "BTC-USDT", "baseCcy": "BTC", "quoteCcy": "USDT", ...}]}`"""
+        return pairs_of(body["data"], "baseCcy", "quoteCcy")

@@ -117,3 +117,9 @@ class Upbit(ExchangeSource):
         return remaining_req_wait(headers.get("remaining-req"))
 
     probe_request = ("/v1/candles/minutes/1", {"market": "KRW-BTC", "count": 1})
+    markets_request = ("/v1/market/all", {})
+
+    @staticmethod
+    def listed(body: Any) -> list[str]:
+        """`[{"market": "KRW-BTC", "korean_name": ..., "english_name": "Bitcoin"}]`: already QUOTE-TARGET."""
+        return [str(m["market"]) for m in body if isinstance(m, dict) and "market" in m]

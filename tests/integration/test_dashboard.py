@@ -21,7 +21,7 @@ from coinstream import records
 from coinstream.processes import free_port
 from coinstream.timeutil import epoch_minute, minute_start
 from producer.sources import simulated
-from tests.warehouse_data import NOW, simulated_warehouse, warehouse_of
+from tests.warehouse_data import NOW, warehouse_of
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Skipped where chromium is missing, except in CI (.ci/run sets this), where a skip would hide a gap.
@@ -72,8 +72,8 @@ def dashboard(warehouse_file: Path, state: Path) -> Iterator[int]:
         proc.wait(timeout=10)
 
 
-@pytest.fixture
-def dashboard_url(tmp_path: Path) -> Iterator[str]:
+def two_series(path: Path) -> None:
+    """A warehouse of the simulation (posts leading volume by 5 min) and an unrelated Upbit series."""
     sim = simulated.Simulation()
     last = epoch_minute(NOW) - 1
     first = last - MINUTES + 1
@@ -88,10 +88,12 @@ def dashboard_url(tmp_path: Path) -> Iterator[str]:
         for m in range(first, last + 1)
         if m % 7 or m == last
     ]
-    warehouse_of(
-        tmp_path / "w.duckdb",
-        [*simulated.candles(sim, first, last, NOW), *simulated.posts(sim, first, last, NOW), *upbit],
-    )
+    warehouse_of(path, [*simulated.candles(sim, first, last, NOW), *simulated.posts(sim, first, last, NOW), *upbit])
+
+
+@pytest.fixture
+def dashboard_url(tmp_path: Path) -> Iterator[str]:
+    two_series(tmp_path / "w.duckdb")
     with dashboard(tmp_path / "w.duckdb", tmp_path) as port:
         yield f"http://127.0.0.1:{port}/"
 
@@ -145,6 +147,15 @@ def test_every_chart_draws_the_known_points_and_the_tooltip_shows_exact_values(
         assert f"{sim.volume(last):.8f}".rstrip("0") in tip  # the decimal as stored, not a rounded float
         assert page.text_content("#fresh-candle-simulated") == "2026-11-28T11:59:00Z"
         assert page.text_content("#fresh-post-simulated").startswith("2026-11-28T11:59:")
+        # days older than its schedule allows (the producers run every minute): marked, with the allowance
+        stale = page.get_attribute("#fresh-candle-simulated", "data-stale")
+        assert stale.startswith("stale: ") and stale.endswith("days old, expected within 18 min")
+        # the verdict of the selected series, from the family adjusted together; its row marked in the table
+        assert page.text_content("#report-series") == "simulated KRW-BTC"
+        assert page.text_content("#verdict").startswith("posts lead volume by 5 min")
+        assert "Holm-adjusted p=" in page.text_content("#verdict") and "over 2 pairs" in page.text_content("#verdict")
+        rows = page.eval_on_selector_all("#pairs tr", "rs => rs.map(r => [r.className, r.cells[0].textContent])")
+        assert rows == [["selected", "simulated KRW-BTC x simulated"], ["", "upbit KRW-BTC x real"]]
 
         page.select_option("#series", "upbit|KRW-BTC")  # the other exchange: its own series, nothing mixed
         page.wait_for_selector("body[data-ready=true]", timeout=30_000)
@@ -179,8 +190,8 @@ def test_no_data_yet_says_so(tmp_path: Path) -> None:
 
 
 @needs_chromium
-def test_analyze_writes_a_self_contained_html_report(tmp_path: Path) -> None:
-    simulated_warehouse(tmp_path / "w.duckdb", simulated.Simulation(), minutes=MINUTES)
+def test_analyze_writes_a_self_contained_html_report_of_every_series(tmp_path: Path) -> None:
+    two_series(tmp_path / "w.duckdb")
     env = {**os.environ, "COINSTREAM_WAREHOUSE_FILE": str(tmp_path / "w.duckdb"), "COINSTREAM_STATE_DIR": str(tmp_path)}
     report = tmp_path / "report.html"
     done = subprocess.run(
@@ -202,6 +213,15 @@ def test_analyze_writes_a_self_contained_html_report(tmp_path: Path) -> None:
         assert page.is_visible("#report") and page.text_content("#verdict").startswith("posts lead volume by 5 min")
         assert "Granger causality" in page.text_content("#checks") and "stationarity" in page.text_content("#checks")
         assert page.evaluate(POINTS, "chart-price") == {"OHLC": MINUTES}
+        assert page.eval_on_selector_all("#pairs tr td:first-child", "ds => ds.map(d => d.textContent)") == [
+            "simulated KRW-BTC x simulated",
+            "upbit KRW-BTC x real",
+        ]
+        page.select_option("#series", "upbit|KRW-BTC")  # the other series, from the same file
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.text_content("#report-series") == "upbit KRW-BTC"
+        assert page.evaluate(POINTS, "chart-activity") == {"volume": MINUTES}
+        assert page.text_content("#pairs tr.selected td") == "upbit KRW-BTC x real"
         assert fetched == [report.as_uri()]  # one file, nothing else loaded
         browser.close()
 

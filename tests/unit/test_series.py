@@ -11,11 +11,12 @@ from pathlib import Path
 
 import duckdb
 
-from coinstream import records
+from coinstream import RESOURCES, records
+from coinstream.config import Pipeline, Settings
 from producer.sources import simulated
 from tests.warehouse_data import NOW, warehouse_of
 from warehouse.analysis import analyze
-from warehouse.dashboard.data import chart_data, freshness
+from warehouse.dashboard.data import chart_data, freshness, within_minutes
 from warehouse.series import all_series, series
 
 T0 = datetime(2026, 11, 28, 9, tzinfo=UTC)
@@ -151,3 +152,18 @@ def test_markets_are_series_of_their_own(tmp_path: Path) -> None:
     db = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert [(s.market, s.minutes) for s in all_series(db)] == [("KRW-BTC", 1), ("KRW-ETH", 1)]
     db.close()
+
+
+def test_a_source_older_than_its_schedule_is_marked_stale_and_a_fresh_one_is_not(tmp_path: Path) -> None:
+    """The freshness panel once showed a 24-minute-old candle with no mark: each source now has its schedule."""
+    warehouse_of(tmp_path / "w.duckdb", [candle("upbit", 0, "1"), candle("binance", 30, "2"), post("a", 30)])
+    db = duckdb.connect(str(tmp_path / "w.duckdb"))
+    within = within_minutes(Settings(), Pipeline.load(RESOURCES / "pipeline.toml"))
+    # Firehose buffers up to 900 s and the consumer 60 s: 16 minutes of delivery after each source's schedule
+    assert within == {"candles": 18, "bluesky": 27, "mastodon": 27, "x": 736, "simulated": 17}
+    at = T0 + timedelta(minutes=31 + 18)  # binance's 09:30 candle closed at 09:31: exactly its allowance
+    shown = freshness(db, at, within)
+    db.close()
+    assert shown["candles"] == {"binance": "2026-11-28T09:30:00Z", "upbit": "2026-11-28T09:00:00Z"}
+    assert shown["stale"] == {"candles": {"upbit": "stale: 48 min old, expected within 18 min"}, "posts": {}}
+    assert "stale" not in freshness(duckdb.connect(str(tmp_path / "w.duckdb")), at)  # no schedule: no marks

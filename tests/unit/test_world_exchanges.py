@@ -210,3 +210,65 @@ def test_the_world_series_is_the_sum_of_its_markets_in_the_views_the_analysis_an
     assert [round(v, 4) for v in page["volume"]] == [round(by_minute[m], 4) for m in sorted(by_minute)]
     assert set(page["open"]) == {None}  # no price for a sum of markets quoted in different currencies
     db.close()
+
+
+#: How each exchange answers a candle request for a market it does not list (its documented error answer).
+UNLISTED = {
+    "binance": Reply({"code": -1121, "msg": "Invalid symbol."}, 400),
+    "coinbase": Reply({"message": "NotFound"}, 404),
+    "okx": Reply({"code": "51001", "msg": "Instrument ID does not exist", "data": []}),
+    "bybit": Reply({"retCode": 10001, "retMsg": "Not supported symbols", "result": {}, "retExtInfo": {}, "time": 1}),
+    "kraken": Reply({"error": ["EQuery:Unknown asset pair"]}),
+    "bitstamp": Reply({"status": "error", "reason": "Currency pair not found", "code": "API0006"}, 404),
+    "upbit": Reply({"error": {"name": "404", "message": "Code not found"}}, 404),
+    "coinone": Reply({"result": "error", "error_code": "107", "error_msg": "Parameter error"}),
+}
+#: The BTC markets each recorded market list (tests/payloads/markets/) holds, as the error names them.
+LISTED = {
+    "binance": "EUR-BTC, FDUSD-BTC, USDC-BTC, USDT-BTC",
+    "coinbase": "EUR-BTC, USD-BTC, USDT-BTC",
+    "okx": "USDC-BTC, USDT-BTC",
+    "bybit": "USDC-BTC, USDT-BTC",
+    "kraken": "EUR-BTC, USD-BTC, USDT-BTC",
+    "bitstamp": "EUR-BTC, USD-BTC",
+    "upbit": "KRW-BTC, USDT-BTC",
+    "coinone": "KRW-BTC",
+}
+
+
+@pytest.mark.parametrize("exchange", sorted(UNLISTED))
+def test_a_market_the_exchange_does_not_list_is_one_line_naming_those_it_does(exchange: str, tmp_path: Path) -> None:
+    from coinstream.config import Settings
+    from coinstream.errors import CoinstreamError, FatalError
+    from coinstream.records import Kind
+    from producer.sources import registry
+    from producer.sources.base import ExchangeSource, RunOptions
+
+    kind = registry.SOURCES[exchange]
+    assert issubclass(kind, ExchangeSource)
+    listing = json.loads((PAYLOADS / "markets" / f"{exchange}.json").read_text())
+
+    def source(market: str, url: str) -> ExchangeSource:
+        settings = Settings(**{kind.url_setting: url}, state_dir=tmp_path)
+        return kind.build(settings, RunOptions(Kind.CANDLE, market=market))
+
+    with api_server() as server:
+        path, _, _ = source("USDX-BTC", server.url).candles.page(None)
+        server.on(path, UNLISTED[exchange])
+        server.on(kind.markets_request[0], Reply(listing))
+        for _ in range(2):  # the second run reads the list this one kept: asked once a week, never every run
+            with pytest.raises(FatalError) as said:
+                source("USDX-BTC", server.url).fetch(None, NOW)
+            assert str(said.value) == (
+                f"{exchange} does not list the market USDX-BTC (its list of 2026-11-27); it lists {LISTED[exchange]}: "
+                f"set COINSTREAM_{exchange.upper()}_MARKETS to one of them"
+            )
+        asked = [p for p, _ in server.requests if p == kind.markets_request[0]]
+        assert len(asked) == 1 and kind.markets_request[1].items() <= server.requests[1][1].items()
+        # a market it does list, refused for another reason: that reason, as the exchange gave it
+        listed = LISTED[exchange].split(", ")[0]
+        listed_path, _, _ = source(listed, server.url).candles.page(None)
+        server.on(listed_path, UNLISTED[exchange])
+        with pytest.raises(CoinstreamError) as other:
+            source(listed, server.url).fetch(None, NOW)
+        assert "does not list" not in str(other.value)

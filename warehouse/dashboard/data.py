@@ -8,9 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from warehouse.analysis import lagged_r, rolling_r
+from coinstream.config import Pipeline, Settings
+from coinstream.delivery import load_delivery_streams
+from warehouse.analysis import as_dict, lagged_r, rolling_r
+from warehouse.family import METHOD, Pair, family_of, judge, pair_row
 from warehouse.rollups import readable
-from warehouse.series import WORLD, all_series
+from warehouse.series import WORLD, Series, all_series
 
 RANGES = {
     "1h": timedelta(hours=1),
@@ -37,6 +40,8 @@ def chart_data(
     *,
     exchange: str | None = None,
     market: str | None = None,
+    within: dict[str, int] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Every series of the dashboard for one (exchange, market), over the newest `range_name` of its minutes.
 
@@ -48,7 +53,7 @@ def chart_data(
         "range": range_name,
         "window": window,
         "series": [{"exchange": s.exchange, "market": s.market} for s in available],
-        "freshness": freshness(db),
+        "freshness": freshness(db, now, within),
     }
     chosen = [s for s in available if s.exchange == (exchange or s.exchange) and s.market == (market or s.market)]
     out["empty"] = not chosen
@@ -152,8 +157,38 @@ def _epoch_minute(value: datetime) -> int:
     return int(value.replace(tzinfo=UTC).timestamp()) // 60
 
 
-def freshness(db: Any) -> dict[str, Any]:
-    """Newest record per source, from the warehouse."""
+#: A post source may be quiet this many minutes (no post mentions bitcoin there) before its silence is news.
+QUIET_MINUTES = 10
+
+
+def within_minutes(settings: Settings, pipeline: Pipeline) -> dict[str, int]:
+    """How old each source's newest row may be before it is stale, in minutes: its schedule, then delivery.
+
+    Producers run every minute and a candle closes a minute after it opens; X's posts come as a sample once
+    per `x_sample_every_minutes`; a consumer holds rows up to `delivery_window_seconds` and Firehose buffers
+    up to its `IntervalInSeconds` before the warehouse has them (locally: until `coinstream load`).
+    """
+    buffered = max(
+        (
+            d.definition["RedshiftDestinationConfiguration"]["S3Configuration"]
+            .get("BufferingHints", {})
+            .get("IntervalInSeconds", 300)
+            for d in load_delivery_streams(pipeline).values()
+        ),
+        default=300,
+    )
+    delivery = math.ceil((settings.delivery_window_seconds + buffered) / 60)
+    return {
+        "candles": 2 + delivery,
+        "bluesky": 1 + QUIET_MINUTES + delivery,
+        "mastodon": 1 + QUIET_MINUTES + delivery,
+        "x": settings.x_sample_every_minutes + delivery,
+        "simulated": 1 + delivery,
+    }
+
+
+def freshness(db: Any, now: datetime | None = None, within: dict[str, int] | None = None) -> dict[str, Any]:
+    """Newest record per source, from the warehouse; with `within` (`within_minutes`), which are stale at `now`."""
     tables = readable(db)
     candle = db.execute(
         f"SELECT exchange, max(minute_utc) FROM {tables['latest_candles']} GROUP BY exchange ORDER BY exchange"
@@ -162,4 +197,58 @@ def freshness(db: Any) -> dict[str, Any]:
     post = db.execute(
         f"SELECT source, max(last_created_at) FROM {tables['post_minutes']} GROUP BY source ORDER BY source"
     ).fetchall()
-    return {"candles": {e: _iso(t) for e, t in candle}, "posts": {s: _iso(t) for s, t in post}}
+    out: dict[str, Any] = {"candles": {e: _iso(t) for e, t in candle}, "posts": {s: _iso(t) for s, t in post}}
+    if within is None:
+        return out
+    at = now or datetime.now(UTC)
+    stale: dict[str, dict[str, str]] = {"candles": {}, "posts": {}}
+    for kind, rows in (("candles", candle), ("posts", post)):
+        for name, newest in rows:
+            limit = within.get("candles" if kind == "candles" else name, within["candles"])
+            if newest is None:
+                continue
+            # a candle is stamped with the minute it opened, which closed a minute later
+            age = (at - newest.replace(tzinfo=UTC)).total_seconds() / 60 - (1 if kind == "candles" else 0)
+            if age > limit:
+                stale[kind][name] = f"stale: {_age(age)} old, expected within {limit} min"
+    out["stale"] = stale
+    return out
+
+
+def _age(minutes: float) -> str:
+    """An age as people say it: 24 min, 3.5 h, 6.2 days."""
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 1440:.1f} days"
+
+
+def range_start(available: list[Series], range_name: str) -> datetime | None:
+    """Where a range of the dashboard starts: that long before the newest minute of any series (all: None)."""
+    span = RANGES.get(range_name)
+    if span is None or not available:
+        return None
+    return max(s.last for s in available) - span + timedelta(minutes=1)
+
+
+def study(db: Any, range_name: str, window: int) -> list[Pair]:
+    """The family `coinstream analyze` judges, over the dashboard's range: every series against its posts."""
+    available = all_series(db)
+    return judge(family_of(db, available, range_start(available, range_name), None), window=window)
+
+
+def verdicts(pairs: list[Pair], selected: str | None) -> dict[str, Any]:
+    """The pair table of the family, and for the selected series each of its pairs' verdict and checks."""
+    return {
+        "pairs": [pair_row(p) for p in pairs],
+        "method": METHOD,
+        "analysis": {
+            "series": selected,
+            "verdicts": [
+                {"posts": p.data.posts, "verdict": p.verdict, "checks": as_dict(p.result)["checks"]}
+                for p in pairs
+                if p.data.series == selected
+            ],
+        },
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +13,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from coinstream.errors import FatalError
-from warehouse.dashboard.data import RANGES, chart_data
+from warehouse.dashboard.data import RANGES, chart_data, study, verdicts
+from warehouse.family import Pair
 from warehouse.reading import Busy, Reader
 
 logger = logging.getLogger(__name__)
@@ -29,15 +31,47 @@ def no_stack() -> dict[str, Any]:
     return {"consumer_lag": None, "dead_letters": None, "live_newest": None}
 
 
+class Studies:
+    """The family's verdicts per (range, window), kept until the warehouse's newest rows change: the page asks
+    every minute, and judging every pair again when no row was loaded would only repeat the same answer."""
+
+    KEEP = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[str, int, str], list[Pair]] = {}
+
+    def of(self, db: Any, range_name: str, window: int, newest: dict[str, Any]) -> list[Pair]:
+        key = (range_name, window, json.dumps(newest, sort_keys=True))
+        with self._lock:
+            if key in self._kept:
+                return self._kept[key]
+        pairs = study(db, range_name, window)
+        with self._lock:
+            self._kept[key] = pairs
+            while len(self._kept) > self.KEEP:
+                del self._kept[next(iter(self._kept))]
+        return pairs
+
+
 class Handler(SimpleHTTPRequestHandler):
     """Static files from the package, plus /api/data."""
 
     def __init__(
-        self, *args: Any, reader: Reader, stack_panel: StackPanel, hosts: frozenset[str], **kwargs: Any
+        self,
+        *args: Any,
+        reader: Reader,
+        stack_panel: StackPanel,
+        hosts: frozenset[str],
+        within: dict[str, int] | None,
+        studies: Studies,
+        **kwargs: Any,
     ) -> None:
         self.reader = reader
         self.stack_panel = stack_panel
         self.hosts = hosts
+        self.within = within
+        self.studies = studies
         super().__init__(*args, directory=str(STATIC), **kwargs)
 
     def do_GET(self) -> None:
@@ -74,7 +108,13 @@ class Handler(SimpleHTTPRequestHandler):
                 window,
                 exchange=query.get("exchange", [None])[0] or None,
                 market=query.get("market", [None])[0] or None,
+                within=self.within,
             )
+            if not data["empty"]:
+                newest = {k: v for k, v in data["freshness"].items() if k != "stale"}
+                pairs = self.studies.of(db, range_name, window, newest)
+                selected = data["selected"]
+                data.update(verdicts(pairs, f"{selected['exchange']} {selected['market']}"))
         finally:
             db.close()
         data["stack"] = self.stack_panel()
@@ -106,20 +146,29 @@ def host_name(header: str) -> str:
 
 
 def serve(
-    reader: Reader, host: str, port: int, stack_panel: StackPanel = no_stack, *, names: tuple[str, ...] = ()
+    reader: Reader,
+    host: str,
+    port: int,
+    stack_panel: StackPanel = no_stack,
+    *,
+    names: tuple[str, ...] = (),
+    within: dict[str, int] | None = None,
 ) -> ThreadingHTTPServer:
     """A server bound to host:port (not started) that reads the warehouse through `reader`, and the stack panel.
 
     It answers only requests whose `Host` is a loopback name, the bound host, or one of `names` (a name it is
-    published under); any other gets 421.
+    published under); any other gets 421. `within` (`data.within_minutes`) marks the stale sources.
     """
     hosts = LOOPBACK_NAMES | {host.lower()} | {n.lower() for n in names}
-    handler = partial(Handler, reader=reader, stack_panel=stack_panel, hosts=frozenset(hosts))
+    handler = partial(
+        Handler, reader=reader, stack_panel=stack_panel, hosts=frozenset(hosts), within=within, studies=Studies()
+    )
     return ThreadingHTTPServer((host, port), handler)
 
 
 def standalone_html(data: dict[str, Any]) -> str:
-    """The dashboard as one self-contained HTML file with its data inlined (no server, no network)."""
+    """The dashboard as one self-contained HTML file with its data inlined (no server, no network): `data` is
+    {"pages": {"<exchange>|<market>": one series' page}, "first": the key shown first}."""
     page = (STATIC / "index.html").read_text()
     css = (STATIC / "dashboard.css").read_text()
     js = (STATIC / "dashboard.js").read_text()

@@ -94,29 +94,56 @@ function drawCross(data) {
 function drawFreshness(data) {
   const dl = document.getElementById("fresh");
   dl.innerHTML = "";
-  const add = (k, v, id) => {
+  const add = (k, v, id, stale) => {
     const dt = document.createElement("dt"); dt.textContent = k; dl.appendChild(dt);
-    const dd = document.createElement("dd"); dd.textContent = v ?? "unknown"; if (id) dd.id = id; dl.appendChild(dd);
+    const dd = document.createElement("dd"); dd.textContent = v ?? "unknown"; if (id) dd.id = id;
+    if (stale) { dd.className = "stale"; dd.setAttribute("data-stale", stale); }  // older than its schedule allows
+    dl.appendChild(dd);
   };
-  const fresh = data.freshness || {};
-  for (const [s, t] of Object.entries(fresh.candles || {})) add("newest candle, " + s, t, "fresh-candle-" + s);
-  for (const [s, t] of Object.entries(fresh.posts || {})) add("newest post, " + s, t, "fresh-post-" + s);
+  const fresh = data.freshness || {}, stale = fresh.stale || {};
+  for (const [s, t] of Object.entries(fresh.candles || {})) add("newest candle, " + s, t, "fresh-candle-" + s, (stale.candles || {})[s]);
+  for (const [s, t] of Object.entries(fresh.posts || {})) add("newest post, " + s, t, "fresh-post-" + s, (stale.posts || {})[s]);
   const stack = data.stack || {};
   add("consumer lag (records behind, warehouse app)", stack.consumer_lag, "fresh-lag");
   add("dead-lettered records", stack.dead_letters, "fresh-dead");
   add("live app, newest minute", stack.live_newest, "fresh-live");
 }
 
+function cell(row, text, tag = "td") {
+  const c = document.createElement(tag); c.textContent = text; row.appendChild(c); return c;
+}
+
 function drawReport(data) {
-  const report = data.analysis;  // only in a saved report (`coinstream analyze --html`)
-  document.getElementById("report").hidden = !report;
-  if (!report) return;
-  document.getElementById("verdict").textContent = report.verdict;
-  const dl = document.getElementById("checks");
-  dl.innerHTML = "";
-  for (const c of report.checks) {
-    const dt = document.createElement("dt"); dt.textContent = c.name; dl.appendChild(dt);
-    const dd = document.createElement("dd"); dd.textContent = c.outcome; dl.appendChild(dd);
+  // the verdict of each pair of the selected series (each post source against it), with the checks behind it
+  const report = data.analysis;
+  const verdicts = report ? report.verdicts : [];
+  document.getElementById("report").hidden = !verdicts.length;
+  document.getElementById("report-series").textContent = report ? report.series : "";
+  const verdict = document.getElementById("verdict"), checks = document.getElementById("checks");
+  verdict.innerHTML = ""; checks.innerHTML = "";
+  for (const v of verdicts) {
+    const p = document.createElement("p");
+    p.textContent = verdicts.length > 1 ? `${v.posts} posts: ${v.verdict}` : v.verdict;
+    verdict.appendChild(p);
+    for (const c of v.checks) {
+      const dt = document.createElement("dt"); dt.textContent = verdicts.length > 1 ? `${c.name} (${v.posts})` : c.name;
+      const dd = document.createElement("dd"); dd.textContent = c.outcome;
+      checks.appendChild(dt); checks.appendChild(dd);
+    }
+  }
+  // every pair of the family, adjusted together: the selected series' rows marked
+  const pairs = data.pairs || [];
+  document.getElementById("family").hidden = !pairs.length;
+  document.getElementById("family-title").textContent =
+    `${pairs.length} pairs tested: a lead is reported only where its ${data.method}-adjusted p < 0.05 and it holds in both halves of the window`;
+  const body = document.getElementById("pairs");
+  body.innerHTML = "";
+  for (const r of pairs) {
+    const row = document.createElement("tr");
+    if (report && r.series === report.series) row.className = "selected";
+    for (const k of ["pair", "peak", "p", "adjusted", "halves", "lead"]) cell(row, r[k]);
+    row.title = r.verdict;
+    body.appendChild(row);
   }
 }
 
@@ -138,7 +165,8 @@ async function refresh() {
   body.setAttribute("data-ready", "false");
   try {
     if (typeof echarts === "undefined") throw new Error("the chart library is missing: run `make setup` (or npm ci) and restart the dashboard");
-    let data = window.COINSTREAM_DATA;  // set in a saved report (`coinstream analyze --html`): no server
+    const saved = window.COINSTREAM_DATA;  // set in a saved report (`coinstream analyze --html`): no server
+    let data = saved && (saved.pages[`${exchange}|${market}`] || saved.pages[saved.first]);
     if (!data) {
       const q = new URLSearchParams({ range, window: win, exchange, market });
       const res = await fetch(`/api/data?${q}`, { cache: "no-store" });
