@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from coinstream import REPO_ROOT
-from warehouse.dashboard.data import chart_data
+from warehouse.dashboard.data import chart_data, study
 from warehouse.loader import Warehouse
 
 
@@ -62,6 +62,8 @@ def main() -> None:
     floor = median_ms(lambda: db.execute("SELECT count(*) FROM posts").fetchone(), args.runs)
     print(f"baseline, count(*) over the deduplicated posts view: {floor:,.0f} ms")
     with_rollups = {r: median_ms(lambda r=r: chart_data(db, r), args.runs) for r in ("24h", "7d", "30d")}
+    # what the page adds once per (range, window) and new rows: the family's verdicts (3 pairs here)
+    judged = {r: median_ms(lambda r=r: study(db, r, 60), args.runs) for r in ("24h", "7d", "30d")}
     # the same page computed from the raw tables, as it was before `load` kept the rollups (and as it
     # still is for a warehouse no load has touched since)
     db.execute("DROP TABLE post_minutes")
@@ -72,6 +74,11 @@ def main() -> None:
         print(
             f"dashboard refresh, range {range_name:>3}: {ms:,.0f} ms (median of {args.runs}); from the raw tables "
             f"without the rollups: {raw:,.0f} ms ({raw / ms:.1f}x slower); count(*) baseline {ms / floor:.2f}x"
+        )
+    for range_name, ms in judged.items():
+        print(
+            f"the family's verdicts, range {range_name:>3}: {ms:,.0f} ms (median of {args.runs}; 3 pairs, kept until "
+            "new rows arrive)"
         )
     wh.close()
 

@@ -150,7 +150,9 @@ def test_every_chart_draws_the_known_points_and_the_tooltip_shows_exact_values(
         # days older than its schedule allows (the producers run every minute): marked, with the allowance
         stale = page.get_attribute("#fresh-candle-simulated", "data-stale")
         assert stale.startswith("stale: ") and stale.endswith("days old, expected within 18 min")
-        # the verdict of the selected series, from the family adjusted together; its row marked in the table
+        # the verdict of the selected series, from the family adjusted together (judged in the background, so the
+        # page asks again until it has it); its row marked in the table
+        page.wait_for_selector("body[data-judging=false]", timeout=30_000)
         assert page.text_content("#report-series") == "simulated KRW-BTC"
         assert page.text_content("#verdict").startswith("posts lead volume by 5 min")
         assert "Holm-adjusted p=" in page.text_content("#verdict") and "over 2 pairs" in page.text_content("#verdict")

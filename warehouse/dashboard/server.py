@@ -32,26 +32,50 @@ def no_stack() -> dict[str, Any]:
 
 
 class Studies:
-    """The family's verdicts per (range, window), kept until the warehouse's newest rows change: the page asks
-    every minute, and judging every pair again when no row was loaded would only repeat the same answer."""
+    """The family's verdicts per (range, window), judged in the background and kept until the warehouse's newest
+    rows change. Judging reads every pair's minutes through the views (seconds on a month of 10 million posts), so
+    a page never waits for it: it shows the last verdicts it has, marked as being judged again, until they come."""
 
     KEEP = 8
 
-    def __init__(self) -> None:
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
         self._lock = threading.Lock()
         self._kept: dict[tuple[str, int, str], list[Pair]] = {}
+        self._latest: dict[tuple[str, int], list[Pair]] = {}
+        self._running: set[tuple[str, int, str]] = set()
 
-    def of(self, db: Any, range_name: str, window: int, newest: dict[str, Any]) -> list[Pair]:
+    def of(self, range_name: str, window: int, newest: dict[str, Any]) -> tuple[list[Pair] | None, bool]:
+        """(the verdicts for these rows, or the last ones of this range and window; whether they are current)."""
         key = (range_name, window, json.dumps(newest, sort_keys=True))
         with self._lock:
             if key in self._kept:
-                return self._kept[key]
-        pairs = study(db, range_name, window)
-        with self._lock:
-            self._kept[key] = pairs
-            while len(self._kept) > self.KEEP:
-                del self._kept[next(iter(self._kept))]
-        return pairs
+                return self._kept[key], True
+            if key not in self._running:
+                self._running.add(key)
+                threading.Thread(target=self._judge, args=(key,), name="coinstream-judge", daemon=True).start()
+            return self._latest.get(key[:2]), False
+
+    def _judge(self, key: tuple[str, int, str]) -> None:
+        try:
+            db = self.reader()
+            if db is None:
+                return
+            try:
+                pairs = study(db, key[0], key[1])
+            finally:
+                db.close()
+            with self._lock:
+                self._kept[key] = self._latest[key[:2]] = pairs
+                while len(self._kept) > self.KEEP:
+                    del self._kept[next(iter(self._kept))]
+        except Busy:
+            pass  # a load holds the warehouse: the page's next request asks again
+        except Exception:  # a thread's error would vanish: say it, and let the next request try again
+            logger.exception("judging the family of pairs failed")
+        finally:
+            with self._lock:
+                self._running.discard(key)
 
 
 class Handler(SimpleHTTPRequestHandler):
@@ -112,9 +136,9 @@ class Handler(SimpleHTTPRequestHandler):
             )
             if not data["empty"]:
                 newest = {k: v for k, v in data["freshness"].items() if k != "stale"}
-                pairs = self.studies.of(db, range_name, window, newest)
+                pairs, current = self.studies.of(range_name, window, newest)
                 selected = data["selected"]
-                data.update(verdicts(pairs, f"{selected['exchange']} {selected['market']}"))
+                data.update(verdicts(pairs or [], f"{selected['exchange']} {selected['market']}"), judging=not current)
         finally:
             db.close()
         data["stack"] = self.stack_panel()
@@ -161,7 +185,7 @@ def serve(
     """
     hosts = LOOPBACK_NAMES | {host.lower()} | {n.lower() for n in names}
     handler = partial(
-        Handler, reader=reader, stack_panel=stack_panel, hosts=frozenset(hosts), within=within, studies=Studies()
+        Handler, reader=reader, stack_panel=stack_panel, hosts=frozenset(hosts), within=within, studies=Studies(reader)
     )
     return ThreadingHTTPServer((host, port), handler)
 

@@ -158,6 +158,8 @@ function fillSeries(data) {
   }
 }
 
+let judgeAgain = null;
+
 async function refresh() {
   const range = document.getElementById("range").value, win = document.getElementById("window").value;
   const [exchange, market] = (document.getElementById("series").value || "|").split("|");
@@ -179,6 +181,11 @@ async function refresh() {
     if (!data.empty) { drawActivity(data); drawPrice(data); drawRolling(data); drawCross(data); }
     drawFreshness(data);
     drawReport(data);
+    // the server judges the family again after new rows, in the background: ask again soon for its verdicts
+    body.setAttribute("data-judging", data.judging ? "true" : "false");
+    document.getElementById("judging").hidden = !data.judging;
+    clearTimeout(judgeAgain);
+    if (data.judging) judgeAgain = setTimeout(refresh, 2000);
     document.getElementById("updated").textContent = "updated " + new Date().toISOString().slice(11, 19) + " UTC";
   } catch (err) {
     document.getElementById("updated").textContent = "could not refresh: " + err.message;
