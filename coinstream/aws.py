@@ -58,6 +58,22 @@ def client(service: str, settings: Settings) -> Any:
     return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint(service), config=config)
 
 
+def secure_parameter(settings: Settings, name: str, setting: str) -> str:
+    """An SSM Parameter Store value, decrypted (a SecureString: the hosts' secrets); FatalError naming `setting`."""
+    try:
+        answer = client("ssm", settings).get_parameter(Name=name, WithDecryption=True)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            raise FatalError(
+                f"{setting}={name}: no such parameter in {settings.region}; create it with `aws ssm put-parameter "
+                f"--type SecureString --name {name} --value ...`"
+            ) from None
+        raise classify(exc, f"reading the parameter {name} ({setting})") from None
+    except Exception as exc:
+        raise classify(exc, f"reading the parameter {name} ({setting})") from None
+    return str(answer["Parameter"]["Value"]).strip()
+
+
 #: Stack outputs that name what pipeline.toml gives only the stem of (the bucket, unique per account and region
 #: on AWS): `deployed` sets the stream, bucket and live table from them.
 STACK_NAMES = ("StreamName", "LandingBucket", "LiveTable")

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     #: because X bills every post read.
     x_bearer_token: SecretStr | None = None
     x_bearer_token_file: Path | None = None
+    #: ... or the name of an SSM Parameter Store SecureString holding it (the stack's hosts: read at run time).
+    x_bearer_token_parameter: str | None = None
     x_query: str = "(bitcoin OR #bitcoin) -is:retweet"
     #: X API base URL (a proxy, or a loopback server in tests; the real API by default).
     x_url: str = "https://api.twitter.com"
@@ -178,9 +180,15 @@ class Settings(BaseSettings):
                 return SecretStr(self.x_bearer_token_file.read_text().strip())
             except OSError as exc:
                 raise FatalError(f"COINSTREAM_X_BEARER_TOKEN_FILE={self.x_bearer_token_file}: {exc.strerror}") from None
+        if self.x_bearer_token_parameter:
+            from coinstream.aws import secure_parameter  # boto3 only where the token lives in AWS
+
+            return SecretStr(
+                secure_parameter(self, self.x_bearer_token_parameter, "COINSTREAM_X_BEARER_TOKEN_PARAMETER")
+            )
         raise FatalError(
-            "no X bearer token: set COINSTREAM_X_BEARER_TOKEN, or COINSTREAM_X_BEARER_TOKEN_FILE to a file "
-            "outside the repo that holds it"
+            "no X bearer token: set COINSTREAM_X_BEARER_TOKEN, COINSTREAM_X_BEARER_TOKEN_FILE to a file outside the "
+            "repo that holds it, or COINSTREAM_X_BEARER_TOKEN_PARAMETER to an SSM SecureString's name"
         )
 
     @property

@@ -40,8 +40,9 @@ class Traffic:
     serverless_rpus: int = 4
     redshift_node_type: str = "ra3.large"
     redshift_nodes: int = 1
-    #: one producer host (cron) and this many consumer hosts (KCL workers, both applications)
-    consumer_hosts: int = 1
+    #: the stack's hosts (deploy/hosts.json): one producer, and WorkerCount KCL workers per consumer application
+    workers_per_app: int = 1
+    consumer_apps: int = 2
     instance_type: str = "t4g.small"
     disk_gb: int = 8
     units_per_1000_rows: float = MEASURED_UNITS_PER_1000_ROWS
@@ -94,7 +95,8 @@ def monthly_cost(
     records = posts + traffic.candles_per_minute * minutes
     rows_gb = records * traffic.record_bytes / 1024**3
     streams = list(load_delivery_streams(pipeline).values())
-    hosts = 1 + traffic.consumer_hosts
+    workers = traffic.consumer_apps * traffic.workers_per_app
+    hosts = 1 + workers
     out: list[tuple[str, str, float]] = []
 
     def line(item: str, basis: str, usd: float) -> None:
@@ -212,7 +214,7 @@ def monthly_cost(
     alarms = 1 + len(streams)
     line("CloudWatch alarms", f"{alarms} alarms", alarms * prices["cloudwatch_alarm_month"])
     metrics = 2 * (20 + 6 * pipeline.shards)  # KCL metricsLevel SUMMARY, per application: per-operation + per-shard
-    puts = 2 * traffic.consumer_hosts * minutes * 6  # each worker flushes its metrics about every 10 s
+    puts = workers * minutes * 6  # each worker flushes its metrics about every 10 s
     line(
         "CloudWatch KCL metrics",
         f"~{metrics} metrics, {puts / 1e6:.2f} M PutMetricData",
@@ -221,7 +223,8 @@ def monthly_cost(
     instance = _price(prices["ec2_instance_hour"], traffic.instance_type, "EC2 instance")
     line(
         "EC2 hosts",
-        f"{hosts} x {traffic.instance_type} + {traffic.disk_gb} GB gp3 (1 producer, {traffic.consumer_hosts} consumer)",
+        f"{hosts} x {traffic.instance_type} + {traffic.disk_gb} GB gp3 (1 producer, {traffic.workers_per_app} KCL "
+        f"worker per application x {traffic.consumer_apps})",
         hosts * (instance * hours + traffic.disk_gb * prices["ebs_gp3_gb_month"]),
     )
     line("Public IPv4 (hosts)", f"{hosts} x {hours:g} h", hosts * hours * prices["public_ipv4_hour"])

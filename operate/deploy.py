@@ -81,6 +81,8 @@ def render(pipeline: Pipeline, base: Path, warehouse: str = "redshift") -> dict[
         "DeadLetterPrefix": pipeline.dead_letter_prefix,
         "LakeDatabase": NAMESPACE,
         "DeliveryStreamArns": [{"Fn::GetAtt": [_logical_id(s.name), "Arn"]} for s in streams.values()],
+        # what every host runs at boot, after the variables its launch template sets (deploy/bootstrap.sh)
+        "BootstrapScript": bootstrap_body(base.parent / "bootstrap.sh"),
     }
 
     def fill(value: Any) -> Any:
@@ -95,10 +97,16 @@ def render(pipeline: Pipeline, base: Path, warehouse: str = "redshift") -> dict[
             return _RENDER_TOKEN.sub(lambda m: str(tokens[m.group(1)]), value)
         return value
 
-    template: dict[str, Any] = fill(_merged(base, base.parent / f"{warehouse}.json"))
+    template: dict[str, Any] = fill(_merged(base, base.parent / "hosts.json", base.parent / f"{warehouse}.json"))
+    # the launch templates find the bootstrap script here: once in the template, not once per host role
+    template.setdefault("Mappings", {})["Bootstrap"] = {"Script": {"Body": tokens["BootstrapScript"]}}
     resources = template["Resources"]
     # the delivery streams start once the role may do what they do (policies added by the warehouse's file)
-    policies = [k for k, v in resources.items() if v["Type"] == "AWS::IAM::Policy"]
+    policies = [
+        k
+        for k, v in resources.items()
+        if v["Type"] == "AWS::IAM::Policy" and {"Ref": "FirehoseRole"} in v["Properties"].get("Roles", [])
+    ]
     tables = _lake_tables(pipeline, resources) if warehouse == "iceberg" else {}
     for stream in streams.values():
         # The file's ${Bucket} was kept (values={}), so it becomes a reference to the bucket resource.
@@ -116,19 +124,38 @@ def render(pipeline: Pipeline, base: Path, warehouse: str = "redshift") -> dict[
     return template
 
 
-def _merged(base: Path, addition: Path) -> dict[str, Any]:
-    """deploy/base.json with a warehouse's file added section by section (its Description replaces the base's)."""
+def _merged(base: Path, *additions: Path) -> dict[str, Any]:
+    """deploy/base.json with the hosts' and a warehouse's files added section by section (a Description replaces
+    the base's)."""
     template: dict[str, Any] = json.loads(base.read_text())
-    more: dict[str, Any] = json.loads(addition.read_text())
-    for section, entries in more.items():
-        if not isinstance(entries, dict):
-            template[section] = entries
-            continue
-        twice = set(template.get(section, {})) & set(entries)
-        if twice:
-            raise FatalError(f"{addition}: {section} {sorted(twice)} are in {base.name} already; name them once")
-        template.setdefault(section, {}).update(entries)
+    for addition in additions:
+        more: dict[str, Any] = json.loads(addition.read_text())
+        for section, entries in more.items():
+            if not isinstance(entries, dict):
+                template[section] = entries
+                continue
+            twice = set(template.get(section, {})) & set(entries)
+            if twice:
+                raise FatalError(f"{addition}: {section} {sorted(twice)} are in another file already; name them once")
+            template.setdefault(section, {}).update(entries)
     return template
+
+
+#: EC2 takes at most 16 KB of user data, before base64; the launch template's variables take a few hundred bytes.
+USER_DATA_LIMIT = 16 * 1024 - 1024
+
+
+def bootstrap_body(script: Path) -> str:
+    """deploy/bootstrap.sh without its shebang and comment lines (the launch template puts its own first line and
+    variables before it), within what EC2 takes as user data."""
+    lines = script.read_text().splitlines()
+    body = "\n".join(line for line in lines if not line.lstrip().startswith("#") or line.startswith("#!")) + "\n"
+    body = body.removeprefix(lines[0] + "\n") if lines and lines[0].startswith("#!") else body
+    if len(body.encode()) > USER_DATA_LIMIT:
+        raise FatalError(
+            f"{script}: {len(body.encode())} bytes without comments; EC2 user data takes {USER_DATA_LIMIT}"
+        )
+    return body
 
 
 def _lake_tables(pipeline: Pipeline, resources: dict[str, Any]) -> dict[str, list[str]]:

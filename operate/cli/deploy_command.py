@@ -69,6 +69,12 @@ def deploy(
     queries_per_day: Annotated[int, typer.Option(help="Analysis/dashboard sessions a day (Serverless).")] = 4,
     redshift_node_type: Annotated[str, typer.Option(help="Provisioned: Redshift node type.")] = "ra3.large",
     redshift_nodes: Annotated[int, typer.Option(help="Provisioned: Redshift nodes.")] = 1,
+    worker_count: Annotated[
+        int, typer.Option(help="KCL workers per consumer application (the stack's WorkerCount).", min=0)
+    ] = 1,
+    host_instance_type: Annotated[
+        str, typer.Option(help="Every host's instance type (HostInstanceType).")
+    ] = "t4g.small",
 ) -> None:
     """The AWS side as one CloudFormation stack (deploy/cloudformation.json, or cloudformation-iceberg.json with
     COINSTREAM_WAREHOUSE=iceberg): its cost, and its whole life."""
@@ -101,6 +107,8 @@ def deploy(
             queries_per_day=queries_per_day,
             redshift_node_type=redshift_node_type,
             redshift_nodes=redshift_nodes,
+            workers_per_app=worker_count,
+            instance_type=host_instance_type,
         )
         _check(settings, pipeline, region or settings.region, traffic)
     if apply or grant or views or status or destroy:
@@ -108,7 +116,9 @@ def deploy(
             raise FatalError(
                 "--apply/--grant/--views/--status/--destroy act on AWS: set COINSTREAM_TARGET=aws (and AWS_REGION)"
             )
-        from coinstream.aws import client
+        from botocore.exceptions import ClientError
+
+        from coinstream.aws import classify, client
 
         cfn = client("cloudformation", settings)
         stack = settings.stack_name
@@ -120,10 +130,31 @@ def deploy(
             )
             if template:
                 json.loads(body)  # a clear error for a file that is not JSON comes from friendly
-            done = lifecycle.apply(cfn, stack, body, _params(param or []), _confirm(yes), lambda m: out.print(m))
+            from operate import artifacts
+
+            # what the hosts install: uploaded before an update replaces them; a new stack's hosts wait for them
+            built = settings.state_dir / "artifacts"
+            version = artifacts.build(pipeline, built)
+            given = _params(param or [])
+            given.setdefault("ArtifactVersion", version)
+            s3 = client("s3", settings)
+            existing = lifecycle.stack_status(cfn, stack) not in (None, "REVIEW_IN_PROGRESS")
+            uploaded = []
+            if existing:
+                uploaded = artifacts.upload(s3, lifecycle.outputs(cfn, stack)["LandingBucket"], built, version)
+            try:
+                done = lifecycle.apply(cfn, stack, body, given, _confirm(yes), lambda m: out.print(m))
+            except ClientError as exc:  # CloudFormation's refusal, in one line
+                raise classify(exc, f"applying the stack {stack}") from None
             if done is not None:
-                keys = lifecycle.upload_jsonpaths(client("s3", settings), pipeline, done["LandingBucket"])
+                if not uploaded:
+                    uploaded = artifacts.upload(s3, done["LandingBucket"], built, version)
+                keys = lifecycle.upload_jsonpaths(s3, pipeline, done["LandingBucket"])
                 out.print(f"stack {stack} is ready in {settings.region}; uploaded {', '.join(keys)}")
+                out.print(
+                    f"the hosts install artifacts/{version}/ ({len(uploaded)} files: the wheel, its locks, "
+                    "pipeline.toml)"
+                )
                 out.print(
                     "next: `coinstream deploy --views` (creates the views in Athena)"
                     if settings.warehouse == "iceberg"

@@ -3,6 +3,7 @@ resources it supports): apply through a change set, names read back from the out
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -35,6 +36,8 @@ SERVICES = (
     "logs",
     "cloudwatch",
     "redshift-data",
+    "autoscaling",
+    "ssm",
 )
 
 #: Types moto's CloudFormation cannot create (moto 5.x); the test removes them and what points at them. The README
@@ -143,11 +146,49 @@ def test_apply_status_names_and_destroy_against_moto(tmp_path: Path) -> None:
         )
         bucket = f"coinstream-landing-123456789012-{REGION}"  # unique per account and region
         s3 = boto3.client("s3", **kw)
-        assert {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]} == {
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+        artifacts = {k.split("/", 2)[2] for k in keys if k.startswith("artifacts/")}
+        assert {k for k in keys if not k.startswith("artifacts/")} == {
             "jsonpaths/candles_jsonpaths.json",
             "jsonpaths/posts_jsonpaths.json",
             "jsonpaths/post_counts_jsonpaths.json",
         }
+        # what the hosts install, under the version the stack's launch templates name
+        (version,) = {k.split("/")[1] for k in keys if k.startswith("artifacts/")}
+        assert {a for a in artifacts if not a.endswith(".whl")} == {
+            "requirements-core.txt",
+            "requirements-consumer.txt",
+            "config/pipeline.toml",
+            "config/firehose_config/candles.json",
+            "config/firehose_config/posts.json",
+            "config/firehose_config/post_counts.json",
+        } and f"ArtifactVersion: {version}" not in applied.stdout
+        assert f"the hosts install artifacts/{version}/" in applied.stdout
+
+        # the hosts: a producer group of one, a group of WorkerCount per consumer application, IMDSv2 only, no key
+        groups = {
+            g["AutoScalingGroupName"]: g
+            for g in boto3.client("autoscaling", **kw).describe_auto_scaling_groups()["AutoScalingGroups"]
+        }
+        sizes = sorted((g["MinSize"], g["MaxSize"], g["DesiredCapacity"]) for g in groups.values())
+        assert sizes == [(1, 1, 1)] * 3, groups
+        templates = ec2.describe_launch_templates()["LaunchTemplates"]
+        assert len(templates) == 3
+        for t in templates:
+            (data,) = [
+                v["LaunchTemplateData"]
+                for v in ec2.describe_launch_template_versions(LaunchTemplateId=t["LaunchTemplateId"])[
+                    "LaunchTemplateVersions"
+                ]
+            ]
+            assert data["MetadataOptions"]["HttpTokens"] == "required" and "KeyName" not in data
+            assert base64.b64decode(data["UserData"]).decode().count(f"/artifacts/{version}") == 1
+        logs = boto3.client("logs", **kw).describe_log_groups(logGroupNamePrefix="/coinstream/coinstream-test/")
+        assert sorted(g["logGroupName"] for g in logs["logGroups"]) == [
+            "/coinstream/coinstream-test/producer",
+            "/coinstream/coinstream-test/worker-live",
+            "/coinstream/coinstream-test/worker-warehouse",
+        ]
         status = coinstream(aws_env, "deploy", "--status")
         assert status.returncode == 0 and bucket in status.stdout and "CREATE_COMPLETE" in status.stdout, status.stderr
 
@@ -209,7 +250,7 @@ def test_apply_status_names_and_destroy_against_moto(tmp_path: Path) -> None:
             )
         destroyed = coinstream(aws_env, "deploy", "--destroy", "--yes")
         assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
-        assert f"s3://{bucket} (3 objects" in destroyed.stdout and "final snapshot" in destroyed.stdout
+        assert f"s3://{bucket} ({len(keys)} objects" in destroyed.stdout and "final snapshot" in destroyed.stdout
         assert "removed KCL tables: coinstream-warehouse, coinstream-warehouse-CoordinatorState" in destroyed.stdout
         assert "coinstream-warehouse" not in dynamodb.list_tables()["TableNames"]
         assert "coinstream-raw" not in boto3.client("kinesis", **kw).list_streams()["StreamNames"]

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import venv
 import zipfile
 from pathlib import Path
@@ -16,7 +15,9 @@ import pytest
 
 from coinstream import REPO_ROOT
 from coinstream.aws import client
+from coinstream.config import Pipeline
 from consumer.checkpoints import stream_record_count
+from operate import artifacts
 from tests.conftest import payload
 from tests.http_server import Reply, api_server
 from tests.stack import running_stack
@@ -43,11 +44,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not (where / "built").exists():
             shutil.rmtree(where, ignore_errors=True)  # what a failed build left
             where.mkdir()
+            # exactly what `deploy --apply` uploads and a producer host's bootstrap installs: the core lock, then
+            # the wheel without resolving anything else
             dist = where / "dist"
-            _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO_ROOT)], where)
+            artifacts.build(Pipeline.load(REPO_ROOT / "pipeline.toml"), dist)
             wheel = next(dist.glob("coinstream-*.whl"))
             venv.create(where / "venv", with_pip=True)
-            _run([str(where / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], where)
+            pip = [str(where / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir"]
+            _run([*pip, "-r", str(dist / "requirements-core.txt")], where)
+            _run([*pip, "--no-deps", str(wheel)], where)
             (where / "built").touch()
     return where
 
@@ -72,6 +77,8 @@ def test_the_core_install_has_no_java_node_moto_or_statistics(installed: Path) -
     )
     assert missing.strip() == "[]"
     assert "Does chatter about bitcoin" in _run(["coinstream", "--help"], installed, _host_env(installed))
+    # the lock pinned every distribution the wheel needs: pip finds nothing missing or broken
+    assert "No broken requirements" in _run([python, "-m", "pip", "check"], installed, _host_env(installed))
 
 
 def test_deploy_render_uses_the_packaged_declarations(installed: Path) -> None:

@@ -18,6 +18,7 @@ from coinstream.aws import run_athena
 from coinstream.config import Pipeline
 from coinstream.delivery import backup_configuration
 from coinstream.errors import FatalError
+from consumer.daemon import DEPLOYED_APPS
 from operate.cost import Traffic, estimate
 from operate.deploy import PLACEHOLDERS, WAREHOUSES, committed_path, render, render_text
 from operate.lifecycle import copy_user_statements, grant_copy_user, newest_lake_rows, newest_rows
@@ -178,7 +179,9 @@ def test_the_iceberg_stack_has_no_cluster_and_delivers_every_kind_to_its_glue_ta
     template = render(pipeline(), BASE, "iceberg")
     resources = template["Resources"]
     assert not [k for k, r in resources.items() if r["Type"].startswith(("AWS::Redshift", "AWS::SecretsManager"))]
-    assert "VpcId" not in template["Parameters"]  # nothing runs in the user's VPC
+    # only the hosts run in the user's VPC: no cluster, no security group of a warehouse
+    users = [k for k, v in template["Resources"].items() if '"VpcId"' in json.dumps(v)]
+    assert users == ["HostSecurityGroup"]
     tables = {
         r["Properties"]["TableInput"]["Name"]: (k, r) for k, r in resources.items() if r["Type"] == "AWS::Glue::Table"
     }
@@ -432,3 +435,37 @@ def test_doctor_looks_for_arrivals_where_firehose_writes_an_iceberg_tables_files
         assert (written["Prefix"], written["ErrorOutputPrefix"]) == (backup["Prefix"], backup["ErrorOutputPrefix"])
     landing_only = {"RedshiftDestinationConfiguration": {"S3Configuration": {"Prefix": "firehose/x/"}}}
     assert backup_configuration(landing_only) == {"Prefix": "firehose/x/"}
+
+
+def test_the_estimate_prices_exactly_the_hosts_the_stack_creates() -> None:
+    hosts = json.loads((REPO_ROOT / "deploy" / "hosts.json").read_text())
+    groups = [r for r in hosts["Resources"].values() if r["Type"] == "AWS::AutoScaling::AutoScalingGroup"]
+    defaults = hosts["Parameters"]
+    per_group = [g["Properties"]["DesiredCapacity"] for g in groups]
+    assert per_group == [1, {"Ref": "WorkerCount"}, {"Ref": "WorkerCount"}]  # a producer, then one group per app
+    traffic = Traffic()
+    assert (traffic.workers_per_app, traffic.instance_type) == (
+        defaults["WorkerCount"]["Default"],
+        defaults["HostInstanceType"]["Default"],
+    )
+    assert traffic.consumer_apps == len(DEPLOYED_APPS) == len(groups) - 1
+    lines = {item: basis for item, basis, _ in estimate(pipeline(), traffic, "us-east-1").lines}
+    assert lines["EC2 hosts"].startswith("3 x t4g.small") and lines["Public IPv4 (hosts)"].startswith("3 x")
+    two = {item: basis for item, basis, _ in estimate(pipeline(), Traffic(workers_per_app=2), "us-east-1").lines}
+    assert two["EC2 hosts"].startswith("5 x t4g.small")
+
+
+def test_the_x_token_is_read_from_parameter_store_at_run_time() -> None:
+    import boto3
+    from moto import mock_aws
+
+    from coinstream.config import Settings
+
+    with mock_aws():
+        ssm = boto3.client("ssm", region_name="eu-west-1")
+        ssm.put_parameter(Name="/coinstream/x-token", Value="token-123\n", Type="SecureString")
+        settings = Settings(target="aws", region="eu-west-1", x_bearer_token_parameter="/coinstream/x-token")
+        assert settings.x_token().get_secret_value() == "token-123"
+        missing = Settings(target="aws", region="eu-west-1", x_bearer_token_parameter="/coinstream/none")
+        with pytest.raises(FatalError, match="COINSTREAM_X_BEARER_TOKEN_PARAMETER=/coinstream/none: no such parameter"):
+            missing.x_token()
