@@ -14,6 +14,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError
+from sqlglot.tokens import Tokenizer, TokenType
 
 from coinstream.errors import FatalError
 
@@ -28,6 +29,25 @@ def redshift_statements(sql_file: Path) -> list[exp.Expr]:
         raise FatalError(
             f"{sql_file}: not valid Redshift SQL: {exc.errors[0]['description'] if exc.errors else exc}"
         ) from None
+
+
+def redshift_texts(sql_file: Path) -> list[str]:
+    """Each statement of a file of Redshift SQL as written there (no trailing semicolon, comments between them
+    dropped): what goes to Redshift itself, never sqlglot's rewriting of it."""
+    text = sql_file.read_text()
+    redshift_statements(sql_file)  # refuses a file Redshift would not accept, naming it
+    out, start = [], 0
+    tokens = Tokenizer().tokenize(text)
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            inside = [t for t in tokens if start <= t.start < token.start]
+            if inside:
+                out.append(text[inside[0].start : token.start].strip())
+            start = token.end + 1
+    rest = [t for t in tokens if t.start >= start and t.token_type != TokenType.SEMICOLON]
+    if rest:
+        out.append(text[rest[0].start :].strip())
+    return out
 
 
 def parse_jsonpath(path: str) -> list[str | int]:

@@ -78,6 +78,14 @@ python3.11 -m venv "$root$opt/venv"
 "$root$opt/venv/bin/pip" install --quiet --no-cache-dir -r "$root$opt/artifacts/$lock"
 "$root$opt/venv/bin/pip" install --quiet --no-cache-dir --no-deps "$wheel"
 
+worker_id=""
+if [ "$role" = worker ]; then
+  # the KCL worker is named after its instance, so `coinstream doctor` shows which host holds which leases
+  token="$(curl -sS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)"
+  instance="$(curl -sS -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id)"
+  worker_id="$instance-$app"
+fi
+
 cat >"$root/etc/coinstream/env" <<EOF
 COINSTREAM_TARGET=aws
 AWS_REGION=$region
@@ -85,6 +93,7 @@ COINSTREAM_STACK_NAME=$stack
 COINSTREAM_STATE_DIR=/var/lib/coinstream
 COINSTREAM_PIPELINE_FILE=$opt/artifacts/config/pipeline.toml
 COINSTREAM_X_BEARER_TOKEN_PARAMETER=$x_parameter
+COINSTREAM_WORKER_ID=$worker_id
 EOF
 
 cat >"$root/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json" <<EOF
@@ -175,7 +184,7 @@ Wants=network-online.target
 [Service]
 User=coinstream
 EnvironmentFile=/etc/coinstream/env
-ExecStart=$opt/venv/bin/coinstream consume --app %i
+ExecStart=$opt/venv/bin/coinstream consume --app %i --worker-id \${COINSTREAM_WORKER_ID}
 Restart=on-failure
 RestartSec=10
 KillSignal=SIGTERM

@@ -145,6 +145,17 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
     s3 = client("s3", settings)
     logs = client("logs", settings)
     outputs = stack_outputs(settings)
+    for group_key in HOST_GROUPS:
+
+        def hosts(group_key: str = group_key) -> str:
+            return host_health(client("autoscaling", settings), outputs, group_key)
+
+        yield _run(
+            f"hosts {group_key}",
+            hosts,
+            "its instances' boot: the log group /coinstream/<stack>/..., and "
+            f"`aws autoscaling describe-scaling-activities --auto-scaling-group-name {outputs.get(group_key, '...')}`",
+        )
     lake = outputs.get("Warehouse") == "iceberg"
     for stream_def in load_delivery_streams(pipeline).values():
 
@@ -209,6 +220,31 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
         if lake
         else "run redshift/*.sql, then `coinstream deploy --grant`; check the Firehose delivery log group",
     )
+
+
+#: The stack's Auto Scaling groups (outputs naming them): the producer host, then each application's KCL workers.
+HOST_GROUPS = ("ProducerGroup", "WarehouseWorkers", "LiveWorkers")
+
+
+def host_health(autoscaling: Any, outputs: dict[str, str], group_key: str) -> str:
+    """How many of a group's hosts are in service and healthy, which they are; CoinstreamError when fewer than it
+    wants."""
+    name = outputs.get(group_key)
+    if not name:
+        raise CoinstreamError(f"the stack has no output {group_key} (made before the hosts were in it)")
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    if not groups:
+        raise CoinstreamError(f"no Auto Scaling group {name}")
+    group = groups[0]
+    instances = group.get("Instances", [])
+    healthy = [
+        i["InstanceId"] for i in instances if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
+    ]
+    want = int(group["DesiredCapacity"])
+    if len(healthy) < want:
+        others = ", ".join(f"{i['InstanceId']} {i['LifecycleState']} {i['HealthStatus']}" for i in instances)
+        raise CoinstreamError(f"{len(healthy)} of {want} hosts in service and healthy ({others or 'none launched'})")
+    return f"{len(healthy)}/{want} in service and healthy: {', '.join(healthy) or 'none wanted'}"
 
 
 def x_spend(settings: Settings, now: datetime | None = None) -> str:

@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from coinstream.aws import run_athena
@@ -224,24 +225,76 @@ def copy_user_statements(username: str, password: str, tables: list[str], *, exi
     ]
 
 
-def run_sql(
-    data_api: Any, described: dict[str, str], sql: str, *, delay: float = 1.0, timeout: float = 300.0
-) -> tuple[str, str]:
-    """Run one statement through the Redshift Data API as the admin user (the stack's RedshiftSecretArn), on the
-    workgroup or the cluster the stack made; (statement id, error text or "")."""
+def _admin_target(described: dict[str, str]) -> dict[str, str]:
+    """Where the Data API runs as the admin user (the stack's RedshiftSecretArn): the workgroup or the cluster."""
     where = "RedshiftWorkgroup" if described.get("Warehouse") == "serverless" else "RedshiftCluster"
     missing = [key for key in ("RedshiftSecretArn", where) if not described.get(key)]
     if missing:
         raise FatalError(f"the stack has no output {', '.join(missing)}: update it with `coinstream deploy --apply`")
     target = {"Database": "coinstream", "SecretArn": described["RedshiftSecretArn"]}
     target["WorkgroupName" if where == "RedshiftWorkgroup" else "ClusterIdentifier"] = described[where]
-    statement = str(data_api.execute_statement(Sql=sql, **target)["Id"])
+    return target
+
+
+def _wait_statement(data_api: Any, statement: str, delay: float, timeout: float) -> dict[str, Any]:
     for _ in range(max(1, int(timeout / delay))):
-        state = data_api.describe_statement(Id=statement)
+        state: dict[str, Any] = data_api.describe_statement(Id=statement)
         if state["Status"] in {"FINISHED", "FAILED", "ABORTED"}:
-            return statement, "" if state["Status"] == "FINISHED" else str(state.get("Error", state["Status"]))
+            return state
         time.sleep(delay)
-    return statement, f"no answer after {timeout:g} s"
+    return {"Status": "TIMEOUT", "Error": f"no answer after {timeout:g} s"}
+
+
+def run_sql(
+    data_api: Any, described: dict[str, str], sql: str, *, delay: float = 1.0, timeout: float = 300.0
+) -> tuple[str, str]:
+    """Run one statement through the Redshift Data API as the admin user (the stack's RedshiftSecretArn), on the
+    workgroup or the cluster the stack made; (statement id, error text or "")."""
+    statement = str(data_api.execute_statement(Sql=sql, **_admin_target(described))["Id"])
+    state = _wait_statement(data_api, statement, delay, timeout)
+    return statement, "" if state["Status"] == "FINISHED" else str(state.get("Error", state["Status"]))
+
+
+#: BatchExecuteStatement takes at most this many statements (one transaction).
+BATCH_LIMIT = 40
+
+
+def schema_statements(redshift_dir: Path) -> list[tuple[str, str]]:
+    """(file name, statement) of redshift/*.sql in order, as written: every one can run again (IF NOT EXISTS,
+    OR REPLACE, INSERTs that fill an empty table only)."""
+    try:
+        from coinstream.tables import redshift_texts  # sqlglot: the warehouse extra
+    except ImportError:
+        raise FatalError(
+            "applying redshift/*.sql splits it with sqlglot: pip install 'coinstream[warehouse]'"
+        ) from None
+    return [(f.name, sql) for f in sorted(redshift_dir.glob("*.sql")) for sql in redshift_texts(f)]
+
+
+def apply_schema(
+    data_api: Any, described: dict[str, str], redshift_dir: Path, *, delay: float = 1.0, timeout: float = 600.0
+) -> int:
+    """redshift/*.sql through the Data API as the admin user, in one transaction (all or nothing); how many
+    statements ran. A refusal names the file and the statement's first line."""
+    statements = schema_statements(redshift_dir)
+    if len(statements) > BATCH_LIMIT:
+        raise FatalError(f"redshift/*.sql holds {len(statements)} statements; one Data API batch takes {BATCH_LIMIT}")
+    batch = data_api.batch_execute_statement(Sqls=[sql for _, sql in statements], **_admin_target(described))
+    state = _wait_statement(data_api, str(batch["Id"]), delay, timeout)
+    if state["Status"] == "FINISHED":
+        return len(statements)
+    failed = next(
+        (n for n, sub in enumerate(state.get("SubStatements", [])) if sub.get("Status") in {"FAILED", "ABORTED"}),
+        None,
+    )
+    error = str(state.get("Error", state["Status"]))
+    if failed is not None and failed < len(statements):
+        name, sql = statements[failed]
+        raise FatalError(
+            f"Redshift refused {name}'s `{sql.splitlines()[0]}`: {error}; nothing of the schema was applied "
+            "(one transaction); fix it and run `coinstream deploy --schema`"
+        )
+    raise FatalError(f"the schema was not applied: {error}; run `coinstream deploy --schema` again")
 
 
 def grant_copy_user(

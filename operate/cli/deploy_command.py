@@ -35,6 +35,14 @@ def deploy(
     apply: Annotated[
         bool, typer.Option("--apply", help="Create or update the stack through a change set (shown, then asked).")
     ] = False,
+    schema: Annotated[
+        bool,
+        typer.Option(
+            "--schema",
+            help="The warehouse's schema, again (--apply does it): redshift/*.sql and the COPY user through the "
+            "Data API, or the Athena views on Iceberg. Idempotent.",
+        ),
+    ] = False,
     grant: Annotated[
         bool,
         typer.Option("--grant", help="Create the COPY user in Redshift (after redshift/*.sql; again after rotation)."),
@@ -81,9 +89,10 @@ def deploy(
     from operate import cost, lifecycle
     from operate import deploy as dp
 
-    if not any((check, render_to, apply, grant, views, status, destroy)):
+    if not any((check, render_to, apply, schema, grant, views, status, destroy)):
         raise FatalError(
-            "say what to do: --check (plan and cost), --render PATH, --apply, --grant, --views, --status or --destroy"
+            "say what to do: --check (plan and cost), --render PATH, --apply, --schema, --grant, --views, --status "
+            "or --destroy"
         )
     settings, pipeline = context(deployed=False)
     if warehouse is None:
@@ -93,7 +102,7 @@ def deploy(
     base = dp.template_path(pipeline)
     if render_to is not None:
         render_to.write_text(dp.render_text(pipeline, base, settings.warehouse))
-        params = "" if settings.warehouse == "iceberg" else " --param VpcId=... --param PublicSubnetIds=..."
+        params = " --param VpcId=... --param PublicSubnetIds=..."
         out.print(
             f"wrote {render_to} (warehouse {settings.warehouse}: COINSTREAM_WAREHOUSE); "
             f"apply it with: coinstream deploy --apply{params}"
@@ -111,10 +120,11 @@ def deploy(
             instance_type=host_instance_type,
         )
         _check(settings, pipeline, region or settings.region, traffic)
-    if apply or grant or views or status or destroy:
+    if apply or schema or grant or views or status or destroy:
         if settings.target != "aws":
             raise FatalError(
-                "--apply/--grant/--views/--status/--destroy act on AWS: set COINSTREAM_TARGET=aws (and AWS_REGION)"
+                "--apply/--schema/--grant/--views/--status/--destroy act on AWS: set COINSTREAM_TARGET=aws "
+                "(and AWS_REGION)"
             )
         from botocore.exceptions import ClientError
 
@@ -155,18 +165,16 @@ def deploy(
                     f"the hosts install artifacts/{version}/ ({len(uploaded)} files: the wheel, its locks, "
                     "pipeline.toml)"
                 )
-                out.print(
-                    "next: `coinstream deploy --views` (creates the views in Athena)"
-                    if settings.warehouse == "iceberg"
-                    else "next: run redshift/*.sql in order as the admin user (secret RedshiftSecretArn), then "
-                    "`coinstream deploy --grant`"
-                )
+                _schema(settings, pipeline, done)
+                out.print("next: `coinstream doctor` (the hosts take a few minutes to install themselves)")
+        if schema:
+            _schema(settings, pipeline, lifecycle.outputs(cfn, stack))
         if grant:
             _grant(settings, pipeline, lifecycle.outputs(cfn, stack))
         if views:
             _views(settings, pipeline, lifecycle.outputs(cfn, stack))
         if status:
-            _status(cfn, stack)
+            _status(cfn, client("autoscaling", settings), stack)
         if destroy:
             _destroy(settings, cfn, stack, yes)
 
@@ -180,6 +188,19 @@ def _confirm(yes: bool) -> Any:
         return yes or typer.confirm("execute this change set?", default=False, err=True)
 
     return confirm
+
+
+def _schema(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
+    """The warehouse's tables and views (and on Redshift its COPY user), idempotent: what --apply ends with."""
+    from coinstream.aws import client
+    from operate import lifecycle
+
+    if settings.warehouse == "iceberg":
+        _views(settings, pipeline, described)
+        return
+    ran = lifecycle.apply_schema(client("redshift-data", settings), described, pipeline.root / "redshift")
+    out.print(f"schema applied: {ran} statements of redshift/*.sql in one transaction (Data API, admin user)")
+    _grant(settings, pipeline, described)
 
 
 def _grant(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
@@ -215,16 +236,27 @@ def _views(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
     out.print(f"created the views in {described['LakeDatabase']} ({len(ids)} Athena statements)")
 
 
-def _status(cfn: Any, stack: str) -> None:
+def _status(cfn: Any, autoscaling: Any, stack: str) -> None:
+    from coinstream.errors import CoinstreamError
     from operate import lifecycle
+    from operate.doctor import HOST_GROUPS, host_health
 
     state = lifecycle.stack_status(cfn, stack)
     if state is None:
         raise FatalError(f"no stack {stack}: create it with `coinstream deploy --apply`")
+    described = lifecycle.outputs(cfn, stack)
     table = Table("output", "value", title=f"stack {stack}: {state}")
-    for key, value in lifecycle.outputs(cfn, stack).items():
+    for key, value in described.items():
         table.add_row(key, value)
     out.print(table)
+    hosts = Table("group", "hosts", title="the stack's hosts (doctor adds the leases each worker holds)")
+    for key in HOST_GROUPS:
+        try:
+            health = host_health(autoscaling, described, key)
+        except CoinstreamError as exc:
+            health = f"[red]{exc}[/red]"
+        hosts.add_row(key, health)
+    out.print(hosts)
 
 
 def _destroy(settings: Any, cfn: Any, stack: str, yes: bool) -> None:

@@ -23,6 +23,8 @@ STUBS = {
     "systemctl": "",
     "amazon-cloudwatch-agent-ctl": "",
     "sleep": "",
+    # the instance metadata service, IMDSv2: a token first, then the instance id with it
+    "curl": 'case "$*" in *api/token*) echo tok-1 ;; *"token: tok-1"*instance-id*) echo i-0abc ;; *) exit 22 ;; esac',
     "aws": 'if [ "$1 $2" = "s3 cp" ] && [ -d "$ARTIFACTS_DIR" ]; then cp -r "$ARTIFACTS_DIR"/. "${@: -1}"; fi',
     "python3.11": 'mkdir -p "$3/bin"; printf \'#!/bin/bash\\necho "pip $*" >> "$CALLS"\\n\' > "$3/bin/pip"; '
     'chmod +x "$3/bin/pip"',
@@ -112,6 +114,7 @@ def test_a_producer_host_installs_the_core_and_runs_every_source_every_minute(tm
         "coinstream-produce@posts:x.timer",
     ]
     assert not (units / "coinstream-consumer@.service").exists()
+    assert not any(c.startswith("curl") for c in made) and "COINSTREAM_WORKER_ID=\n" in env
 
 
 def test_a_worker_host_installs_a_jre_and_the_consumer_and_runs_its_application(tmp_path: Path) -> None:
@@ -124,8 +127,10 @@ def test_a_worker_host_installs_a_jre_and_the_consumer_and_runs_its_application(
     )
     assert f"pip install --quiet --no-cache-dir -r {root}/opt/coinstream/artifacts/requirements-consumer.txt" in made
     unit = (root / "etc/systemd/system/coinstream-consumer@.service").read_text()
+    assert "COINSTREAM_WORKER_ID=i-0abc-warehouse" in (root / "etc/coinstream/env").read_text()
+    assert any(c.startswith("curl -sS -X PUT") for c in made)  # IMDSv2's token: the only way the template allows
     for line in (
-        "ExecStart=/opt/coinstream/venv/bin/coinstream consume --app %i",
+        "ExecStart=/opt/coinstream/venv/bin/coinstream consume --app %i --worker-id ${COINSTREAM_WORKER_ID}",
         "Restart=on-failure",
         "KillSignal=SIGTERM",  # KCL's graceful shutdown: leases handed back, checkpoints written
         "User=coinstream",

@@ -469,3 +469,50 @@ def test_the_x_token_is_read_from_parameter_store_at_run_time() -> None:
         missing = Settings(target="aws", region="eu-west-1", x_bearer_token_parameter="/coinstream/none")
         with pytest.raises(FatalError, match="COINSTREAM_X_BEARER_TOKEN_PARAMETER=/coinstream/none: no such parameter"):
             missing.x_token()
+
+
+def test_the_schema_goes_through_the_data_api_in_one_transaction_and_a_refusal_names_the_statement() -> None:
+    """`deploy --apply` ends with redshift/*.sql as written, one BatchExecuteStatement (Stubber: moto's Data API
+    never finishes a statement); every statement can run again."""
+    from operate.lifecycle import apply_schema, schema_statements
+
+    data = boto3.client("redshift-data", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    described = {
+        "RedshiftSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:admin-AbCdEf",
+        "Warehouse": "provisioned",
+        "RedshiftCluster": "coinstream-cluster",
+    }
+    statements = schema_statements(REPO_ROOT / "redshift")
+    sqls = [sql for _, sql in statements]
+    assert sqls[0].startswith("CREATE TABLE IF NOT EXISTS raw_candles") and sqls[-1].startswith(
+        "CREATE OR REPLACE VIEW minute_metrics"
+    )
+    again = ("IF NOT EXISTS", "IF EXISTS", "OR REPLACE", "WHERE NOT EXISTS")  # each one is safe to run again
+    assert all(any(word in sql for word in again) for sql in sqls)
+    assert not any(sql.rstrip().endswith(";") or sql.lstrip().startswith("--") for sql in sqls)
+    target = {
+        "Database": "coinstream",
+        "SecretArn": described["RedshiftSecretArn"],
+        "ClusterIdentifier": "coinstream-cluster",
+    }
+    batch = "00000000-0000-0000-0000-000000000001"
+    with Stubber(data) as d:
+        d.add_response("batch_execute_statement", {"Id": batch}, {"Sqls": sqls, **target})
+        d.add_response("describe_statement", {"Id": batch, "Status": "STARTED"}, {"Id": batch})
+        d.add_response("describe_statement", {"Id": batch, "Status": "FINISHED"}, {"Id": batch})
+        assert apply_schema(data, described, REPO_ROOT / "redshift", delay=0.01) == len(sqls)
+
+        d.add_response("batch_execute_statement", {"Id": batch}, {"Sqls": sqls, **target})
+        failed = [{"Id": f"{batch}:{n + 1}", "Status": "FINISHED" if n < 4 else "FAILED"} for n in range(5)]
+        d.add_response(
+            "describe_statement",
+            {"Id": batch, "Status": "FAILED", "Error": 'ERROR: column "x" does not exist', "SubStatements": failed},
+            {"Id": batch},
+        )
+        with pytest.raises(FatalError) as refused:
+            apply_schema(data, described, REPO_ROOT / "redshift", delay=0.01)
+    name, sql = statements[4]
+    assert str(refused.value) == (
+        f'Redshift refused {name}\'s `{sql.splitlines()[0]}`: ERROR: column "x" does not exist; nothing of the '
+        "schema was applied (one transaction); fix it and run `coinstream deploy --schema`"
+    )
