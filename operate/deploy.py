@@ -81,6 +81,8 @@ def render(pipeline: Pipeline, base: Path, warehouse: str = "redshift") -> dict[
         "DeadLetterPrefix": pipeline.dead_letter_prefix,
         "LakeDatabase": NAMESPACE,
         "DeliveryStreamArns": [{"Fn::GetAtt": [_logical_id(s.name), "Arn"]} for s in streams.values()],
+        # where Firehose connects to Redshift from, per Region (dated, with its source: deploy/firehose_cidr.json)
+        "FirehoseCidr": {region: {"Cidr": cidr} for region, cidr in firehose_cidrs(base.parent)[1].items()},
         # what every host runs at boot, after the variables its launch template sets (deploy/bootstrap.sh)
         "BootstrapScript": bootstrap_body(base.parent / "bootstrap.sh"),
     }
@@ -139,6 +141,23 @@ def _merged(base: Path, *additions: Path) -> dict[str, Any]:
                 raise FatalError(f"{addition}: {section} {sorted(twice)} are in another file already; name them once")
             template.setdefault(section, {}).update(entries)
     return template
+
+
+def firehose_cidrs(deploy_dir: Path) -> tuple[str, dict[str, str]]:
+    """(as of, {region: CIDR}) of Firehose's published Redshift CIDR blocks (deploy/firehose_cidr.json)."""
+    data = json.loads((deploy_dir / "firehose_cidr.json").read_text())
+    return str(data["as_of"]), {str(k): str(v) for k, v in data["regions"].items()}
+
+
+def check_redshift_region(deploy_dir: Path, region: str) -> None:
+    """FatalError (one line) where Firehose publishes no CIDR for `region`: its COPY could not reach Redshift."""
+    as_of, cidrs = firehose_cidrs(deploy_dir)
+    if region not in cidrs:
+        raise FatalError(
+            f"Firehose publishes no Redshift CIDR for {region} (deploy/firehose_cidr.json, as of {as_of}: "
+            f"{len(cidrs)} regions), so it could not reach a Redshift warehouse there: deploy in a listed region, "
+            "or set COINSTREAM_WAREHOUSE=iceberg (no cluster to reach)"
+        )
 
 
 #: EC2 takes at most 16 KB of user data, before base64; the launch template's variables take a few hundred bytes.

@@ -140,6 +140,8 @@ def deploy(
             )
             if template:
                 json.loads(body)  # a clear error for a file that is not JSON comes from friendly
+            if settings.warehouse != "iceberg":
+                dp.check_redshift_region(base.parent, settings.region)  # before anything is created
             from operate import artifacts
 
             # what the hosts install: uploaded before an update replaces them; a new stack's hosts wait for them
@@ -288,6 +290,8 @@ def _check(settings: Any, pipeline: Any, region: str, traffic: Any) -> None:
     from operate import deploy as dp
 
     warehouse = traffic.warehouse
+    if warehouse != "iceberg":
+        dp.check_redshift_region(dp.template_path(pipeline).parent, region)
     template = dp.render(pipeline, dp.template_path(pipeline), "iceberg" if warehouse == "iceberg" else "redshift")
     resources = Table("logical id", "type", title="would be created")
     for logical, resource in template["Resources"].items():

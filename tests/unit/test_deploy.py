@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -516,3 +517,31 @@ def test_the_schema_goes_through_the_data_api_in_one_transaction_and_a_refusal_n
         f'Redshift refused {name}\'s `{sql.splitlines()[0]}`: ERROR: column "x" does not exist; nothing of the '
         "schema was applied (one transaction); fix it and run `coinstream deploy --schema`"
     )
+
+
+def test_firehose_reaches_redshift_from_its_published_block_in_each_of_37_regions(tmp_path: Path) -> None:
+    from operate.deploy import firehose_cidrs
+
+    as_of, cidrs = firehose_cidrs(REPO_ROOT / "deploy")
+    assert as_of == "2026-12-04" and len(cidrs) == 37 and {"ca-west-1", "ap-southeast-5", "mx-central-1"} <= set(cidrs)
+    assert all(c.endswith("/27") for c in cidrs.values())
+    template = render(pipeline(), REPO_ROOT / "deploy" / "base.json")
+    assert template["Mappings"]["FirehoseCidr"] == {r: {"Cidr": c} for r, c in cidrs.items()}
+    env = {**os.environ, "COINSTREAM_STATE_DIR": str(tmp_path)}
+    listed = subprocess.run(
+        [sys.executable, "-m", "operate", "deploy", "--check", "--region", "ap-northeast-2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    unlisted = subprocess.run(
+        [sys.executable, "-m", "operate", "deploy", "--check", "--region", "eu-west-9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert unlisted.returncode == 1 and len(unlisted.stderr.strip().splitlines()) == 1
+    assert "Firehose publishes no Redshift CIDR for eu-west-9" in unlisted.stderr and "Traceback" not in unlisted.stderr
