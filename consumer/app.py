@@ -11,7 +11,7 @@ import sys
 from amazon_kclpy import kcl
 
 from coinstream.aws import client, deployed
-from coinstream.config import Pipeline, load_settings
+from coinstream.config import Pipeline, Settings, load_settings
 from coinstream.delivery import load_delivery_streams
 from coinstream.records import Kind
 from consumer.dead_letter import DeadLetterSink
@@ -36,14 +36,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def processor_log_handlers(settings: Settings, app: str) -> list[logging.Handler]:
+    """Where a record processor logs. stdout is the daemon's protocol, and the daemon logs every line of a
+    processor's stderr as ERROR; so the processor's own lines go to `<state>/logs/processor-<app>.log` (JSON, one
+    per line) and only its warnings and errors to stderr too, where ERROR is the right word for them."""
+    folder = settings.state_dir / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(folder / f"processor-{app}.log", encoding="utf-8")
+    to_file.setFormatter(JsonFormatter())
+    to_stderr = logging.StreamHandler(sys.stderr)
+    to_stderr.setLevel(logging.WARNING)
+    to_stderr.setFormatter(JsonFormatter())
+    return [to_file, to_stderr]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Build the processor from settings and hand stdin/stdout to the KCL protocol."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--app", required=True)
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)  # stdout is the daemon's protocol
-    handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, handlers=processor_log_handlers(settings, args.app))
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
     # The daemon decides when a record processor stops: on its own SIGTERM it asks each one to deliver and
@@ -51,7 +64,6 @@ def main(argv: list[str] | None = None) -> None:
     # terminal) must not kill the processors first; they exit when the daemon closes their stdin.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    settings = load_settings()
     pipeline = deployed(settings, Pipeline.load(settings.pipeline_file))
     sink: Sink
     rows = None  # the native path for posts writes Redshift's row lines: only for that destination

@@ -90,6 +90,8 @@ class RecordProcessor(processor.RecordProcessorBase):
         self._held_bytes = 0
         self.seen = 0
         self.checkpoints = 0
+        #: a graceful stop asked this processor to finish (KCL then hands its lease back: not a loss)
+        self.stopping = False
 
     def initialize(self, initialize_input: Any) -> None:
         self.shard_id = initialize_input.shard_id
@@ -206,6 +208,9 @@ class RecordProcessor(processor.RecordProcessorBase):
         held = self.sink.pending_rows()
         if held:
             self._deliver()
+        if self.stopping:  # KCL gives the lease back after a graceful shutdown: expected, and checkpointed
+            logger.info("shard %s: lease handed back after the graceful shutdown", self.shard_id)
+            return
         logger.info("shard %s: lease lost after %d records (%d held rows delivered)", self.shard_id, self.seen, held)
 
     def shard_ended(self, shard_ended_input: Any) -> None:
@@ -216,6 +221,7 @@ class RecordProcessor(processor.RecordProcessorBase):
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         # Always checkpoint here once delivery succeeded: KCL waits for it before the worker's
         # final shutdown (without it every graceful stop waits out the lease failover time).
+        self.stopping = True
         if self._deliver():
             self._checkpoint(shutdown_requested_input.checkpointer, at_end=True)
         logger.info(

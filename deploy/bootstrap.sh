@@ -99,11 +99,13 @@ EOF
 cat >"$root/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json" <<EOF
 {"logs": {"logs_collected": {"files": {"collect_list": [
   {"file_path": "/var/log/coinstream/*.log", "log_group_name": "$log_group",
-   "log_stream_name": "{instance_id}", "timezone": "UTC"}]}}}}
+   "log_stream_name": "{instance_id}", "timezone": "UTC"},
+  {"file_path": "/var/lib/coinstream/logs/*.log", "log_group_name": "$log_group",
+   "log_stream_name": "{instance_id}-processors", "timezone": "UTC"}]}}}}
 EOF
 
 cat >"$root/etc/logrotate.d/coinstream" <<'EOF'
-/var/log/coinstream/*.log {
+/var/log/coinstream/*.log /var/lib/coinstream/logs/*.log {
     daily
     rotate 3
     missingok

@@ -30,7 +30,7 @@ def test_every_produced_record_reaches_the_warehouse_exactly_once(tmp_path: Path
         assert consumed.returncode == 0, consumed.stderr + (state / "logs" / "kcl-warehouse.log").read_text()[-3000:]
         assert "72 records checkpointed on 2 shards" in consumed.stdout
         if post_rows() is not None or os.environ.get("COINSTREAM_REQUIRE_NATIVE"):  # the processors took it too
-            assert "posts take the native path" in (state / "logs" / "kcl-warehouse.log").read_text()
+            assert "posts take the native path" in (state / "logs" / "processor-warehouse.log").read_text()
 
         loaded = coinstream(env, "load")
         assert loaded.returncode == 0, loaded.stderr

@@ -10,9 +10,11 @@ import base64
 import io
 import itertools
 import json
+import logging
 from typing import Any
 
 import boto3
+import pytest
 from amazon_kclpy import kcl
 from botocore.stub import Stubber
 from hypothesis import given, settings
@@ -72,6 +74,7 @@ def drive(
     batches: list[list[bytes]],
     checkpoint_errors: dict[int, str] | None = None,
     end: str = "shutdownRequested",
+    then: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Feed the processor the daemon's messages; return what it wrote back (checkpoints and statuses)."""
     actions: list[dict[str, Any]] = [
@@ -90,6 +93,7 @@ def drive(
             records.append(kcl_record(data, seq))
         actions.append({"action": "processRecords", "records": records, "millisBehindLatest": 0})
     actions.append({"action": end})
+    actions.extend({"action": a} for a in then)
     pipe = FakeDaemonPipe(actions, checkpoint_errors)
     kcl.KCLProcess(processor, input_file=pipe, output_file=pipe, error_file=io.StringIO()).run()
     return pipe.written
@@ -271,3 +275,18 @@ def test_a_lost_lease_delivers_what_the_window_held_and_takes_no_checkpoint(aws:
     out = drive(windowed(aws, seconds=60), batches, end="leaseLost")
     assert [m for m in out if m["action"] == "checkpoint"] == []
     assert len(landed_rows(aws["s3"], "firehose/post/")) == 3
+
+
+def test_the_lease_kcl_hands_back_after_a_graceful_shutdown_is_not_reported_lost(
+    aws: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="consumer.processor")
+    out = drive(make_processor(aws), [[make_candle(1).to_bytes()]], then=("leaseLost",))
+    assert [m["responseFor"] for m in out if m["action"] == "status"][-2:] == ["shutdownRequested", "leaseLost"]
+    said = [r.getMessage() for r in caplog.records if r.name == "consumer.processor"]
+    assert "shard shardId-000000000001: lease handed back after the graceful shutdown" in said
+    assert not [m for m in said if "lease lost" in m]
+    # without a shutdown first, a lost lease is one
+    caplog.clear()
+    drive(make_processor(aws), [[make_candle(2).to_bytes()]], end="leaseLost")
+    assert any("lease lost after 1 records" in r.getMessage() for r in caplog.records)
