@@ -9,7 +9,7 @@ export PATH := $(PATH):$(HOME)/.cargo/bin
 # The dashboard's chart library, from the npm package into the Python package's static files (not committed).
 CHARTS := warehouse/dashboard/static/vendor/echarts.min.js
 
-.PHONY: setup prereqs browser demo test lint unit integration e2e down clean
+.PHONY: setup prereqs browser demo test lint unit integration e2e down clean docs screenshots
 
 setup: prereqs $(STAMP) $(NATIVE) node_modules/.package-lock.json $(CHARTS)
 
@@ -78,6 +78,16 @@ e2e: setup
 TEST_WORKERS ?= 3
 test: setup lint browser
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests/unit tests/integration tests/e2e
+
+# The docs site (MkDocs, Material theme) into site/: a warning fails it. The command, settings and troubleshooting
+# pages are written from the code as it builds (operate/reference.py). tests/unit/test_docs.py builds it in CI too.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The docs' pictures, taken by the browser tests from known data (never drawn by hand): commit what changed.
+screenshots: setup browser
+	COINSTREAM_SCREENSHOT=docs/assets/dashboard.png COINSTREAM_REPORT_SCREENSHOT=docs/assets/report.png \
+	  $(BIN)/pytest -q -p no:randomly tests/integration/test_dashboard.py -k "every_chart or html_report"
 
 down:
 	$(BIN)/coinstream local down

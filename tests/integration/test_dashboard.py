@@ -225,6 +225,13 @@ def test_analyze_writes_a_self_contained_html_report_of_every_series(tmp_path: P
         assert page.evaluate(POINTS, "chart-activity") == {"volume": MINUTES}
         assert page.text_content("#pairs tr.selected td") == "upbit KRW-BTC x real"
         assert fetched == [report.as_uri()]  # one file, nothing else loaded
+        page.select_option("#series", "simulated|KRW-BTC")
+        page.wait_for_selector("body[data-ready=true]")
+        # the docs' picture of a saved report (`make screenshots` writes it there)
+        shot = Path(os.environ.get("COINSTREAM_REPORT_SCREENSHOT", tmp_path / "report.png"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
         browser.close()
 
 

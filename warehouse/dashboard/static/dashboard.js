@@ -169,6 +169,7 @@ async function refresh() {
     if (typeof echarts === "undefined") throw new Error("the chart library is missing: run `make setup` (or npm ci) and restart the dashboard");
     const saved = window.COINSTREAM_DATA;  // set in a saved report (`coinstream analyze --html`): no server
     let data = saved && (saved.pages[`${exchange}|${market}`] || saved.pages[saved.first]);
+    if (saved) for (const id of ["range", "window"]) document.getElementById(id).closest("label").hidden = true;  // fixed in a report
     if (!data) {
       const q = new URLSearchParams({ range, window: win, exchange, market });
       const res = await fetch(`/api/data?${q}`, { cache: "no-store" });

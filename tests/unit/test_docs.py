@@ -1,0 +1,132 @@
+"""The docs cannot drift: every block marked runnable runs (and shows what it prints), the site builds with no
+warning, its internal links land, and the README fits on two screens."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from coinstream import REPO_ROOT
+
+DOCS = REPO_ROOT / "docs"
+#: `<!-- runnable -->` (or `<!-- runnable: warehouse=recordings -->`) over a bash block, optionally followed by a
+#: text block of lines its output must show, in that order (spaces between words do not count: tables widen).
+RUNNABLE = re.compile(
+    r"<!-- runnable(?:: (?P<needs>[\w=]+))? -->\n```bash\n(?P<commands>.*?)```\n(?:\n```text\n(?P<shows>.*?)```)?",
+    re.S,
+)
+
+
+def blocks() -> list[tuple[str, str | None, list[str], list[str]]]:
+    found = []
+    for page in sorted(DOCS.rglob("*.md")):
+        for match in RUNNABLE.finditer(page.read_text()):
+            commands = [c.split("  #")[0].strip() for c in match["commands"].splitlines() if c.strip()]
+            shows = [" ".join(line.split()) for line in (match["shows"] or "").splitlines() if line.strip()]
+            found.append((page.relative_to(DOCS).as_posix(), match["needs"], commands, shows))
+    return found
+
+
+def test_the_docs_have_runnable_blocks_in_several_pages() -> None:
+    assert len({page for page, *_ in blocks()}) >= 4  # a marker that stopped matching would skip them silently
+
+
+def recordings_warehouse(path: Path) -> None:
+    """What `coinstream demo --source offline --from-dir tests/payloads` loads: every recorded answer."""
+    from coinstream.records import Kind
+    from producer.sources.offline import replay
+    from tests.warehouse_data import warehouse_of
+
+    now = datetime(2026, 11, 28, 12, 30, tzinfo=UTC)
+    folder = REPO_ROOT / "tests" / "payloads"
+    warehouse_of(path, replay(folder, Kind.CANDLE, now=now) + replay(folder, Kind.POST, now=now))
+
+
+@pytest.mark.parametrize(("page", "needs", "commands", "shows"), blocks(), ids=lambda v: str(v)[:40])
+def test_a_runnable_block_runs_and_shows_what_the_page_says(
+    page: str, needs: str | None, commands: list[str], shows: list[str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COINSTREAM_")}
+    env.update(COLUMNS="110", NO_COLOR="1", TERM="dumb", COINSTREAM_STATE_DIR=str(tmp_path))
+    if needs == "warehouse=recordings":
+        recordings_warehouse(tmp_path / "w.duckdb")
+        env["COINSTREAM_WAREHOUSE_FILE"] = str(tmp_path / "w.duckdb")
+    printed = []
+    for command in commands:
+        words = shlex.split(command)
+        assert words[0] == "coinstream", f"{page}: a runnable block runs coinstream commands only: {command}"
+        done = subprocess.run(
+            [sys.executable, "-m", "operate", *words[1:]], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, f"{page}: `{command}` exited {done.returncode}: {done.stderr[-1500:]}"
+        printed += [" ".join(line.split()) for line in done.stdout.splitlines()]
+    at = 0
+    for line in shows:  # in order, each one somewhere after the one before
+        assert line in printed[at:], f"{page}: `{' ; '.join(commands)}` no longer prints {line!r}"
+        at = printed.index(line, at) + 1
+
+
+def test_the_readme_fits_on_two_screens() -> None:
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 150
+
+
+class Links(HTMLParser):
+    """The ids a page has and the links it makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.ids.add(str(found["id"]))
+        for name in ("href", "src"):
+            if found.get(name) and tag in {"a", "img", "link", "script"}:
+                self.links.append(str(found[name]))
+
+
+def test_the_site_builds_with_no_warning_and_every_internal_link_lands(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    done = subprocess.run(
+        [str(mkdocs), "build", "--strict", "--site-dir", str(site)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "WARNING" not in done.stderr, done.stderr[-3000:]
+    # every page but 404.html, which a server shows at any path and so links from the site's root
+    pages = {p: Links() for p in site.rglob("*.html") if p.name != "404.html"}
+    for page, parsed in pages.items():
+        parsed.feed(page.read_text())
+    broken = []
+    for page, parsed in pages.items():
+        for link in parsed.links:
+            parts = urlsplit(link)
+            if parts.scheme or parts.netloc or link.startswith("data:"):
+                continue  # not this site's: the check is of internal links
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if target.is_dir() or parts.path.endswith("/"):
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(site)} -> {link}")
+            elif parts.fragment and target.suffix == ".html" and target in pages:
+                if parts.fragment not in pages[target].ids:
+                    broken.append(f"{page.relative_to(site)} -> {link} (no such anchor)")
+    assert broken == []
+    assert (site / "reference" / "cli" / "index.html").exists() and (site / "troubleshooting" / "index.html").exists()
