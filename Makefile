@@ -9,7 +9,7 @@ export PATH := $(PATH):$(HOME)/.cargo/bin
 # The dashboard's chart library, from the npm package into the Python package's static files (not committed).
 CHARTS := warehouse/dashboard/static/vendor/echarts.min.js
 
-.PHONY: setup prereqs browser demo test lint unit integration e2e down clean docs screenshots
+.PHONY: setup prereqs browser demo test lint unit integration e2e down clean docs screenshots images
 
 setup: prereqs $(STAMP) $(NATIVE) node_modules/.package-lock.json $(CHARTS)
 
@@ -88,6 +88,11 @@ docs: setup
 screenshots: setup browser
 	COINSTREAM_SCREENSHOT=docs/assets/dashboard.png COINSTREAM_REPORT_SCREENSHOT=docs/assets/report.png \
 	  $(BIN)/pytest -q -p no:randomly tests/integration/test_dashboard.py -k "every_chart or html_report"
+
+# The container images, built without a registry (bases from Debian's packages; docker/README.md), each one's
+# smoke command run. IMAGES="producer consumer" builds those only (what CI does).
+images:
+	bash docker/images.sh
 
 down:
 	$(BIN)/coinstream local down

