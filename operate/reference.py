@@ -175,6 +175,49 @@ def troubleshooting_page() -> str:
     return "\n".join(out)
 
 
+def pipeline_picture() -> str:
+    """The pipeline as text, from what the code declares: the registered sources, pipeline.toml's stream, the
+    consumer applications, each delivery stream and its table (a new source or kind redraws it)."""
+    from coinstream.config import Pipeline
+    from coinstream.delivery import load_delivery_streams
+    from coinstream.records import Kind
+    from consumer.daemon import DEPLOYED_APPS, application_name
+    from producer.sources.registry import SOURCES
+
+    pipeline = Pipeline.load(REPO_ROOT / "pipeline.toml")
+    real = {n: s for n, s in SOURCES.items() if n not in {"offline", "simulated"}}
+    candles = ", ".join(n for n, s in real.items() if Kind.CANDLE in s.kinds)
+    posts = ", ".join(n for n, s in real.items() if Kind.POST in s.kinds)
+    streams = list(load_delivery_streams(pipeline).values())
+    left = [f"produce candles: {candles}", f"produce posts: {posts}", "backfill: the history of each"]
+    width = max(len(x) for x in left)
+    out = [
+        f" {left[0].ljust(width)} ─┐",
+        f" {left[1].ljust(width)} ─┤ (spooled on disk while the stream is down)",
+        f" {left[2].ljust(width)} ─┘",
+        f"   └─► Kinesis {pipeline.stream_name} ({pipeline.shards} shards, {pipeline.retention_hours} h)",
+    ]
+    pad = " " * 9
+    for i, app in enumerate(DEPLOYED_APPS):
+        last = i == len(DEPLOYED_APPS) - 1
+        branch, rest = ("└", " ") if last else ("├", "│")
+        name = application_name(app)
+        if app == "live":
+            out.append(f"{pad}{branch}─► KCL app {name} ─► DynamoDB {pipeline.live_table} (per-minute figures)")
+            continue
+        out.append(f"{pad}{branch}─► KCL app {name} (dedupe, enrich)")
+        for s in streams:
+            out.append(f"{pad}{rest}     ├─► Firehose {s.name} ─► S3 {s.prefix} ─► COPY {s.table}")
+        out.append(f"{pad}{rest}     └─► bad records ─► S3 {pipeline.dead_letter_prefix}{app}/ (with the reason)")
+    out.append(" warehouse: raw tables ─► views (one row per key) ─► minute_metrics ─► analyze, dashboard")
+    return "```text\n" + "\n".join(out) + "\n```"
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """MkDocs hook: `<!-- pipeline -->` in a page becomes the pipeline's picture, drawn from the code."""
+    return markdown.replace("<!-- pipeline -->", pipeline_picture()) if "<!-- pipeline -->" in markdown else markdown
+
+
 def pages() -> dict[str, str]:
     """The generated pages, by their path under docs/."""
     os.environ.setdefault("COLUMNS", "110")

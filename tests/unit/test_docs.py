@@ -130,3 +130,11 @@ def test_the_site_builds_with_no_warning_and_every_internal_link_lands(tmp_path:
                     broken.append(f"{page.relative_to(site)} -> {link} (no such anchor)")
     assert broken == []
     assert (site / "reference" / "cli" / "index.html").exists() and (site / "troubleshooting" / "index.html").exists()
+
+
+def test_the_readmes_picture_of_the_pipeline_is_the_one_the_code_draws() -> None:
+    """The docs draw it at each build (`<!-- pipeline -->`); the README keeps a copy, checked here."""
+    from operate.reference import pipeline_picture
+
+    assert pipeline_picture() in (REPO_ROOT / "README.md").read_text(), "paste pipeline_picture() into the README"
+    assert "<!-- pipeline -->" in (DOCS / "index.md").read_text()
