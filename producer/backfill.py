@@ -80,6 +80,13 @@ def last_closed_minute(now: datetime, grace_seconds: float) -> datetime:
     return minute_start(epoch_minute(now - timedelta(seconds=grace_seconds)))
 
 
+def when(since: str, until: str | None, now: datetime, grace_seconds: float) -> Interval:
+    """`--since` and `--until` as a window. Durations count back from the last closed minute, not the wall clock:
+    `7d` is 10,080 minutes whichever second it is asked at (counted from `now`, it lost one inside the grace)."""
+    closed = last_closed_minute(now, grace_seconds)
+    return parse_when(since, closed), parse_when(until, closed) if until else closed
+
+
 def subtract(window: Interval, covered: Iterable[Interval]) -> list[Interval]:
     """The parts of `window` no covered interval holds, newest first."""
     gaps = [window]

@@ -53,7 +53,9 @@ def _summary_table(done: Outcome) -> Table:
 @app.command()
 @friendly
 def backfill(
-    since: Annotated[str, typer.Option(help="Start: a duration before now (7d, 36h, 90m) or a UTC date/time.")] = "7d",
+    since: Annotated[
+        str, typer.Option(help="Start: a duration before the last closed minute (7d, 36h, 90m) or a UTC date/time.")
+    ] = "7d",
     until: Annotated[
         str | None, typer.Option(help="End (exclusive), the same way (default: the last closed minute).")
     ] = None,
@@ -73,14 +75,13 @@ def backfill(
     """Read every source's past onto the stream (same keys as live: running it twice changes nothing)."""
     from coinstream.aws import client
     from coinstream.config import check_market
-    from producer.backfill import Checkpoints, check_budget, last_closed_minute, parse_when, plan, run
+    from producer.backfill import Checkpoints, check_budget, plan, run, when
     from producer.kinesis_writer import KinesisWriter
     from producer.spool import Spool
 
     settings, pipeline = context()
     now = datetime.now(UTC)
-    start = parse_when(since, now)
-    end = parse_when(until, now) if until else last_closed_minute(now, settings.candle_grace_seconds)
+    start, end = when(since, until, now, settings.candle_grace_seconds)
     found = plan(
         settings,
         start,

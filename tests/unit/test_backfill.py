@@ -20,7 +20,19 @@ from coinstream.errors import FatalError
 from coinstream.kpl import user_records
 from coinstream.records import Kind
 from coinstream.timeutil import epoch_minute, minute_start
-from producer.backfill import Checkpoints, Outcome, Plan, check_budget, merge, parse_when, plan, run, subtract
+from producer.backfill import (
+    Checkpoints,
+    Outcome,
+    Plan,
+    check_budget,
+    last_closed_minute,
+    merge,
+    parse_when,
+    plan,
+    run,
+    subtract,
+    when,
+)
 from producer.kinesis_writer import KinesisWriter
 from producer.run import Code, produce
 from producer.spool import Spool
@@ -91,6 +103,21 @@ def test_durations_dates_and_windows() -> None:
     t = [datetime(2026, 1, 1, h, tzinfo=UTC) for h in range(10)]
     assert subtract((t[0], t[9]), [(t[2], t[4]), (t[6], t[7])]) == [(t[7], t[9]), (t[4], t[6]), (t[0], t[2])]
     assert merge([(t[4], t[6]), (t[0], t[2]), (t[2], t[3])]) == [(t[0], t[3]), (t[4], t[6])]
+
+
+@pytest.mark.parametrize("second", [0, 5, 9, 10, 30, 59])
+def test_since_7d_is_10080_minutes_whatever_the_second_it_is_asked(second: int) -> None:
+    # CI once printed 10,079: `7d` counted back from the wall clock, the end from the last closed minute
+    now = datetime(2026, 11, 28, 12, 0, second, tzinfo=UTC)
+    start, end = when("7d", None, now, grace_seconds=10)
+    assert end == last_closed_minute(now, 10)
+    assert (end - start) == timedelta(days=7)
+    start, end = when("7d", "1d", now, grace_seconds=10)
+    assert (end - start) == timedelta(days=6)
+    assert when("2026-11-27", "2026-11-28", now, grace_seconds=10) == (
+        datetime(2026, 11, 27, tzinfo=UTC),
+        datetime(2026, 11, 28, tzinfo=UTC),
+    )
 
 
 def test_every_minute_lands_once_with_the_apis_figures_through_a_429_a_bad_candle_and_the_first_page(
