@@ -256,24 +256,28 @@ class CandleFetcher(ABC):
     """An exchange's candle client: closed candles of one market after a minute, paging back over downtime.
 
     A subclass says where a page is (`page`: the request for the page before a given oldest candle, or the
-    newest page) and how to read one (`parse`); the paging lives here once.
+    newest page) and how to read one (`read`, its module's parse function); the paging lives here once.
     """
 
-    market: str
-    api: ApiClient
-    max_pages: int = 10
-
-    @abstractmethod
-    def __init__(self, market: str, api: ApiClient | None = None) -> None:
-        """A client for one market (QUOTE-TARGET) over `api`."""
+    def __init__(self, market: str, api: ApiClient, *, max_pages: int = 10) -> None:
+        """A client for one market (QUOTE-TARGET, already checked by the settings) over `api`."""
+        self.market = market
+        self.quote, _, self.target = market.partition("-")
+        self.api = api
+        self.max_pages = max_pages
 
     @abstractmethod
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """(path, query, what) of the page of candles before `before` (the newest page when None)."""
 
+    @staticmethod
     @abstractmethod
+    def read(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
+        """The closed candles of one answer, oldest first (the exchange module's parse function)."""
+
     def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
         """The closed candles of one answer, oldest first."""
+        return self.read(body, self.market, now, on_skip)
 
     def is_last_page(self, body: Any) -> bool:
         """Whether the API says there is nothing older (by default it never does: paging stops at `since`)."""

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload
-from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
@@ -53,10 +52,7 @@ def parse_klines(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip |
 class BinanceCandles(CandleFetcher):
     """Closed 1-minute klines of one market, paging back with `endTime`."""
 
-    def __init__(self, market: str = "USDT-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
-        self.market = market
-        self.api = api or ApiClient("https://api.binance.com")
-        self.max_pages = max_pages
+    read = staticmethod(parse_klines)
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """Up to 1000 klines opened before `before`."""
@@ -64,10 +60,6 @@ class BinanceCandles(CandleFetcher):
         if before is not None:
             params["endTime"] = int((before - timedelta(milliseconds=1)).timestamp() * 1000)
         return "/api/v3/klines", params, f"binance klines {self.market}"
-
-    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
-        """The closed klines of one answer."""
-        return parse_klines(body, self.market, now, on_skip)
 
 
 class Binance(ExchangeSource):

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload
-from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
@@ -54,23 +53,14 @@ def parse_ohlc(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | N
 class BitstampCandles(CandleFetcher):
     """Closed 1-minute candles of one market, paging back with `end`."""
 
-    def __init__(self, market: str = "USD-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
-        quote, _, target = market.partition("-")
-        self.market = market
-        self.path = f"/api/v2/ohlc/{target.lower()}{quote.lower()}/"
-        self.api = api or ApiClient("https://www.bitstamp.net")
-        self.max_pages = max_pages
+    read = staticmethod(parse_ohlc)
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """Up to 1000 candles that started before `before`."""
         params: dict[str, Any] = {"step": 60, "limit": 1000}
         if before is not None:
             params["end"] = int((before - timedelta(minutes=1)).timestamp())  # `end` is the last candle's start
-        return self.path, params, f"bitstamp ohlc {self.market}"
-
-    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
-        """The closed candles of one answer."""
-        return parse_ohlc(body, self.market, now, on_skip)
+        return f"/api/v2/ohlc/{self.target.lower()}{self.quote.lower()}/", params, f"bitstamp ohlc {self.market}"
 
 
 class Bitstamp(ExchangeSource):

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload, TryLater
-from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
@@ -55,23 +54,15 @@ def parse_klines(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip |
 class BybitCandles(CandleFetcher):
     """Closed 1-minute klines of one market, paging back with `end`."""
 
-    def __init__(self, market: str = "USDT-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
-        quote, _, target = market.partition("-")
-        self.market = market
-        self.symbol = f"{target}{quote}"
-        self.api = api or ApiClient("https://api.bybit.com")
-        self.max_pages = max_pages
+    read = staticmethod(parse_klines)
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """Up to 1000 klines that started before `before`."""
-        params: dict[str, Any] = {"category": "spot", "symbol": self.symbol, "interval": "1", "limit": 1000}
+        symbol = f"{self.target}{self.quote}"
+        params: dict[str, Any] = {"category": "spot", "symbol": symbol, "interval": "1", "limit": 1000}
         if before is not None:
             params["end"] = int((before - timedelta(milliseconds=1)).timestamp() * 1000)
         return "/v5/market/kline", params, f"bybit klines {self.market}"
-
-    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
-        """The closed klines of one answer."""
-        return parse_klines(body, self.market, now, on_skip)
 
 
 class Bybit(ExchangeSource):

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload
-from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
@@ -48,12 +47,7 @@ def parse_candles(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip 
 class CoinbaseCandles(CandleFetcher):
     """Closed 1-minute candles of one product, paging back with `start`/`end` (300 minutes a request)."""
 
-    def __init__(self, market: str = "USD-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
-        quote, _, target = market.partition("-")
-        self.market = market
-        self.product = f"{target}-{quote}"
-        self.api = api or ApiClient("https://api.exchange.coinbase.com")
-        self.max_pages = max_pages
+    read = staticmethod(parse_candles)
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """The 300 minutes before `before` (the newest when None)."""
@@ -62,11 +56,7 @@ class CoinbaseCandles(CandleFetcher):
             end = before - timedelta(minutes=1)  # `end` is inclusive
             params["start"] = (end - timedelta(minutes=PAGE - 1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             params["end"] = end.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return f"/products/{self.product}/candles", params, f"coinbase candles {self.market}"
-
-    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
-        """The closed candles of one answer."""
-        return parse_candles(body, self.market, now, on_skip)
+        return f"/products/{self.target}-{self.quote}/candles", params, f"coinbase candles {self.market}"
 
 
 class Coinbase(ExchangeSource):

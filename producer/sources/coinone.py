@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload, CoinstreamError, TryLater
-from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
@@ -21,7 +20,6 @@ from producer.sources.base import (
 )
 
 SOURCE = "coinone"
-BASE_URL = "https://api.coinone.co.kr"
 _PRICE_FIELDS = {
     "open": "open",
     "high": "high",
@@ -85,25 +83,14 @@ def parse_chart(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | 
 class CoinoneCandles(CandleFetcher):
     """Closed 1-minute candles of one market since a given minute, paging back over downtime."""
 
-    def __init__(self, market: str = "KRW-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
-        quote, _, target = market.partition("-")
-        if not quote or not target:
-            raise BadPayload(f"market {market!r} must look like KRW-BTC (quote-target)")
-        self.market = market
-        self.path = f"/public/v2/chart/{quote}/{target}"
-        self.api = api or ApiClient(BASE_URL)
-        self.max_pages = max_pages
+    read = staticmethod(parse_chart)
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """The chart ending just before `before` (Coinone pages back with `timestamp`, ms)."""
         params: dict[str, Any] = {"interval": "1m"}
         if before is not None:
             params["timestamp"] = int(before.timestamp() * 1000) - 1
-        return self.path, params, f"coinone chart {self.market}"
-
-    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
-        """The closed candles of one chart answer."""
-        return parse_chart(body, self.market, now, on_skip)
+        return f"/public/v2/chart/{self.quote}/{self.target}", params, f"coinone chart {self.market}"
 
     def is_last_page(self, body: Any) -> bool:
         """Coinone says `is_last` when nothing older exists."""

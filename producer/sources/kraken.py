@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload, TryLater
-from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from coinstream.timeutil import epoch_minute, minute_start
 from producer.sources.base import (
@@ -70,18 +69,11 @@ def parse_ohlc(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | N
 class KrakenCandles(CandleFetcher):
     """Closed 1-minute frames of one pair: the last 720 minutes, one request (Kraken pages no further back)."""
 
-    def __init__(self, market: str = "USD-BTC", api: ApiClient | None = None, *, max_pages: int = 1) -> None:
-        self.market = market
-        self.api = api or ApiClient("https://api.kraken.com")
-        self.max_pages = 1
+    read = staticmethod(parse_ohlc)
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """The last 720 minutes, whatever `before` is."""
         return "/0/public/OHLC", {"pair": pair(self.market), "interval": 1}, f"kraken ohlc {self.market}"
-
-    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
-        """The committed frames of one answer."""
-        return parse_ohlc(body, self.market, now, on_skip)
 
     def is_last_page(self, body: Any) -> bool:
         """There is never an older page."""

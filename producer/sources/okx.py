@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload
-from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
@@ -50,23 +49,14 @@ def parse_candles(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip 
 class OkxCandles(CandleFetcher):
     """Closed 1-minute candles of one market, paging back with `after`."""
 
-    def __init__(self, market: str = "USDT-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
-        quote, _, target = market.partition("-")
-        self.market = market
-        self.inst = f"{target}-{quote}"
-        self.api = api or ApiClient("https://www.okx.com")
-        self.max_pages = max_pages
+    read = staticmethod(parse_candles)
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """Up to 100 candles older than `before`."""
-        params: dict[str, Any] = {"instId": self.inst, "bar": "1m", "limit": 100}
+        params: dict[str, Any] = {"instId": f"{self.target}-{self.quote}", "bar": "1m", "limit": 100}
         if before is not None:
             params["after"] = int(before.timestamp() * 1000)
         return "/api/v5/market/history-candles", params, f"okx candles {self.market}"
-
-    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
-        """The closed candles of one answer."""
-        return parse_candles(body, self.market, now, on_skip)
 
 
 class Okx(ExchangeSource):

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload
-from coinstream.http import ApiClient
 from coinstream.records import Envelope
 from producer.sources.base import (
     CandleFetcher,
@@ -23,7 +22,6 @@ from producer.sources.base import (
 )
 
 SOURCE = "upbit"
-BASE_URL = "https://api.upbit.com"
 _FIELDS = {
     "open": "opening_price",
     "high": "high_price",
@@ -81,10 +79,7 @@ def remaining_req_wait(header: str | None) -> float | None:
 class UpbitCandles(CandleFetcher):
     """Closed 1-minute candles of one market since a given minute."""
 
-    def __init__(self, market: str = "KRW-BTC", api: ApiClient | None = None, *, max_pages: int = 10) -> None:
-        self.market = market
-        self.api = api or ApiClient(BASE_URL)
-        self.max_pages = max_pages
+    read = staticmethod(parse_candles)
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """Up to 200 candles ending before `before` (Upbit pages back with `to`)."""
@@ -92,10 +87,6 @@ class UpbitCandles(CandleFetcher):
         if before is not None:
             params["to"] = before.strftime("%Y-%m-%dT%H:%M:%SZ")
         return "/v1/candles/minutes/1", params, f"upbit candles {self.market}"
-
-    def parse(self, body: Any, now: datetime, on_skip: OnSkip | None) -> list[Envelope]:
-        """The closed candles of one answer."""
-        return parse_candles(body, self.market, now, on_skip)
 
 
 class Upbit(ExchangeSource):
