@@ -141,9 +141,8 @@ class Settings(BaseSettings):
     native: bool = True
     #: How many natural keys each record processor remembers to drop duplicates (bounded memory).
     dedupe_capacity: int = Field(default=300_000, ge=1)
-    #: The warehouse application holds each shard's rows up to this long before sending them to Firehose,
-    #: so a few rows a second still fill ~5 KB records (Firehose bills every record as at least 5 KB);
-    #: it checkpoints only what it sent. 0 sends every batch. The live application never waits.
+    #: Seconds the warehouse application holds a shard's rows before sending them to Firehose, which bills
+    #: every record as at least 5 KB; it checkpoints only what it sent. 0 sends every batch; `live` never waits.
     delivery_window_seconds: float = Field(default=60.0, ge=0, le=900)
     #: ... or until this many bytes of stream records are held for the shard, whichever comes first.
     delivery_window_bytes: int = Field(default=1_000_000, ge=1, le=64_000_000)

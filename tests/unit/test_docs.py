@@ -80,6 +80,26 @@ def test_the_readme_fits_on_two_screens() -> None:
     assert len(lines) <= 150
 
 
+#: A table is for looking things up: past this many words a cell is a paragraph, and belongs under the table.
+CELL_WORDS = 40
+
+
+def test_no_table_cell_is_a_paragraph() -> None:
+    from operate.reference import pages
+
+    texts = {p.relative_to(REPO_ROOT).as_posix(): p.read_text() for p in [REPO_ROOT / "README.md", *DOCS.rglob("*.md")]}
+    texts.update({f"docs/{name} (generated)": text for name, text in pages().items()})
+    long = [
+        f"{name}: {len(cell.split())} words: {cell.strip()[:60]}…"
+        for name, text in texts.items()
+        for line in text.splitlines()
+        if line.startswith("|")
+        for cell in re.split(r"(?<!\\)\|", line)[1:-1]
+        if len(cell.split()) > CELL_WORDS
+    ]
+    assert long == []
+
+
 class Links(HTMLParser):
     """The ids a page has and the links it makes."""
 
