@@ -18,7 +18,7 @@ from coinstream.records import Kind
 from consumer.checkpoints import is_checkpointed, leases, list_shard_ids, shard_records
 from consumer.daemon import application_name
 from consumer.runner import run_until_caught_up
-from operate import local_stack
+from operate import local_stack, local_warehouse
 from producer.run import produce
 
 APP = "warehouse"
@@ -109,7 +109,7 @@ def run_demo(
     say("loading delivered S3 objects into the local warehouse")
     streams = load_delivery_streams(pipeline)
     s3 = client("s3", settings)
-    report, totals = local_stack.copy_delivered(settings, pipeline)
+    report, totals = local_warehouse.copy_delivered(settings, pipeline)
     consumed = consumed_by_kind(settings, pipeline, APP)
     summary = Summary()
     for kind_name, stream in streams.items():

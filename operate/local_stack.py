@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from coinstream.delivery import delivered_rows, load_delivery_streams, local_def
 from coinstream.errors import CoinstreamError, FatalError
 from coinstream.live_table import read_minutes
 from coinstream.processes import Managed, ensure_port_free
-from consumer.runner import app_progress
-from warehouse.loader import LoadReport, Warehouse, open_warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +237,8 @@ def stack_panel(settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
     panel: dict[str, Any] = {"consumer_lag": None, "dead_letters": None, "live_newest": None}
     if settings.target != "local" or not kinesis_proc(settings).pid():
         return panel
+    from consumer.runner import app_progress  # the dashboard's install has the consumer; `local up` may not
+
     try:
         panel["consumer_lag"] = sum(s.behind for s in app_progress(settings, pipeline, "warehouse"))
         status_now = status(settings, pipeline)
@@ -249,39 +248,3 @@ def stack_panel(settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
     except Exception as exc:
         logger.debug("stack panel: %s", exc)
     return panel
-
-
-def warehouse(settings: Settings, pipeline: Pipeline) -> AbstractContextManager[Warehouse]:
-    """The local warehouse file with the tables and views of the pipeline's redshift/ folder."""
-    return open_warehouse(settings.warehouse_path, pipeline.root / "redshift")
-
-
-def copy_delivered(settings: Settings, pipeline: Pipeline) -> tuple[LoadReport, dict[str, int]]:
-    """What Firehose's COPY step does on AWS: load every delivered S3 object not loaded yet; (report, row counts).
-    With COINSTREAM_WAREHOUSE=iceberg, what its Iceberg destination does: append them to the lake's tables."""
-    if settings.warehouse == "iceberg":
-        from warehouse import lake
-
-        the_lake = lake.Lake(lake.config_of(settings, pipeline.bucket))
-        streams = load_delivery_streams(pipeline).values()
-        report = lake.load(
-            the_lake, client("s3", settings), pipeline.bucket, streams, pipeline.root / "s3", pipeline.root / "redshift"
-        )
-        return report, lake.row_counts(the_lake, pipeline.root / "redshift")
-    with warehouse(settings, pipeline) as wh:
-        report = wh.load(
-            client("s3", settings), pipeline.bucket, load_delivery_streams(pipeline).values(), pipeline.root / "s3"
-        )
-        return report, wh.row_counts()
-
-
-def warehouse_rows(settings: Settings, pipeline: Pipeline) -> dict[str, int]:
-    """Rows per warehouse table ({} before the first load)."""
-    if settings.warehouse == "iceberg":
-        from warehouse import lake
-
-        return lake.row_counts(lake.Lake(lake.config_of(settings, pipeline.bucket)), pipeline.root / "redshift")
-    if not settings.warehouse_path.exists():
-        return {}
-    with warehouse(settings, pipeline) as wh:
-        return wh.row_counts()

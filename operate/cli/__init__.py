@@ -23,7 +23,7 @@ from operate.cli import (
     produce_command,
     warehouse_command,
 )
-from operate.cli.common import EXIT_FAILURE, err
+from operate.cli.common import EXIT_FAILURE, err, print_error
 
 #: `coinstream --help` lists the commands in the order a user meets them; any other follows, by name.
 ORDER = (
@@ -83,5 +83,5 @@ def main() -> None:
     try:
         app()
     except CoinstreamError as exc:  # raised outside a command (settings, pipeline file)
-        err.print(f"[red]error:[/] {exc}")
+        print_error(str(exc))
         sys.exit(EXIT_FAILURE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from coinstream.config import Pipeline, Settings, load_settings
 from coinstream.errors import CoinstreamError, FatalError
@@ -22,6 +24,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILURE = 1
 
 
+def print_error(message: str) -> None:
+    """The one `error:` line on stderr; the message printed as written (`coinstream[warehouse]` is no markup)."""
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def friendly(func: F) -> F:
     """Turn a CoinstreamError into one red line and an exit code, never a traceback."""
 
@@ -30,13 +37,44 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except CoinstreamError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            print_error(str(exc))
+            raise typer.Exit(EXIT_FAILURE) from None
+        except ModuleNotFoundError as exc:
+            part = missing_part(exc)
+            if part is None:
+                raise
+            print_error(part)
             raise typer.Exit(EXIT_FAILURE) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def missing_part(exc: ModuleNotFoundError) -> str | None:
+    """What to install when a command needs an optional part of coinstream this install lacks (a producer host has
+    the core alone); None when the missing module is no optional dependency (a bug: its traceback stays)."""
+    from importlib import metadata
+
+    def normal(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    wanted = normal((exc.name or "").partition(".")[0])
+    try:
+        requires = metadata.requires("coinstream") or []
+    except metadata.PackageNotFoundError:
+        return None
+    extras: dict[str, list[str]] = {}  # extra -> the distributions it adds
+    for requirement in requires:
+        found = re.match(r"\s*([A-Za-z0-9._-]+)[^;]*;.*\bextra\s*==\s*[\"']([^\"']+)[\"']", requirement)
+        if found:
+            extras.setdefault(found[2], []).append(normal(found[1]))
+    having = [extra for extra, dists in extras.items() if wanted in dists]
+    if not having:
+        return None
+    narrowest = min(having, key=lambda extra: len(extras[extra]))
+    return f"this command needs {wanted}, which this install lacks: pip install 'coinstream[{narrowest}]'"
 
 
 def context(*, deployed: bool = True) -> tuple[Settings, Pipeline]:

@@ -52,14 +52,14 @@ def local_status() -> None:
     """What runs, on which port, and what each stream, bucket and table holds."""
     from coinstream.aws import client
     from consumer.checkpoints import stream_record_count
-    from operate import local_stack
+    from operate import local_stack, local_warehouse
 
     settings, pipeline = context()
     status = local_stack.status(
         settings,
         pipeline,
         count_records=lambda: stream_record_count(client("kinesis", settings), pipeline.stream_name),
-        count_rows=lambda: local_stack.warehouse_rows(settings, pipeline),
+        count_rows=lambda: local_warehouse.warehouse_rows(settings, pipeline),
     )
     table = Table("part", "state", "holds", title="coinstream local stack")
     for name, (pid, port) in status.processes.items():

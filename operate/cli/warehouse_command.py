@@ -159,9 +159,9 @@ def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1
 def load() -> None:
     """Do locally what Firehose's COPY does on AWS: load delivered S3 objects into the warehouse."""
     settings, pipeline = context()
-    from operate import local_stack
+    from operate import local_warehouse
 
-    report, _ = local_stack.copy_delivered(settings, pipeline)
+    report, _ = local_warehouse.copy_delivered(settings, pipeline)
     rows = ", ".join(f"{n} rows into {t}" for t, n in report.rows.items())
     out.print(
         f"loaded {report.objects_loaded} objects ({rows}); {report.objects_skipped} already loaded; "

@@ -115,3 +115,35 @@ def test_the_wheel_carries_the_dashboards_chart_library(installed: Path) -> None
         } <= names
         shipped = archive.read("warehouse/dashboard/static/vendor/echarts.min.js")
     assert shipped == (REPO_ROOT / "node_modules" / "echarts" / "dist" / "echarts.min.js").read_bytes()  # npm's file
+
+
+def test_local_up_resources_only_runs_from_the_core_install(installed: Path, tmp_path: Path) -> None:
+    """compose's `resources` service runs this in the producer image, which has neither the consumer extra (KCL)
+    nor the warehouse's DuckDB."""
+    with running_stack(tmp_path / "state") as (settings, _, env):
+        firehose = client("firehose", settings)
+        names = firehose.list_delivery_streams()["DeliveryStreamNames"]
+        firehose.delete_delivery_stream(DeliveryStreamName=names[0])
+        host = _host_env(
+            installed,
+            COINSTREAM_KINESIS_PORT=env["COINSTREAM_KINESIS_PORT"],
+            COINSTREAM_MOTO_PORT=env["COINSTREAM_MOTO_PORT"],
+        )
+        assert "resources created on" in _run(["coinstream", "local", "up", "--resources-only"], installed, host)
+        assert firehose.list_delivery_streams()["DeliveryStreamNames"] == names
+
+
+def test_consume_from_the_core_install_names_the_missing_extra(installed: Path) -> None:
+    done = subprocess.run(
+        ["coinstream", "consume", "--until-caught-up"],
+        cwd=installed,
+        env=_host_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        "error: this command needs amazon-kclpy, which this install lacks: pip install 'coinstream[consumer]'"
+    ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from operate.cli import ORDER, app
@@ -15,3 +17,35 @@ def test_help_lists_the_commands_in_the_order_a_user_meets_them() -> None:
     names = re.findall(r"^│ ([a-z]+) +\S", shown.output, flags=re.M)
     assert names == [n for n in ORDER if n in names] and names[:4] == ["demo", "produce", "consume", "load"]
     assert set(names) >= {"backfill", "coverage", "analyze", "dashboard", "doctor", "deploy", "local"}
+
+
+def test_a_command_that_needs_a_part_this_install_lacks_names_the_extra_to_install() -> None:
+    from operate.cli.common import missing_part
+
+    def lacking(module: str) -> str | None:
+        return missing_part(ModuleNotFoundError(f"No module named {module!r}", name=module))
+
+    # the narrowest extra that brings it (amazon-kclpy is in consumer, local and dev: consumer)
+    assert lacking("amazon_kclpy") == (
+        "this command needs amazon-kclpy, which this install lacks: pip install 'coinstream[consumer]'"
+    )
+    assert lacking("duckdb") is not None and lacking("duckdb").endswith("'coinstream[warehouse]'")  # type: ignore[union-attr]
+    assert lacking("pyiceberg.catalog") is not None and "coinstream[iceberg]" in lacking("pyiceberg.catalog")  # type: ignore[operator]
+    # a module no extra brings is a bug, not an install to finish: the traceback stays
+    assert lacking("operate.no_such_module") is None
+    assert lacking("no_such_distribution") is None
+
+
+def test_an_error_line_is_printed_as_written_never_read_as_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    from coinstream.errors import FatalError
+    from operate.cli.common import friendly
+
+    @friendly
+    def needs_sqlglot() -> None:
+        raise FatalError("rendering reads redshift/*.sql with sqlglot: pip install 'coinstream[warehouse]'")
+
+    with pytest.raises(typer.Exit):
+        needs_sqlglot()
+    assert capsys.readouterr().err.strip() == (
+        "error: rendering reads redshift/*.sql with sqlglot: pip install 'coinstream[warehouse]'"
+    )
