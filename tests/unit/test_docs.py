@@ -158,3 +158,28 @@ def test_the_readmes_picture_of_the_pipeline_is_the_one_the_code_draws() -> None
 
     assert pipeline_picture() in (REPO_ROOT / "README.md").read_text(), "paste pipeline_picture() into the README"
     assert "<!-- pipeline -->" in (DOCS / "index.md").read_text()
+
+
+def heading_ids(markdown_text: str) -> set[str]:
+    """The ids a Markdown page's headings get (MkDocs' slugify; GitHub's agrees for headings like ours)."""
+    from markdown.extensions.toc import slugify
+
+    without_code = re.sub(r"```.*?```", "", markdown_text, flags=re.S)
+    return {slugify(h.replace("`", ""), "-") for h in re.findall(r"^#+ (.+)$", without_code, re.M)}
+
+
+def test_every_link_in_the_readme_lands() -> None:
+    """The README is read on GitHub, outside the site the build checks: its links to files and anchors are checked
+    here."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme):
+        if urlsplit(target).scheme:
+            continue
+        path, _, anchor = target.partition("#")
+        file = REPO_ROOT / path if path else REPO_ROOT / "README.md"
+        if not file.exists():
+            broken.append(target)
+        elif anchor and anchor not in heading_ids(file.read_text()):
+            broken.append(f"{target} (no such heading)")
+    assert broken == []
