@@ -87,7 +87,7 @@ for image in $images; do
         'require("fs").accessSync("/opt/kinesis-mock/node_modules/kinesis-local/main.js")'
       ;;
     moto)
-      podman run --rm --entrypoint python "localhost/coinstream-$image:dev" -c 'import moto.server'
+      podman run --rm --entrypoint python "localhost/coinstream-$image:dev" -c 'import runpy, sys; sys.argv = ["x", "--help"]; runpy.run_path("/srv/moto_server.py", run_name="__main__")'
       ;;
   esac
   echo "images: localhost/coinstream-$image:dev smoke ok"
