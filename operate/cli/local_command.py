@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from operate.cli.common import context, err, friendly, out, require_local
@@ -78,4 +79,4 @@ def local_status() -> None:
         table.add_row(f"table {name}", str(settings.warehouse_path.name), f"{rows} rows")
     out.print(table)
     for problem in status.problems:
-        err.print(f"[yellow]warning:[/] {problem}")
+        err.print(f"[yellow]warning:[/] {escape(problem)}")  # an exception's text, printed as written
