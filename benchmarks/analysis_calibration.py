@@ -1,6 +1,6 @@
 """How often `coinstream analyze` is wrong: seeded families of series through the analysis function.
 
-    python -m benchmarks.analysis_calibration [--seeds 100] [--days 2]
+    python -m benchmarks.analysis_calibration [--seeds 100] [--days 2] [--smoke] [--results FILE]
 
 Prints one line per family. For the null families (no relation at all) the figure is how often
 the verdict claimed a lead either way (at alpha = 0.05 it should be about 5% or less); for the
@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from benchmarks.results import Figure, options, publish
 from warehouse.analysis import analyze
 from warehouse.family import Pair, PairData, judge
 
@@ -125,25 +126,55 @@ def family_rates(seeds: int, days: float = 2) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--days", type=float, default=2)
     args = parser.parse_args()
+    if args.smoke:
+        args.seeds, args.days = 2, 1
+    figures = []
     for name, family in NULLS.items():
         started = time.perf_counter()
         found = verdicts(family, args.seeds, args.days)
         false = sum(lead in ("posts", "volume") for lead, _ in found) / len(found)
         print(f"null {name}: false lead {false:.0%} ({args.seeds} seeds, {time.perf_counter() - started:.0f} s)")
+        figures.append(
+            Figure(f"analysis_calibration.null_{name}", f"one pair, null family {name}: a false lead", 100 * false, "%")
+        )
     started = time.perf_counter()
     found = verdicts(planted, args.seeds, args.days)
     hit = sum(lead == "posts" and lag == PLANTED_LAG for lead, lag in found) / len(found)
     print(f"planted: recovered {hit:.0%} (lag {PLANTED_LAG}, posts lead; {time.perf_counter() - started:.0f} s)")
+    figures.append(
+        Figure("analysis_calibration.planted", f"one pair, a lead planted at {PLANTED_LAG} min: found", 100 * hit, "%")
+    )
     started = time.perf_counter()
     false, hit, leaked = family_rates(args.seeds, args.days)
     print(
         f"family-wise: false lead {false:.0%} ({FAMILY_PAIRS} null pairs per seed, Holm; goal <= 7%); planted pair "
         f"recovered {hit:.0%} (goal >= 95%), a lead on another of its pairs {leaked:.0%} "
         f"({args.seeds} seeds, {time.perf_counter() - started:.0f} s)"
+    )
+    figures += [
+        Figure(
+            "analysis_calibration.family_false",
+            f"a family of {FAMILY_PAIRS} null pairs (Holm): any false lead",
+            100 * false,
+            "% of families",
+        ),
+        Figure("analysis_calibration.family_hit", "a family's planted pair: found", 100 * hit, "% of families"),
+        Figure(
+            "analysis_calibration.family_leaked",
+            "a lead claimed on another of its pairs",
+            100 * leaked,
+            "% of families",
+        ),
+    ]
+    publish(
+        "analysis_calibration",
+        f"python -m benchmarks.analysis_calibration --seeds {args.seeds} --days {args.days:g}",
+        figures,
+        args,
     )
 
 

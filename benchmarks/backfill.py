@@ -1,6 +1,6 @@
 """Backfill speed and memory against loopback APIs that enforce the published rate limits.
 
-    python -m benchmarks.backfill [--days 7] [--runs 3] [--memory-days 7 30]
+    python -m benchmarks.backfill [--days 7] [--runs 5] [--memory-days 7 30] [--smoke] [--results FILE]
 
 Upbit and Coinone candle history servers (two markets each, 10 requests a second each, 429 past it), X's
 counts endpoint and a stream, all on 127.0.0.1. Each run backfills `--days` of all of them into a fresh
@@ -36,6 +36,7 @@ from typing import Any
 import boto3
 from pydantic import SecretStr
 
+from benchmarks.results import Figure, options, publish
 from benchmarks.stack import wait
 from coinstream.config import Pipeline, Settings
 from coinstream.processes import free_port
@@ -169,22 +170,25 @@ def child(days: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = options(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--memory-days", type=int, nargs="*", default=[7, 30])
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.days, args.runs, args.memory_days = 1, 1, [1]
     if args.child:
         child(args.child)
         return
     shards = Pipeline.load(Settings().pipeline_file).shards
     with moto_kinesis() as (kinesis, stream):
-        ratios, walls = [], []
+        ratios, walls, baselines = [], [], []
         for n in range(args.runs):
             f = backfill_once(kinesis, stream, args.days)
             ratios.append(f["wall"] / f["baseline"])
             walls.append(f["wall"])
+            baselines.append(f["baseline"])
             print(
                 f"run {n + 1}: {args.days} days, {f['requests']:.0f} requests, {f['records']:.0f} records in "
                 f"{f['wall']:.2f} s; the APIs' rate limits alone impose {f['baseline']:.2f} s "
@@ -201,6 +205,19 @@ def main() -> None:
         f"{f['stream_mib']:.1f} MiB; on Kinesis with the pipeline's {shards} shards (1 MiB and 1,000 records a "
         f"second each) writing them takes at least {limit:.1f} s (unaggregated: {f['records'] / (1000 * shards):.1f} s)"
     )
+    figures = [
+        Figure(
+            "backfill.wall",
+            f"backfill of {args.days} days ({f['requests']:.0f} requests, {f['records']:.0f} records) against "
+            "loopback APIs that enforce their published rate limits",
+            statistics.median(walls),
+            "s",
+            baseline=statistics.median(baselines),
+            baseline_what="the time the rate limits alone impose",
+            ratio=statistics.median(ratios),
+            ratio_what="the rate limits' own time (goal <= 1.10)",
+        )
+    ]
     for days in args.memory_days:
         done = subprocess.run(
             [sys.executable, "-m", "benchmarks.backfill", "--child", str(days)],
@@ -215,6 +232,16 @@ def main() -> None:
             f"peak RSS backfilling {days} days: {f['peak_rss_mib']:.0f} MiB ({f['records']:.0f} records, "
             f"{f['wall']:.1f} s, {f['wall'] / f['baseline']:.3f}x the rate limits' time)"
         )
+        figures.append(
+            Figure(f"backfill.peak_rss_{days}d", f"peak RSS of a backfill of {days} days", f["peak_rss_mib"], "MiB")
+        )
+    publish(
+        "backfill",
+        f"python -m benchmarks.backfill --days {args.days} --runs {args.runs} --memory-days "
+        + " ".join(str(d) for d in args.memory_days),
+        figures,
+        args,
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Milliseconds per dashboard query over 30 days of minute data with 10 million posts.
 
-    python -m benchmarks.dashboard_queries [--posts 10000000] [--days 30] [--runs 5]
+    python -m benchmarks.dashboard_queries [--posts 10000000] [--days 30] [--runs 5] [--smoke] [--results FILE]
 
 Builds a temporary DuckDB warehouse from the Redshift DDL (through sqlglot, as the local
 warehouse does), fills it with SQL-generated rows, then times what one dashboard refresh runs
@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.results import Figure, options, publish
 from coinstream import REPO_ROOT
 from warehouse.dashboard.data import chart_data, study
 from warehouse.loader import Warehouse
@@ -31,11 +32,13 @@ def median_ms(fn: object, runs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--posts", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    if args.smoke:
+        args.posts, args.days, args.runs = 20_000, 2, 1
     minutes = args.days * 1440
     path = Path(tempfile.mkdtemp(prefix="coinstream-dash-")) / "w.duckdb"
     wh = Warehouse(path, REPO_ROOT / "redshift")
@@ -81,6 +84,29 @@ def main() -> None:
             "new rows arrive)"
         )
     wh.close()
+    figures = [
+        Figure(
+            f"dashboard_queries.refresh_{r}",
+            f"dashboard refresh, range {r}, {args.days} days, {args.posts:,} posts",
+            ms,
+            "ms",
+            baseline=from_raw[r],
+            baseline_what="from the raw tables (no rollups)",
+            ratio=from_raw[r] / ms,
+            ratio_what="faster",
+        )
+        for r, ms in with_rollups.items()
+    ]
+    figures += [
+        Figure(f"dashboard_queries.verdicts_{r}", f"the family's verdicts the page shows, range {r}", ms, "ms")
+        for r, ms in judged.items()
+    ]
+    publish(
+        "dashboard_queries",
+        f"python -m benchmarks.dashboard_queries --posts {args.posts} --days {args.days} --runs {args.runs}",
+        figures,
+        args,
+    )
 
 
 if __name__ == "__main__":

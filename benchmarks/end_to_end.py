@@ -1,6 +1,6 @@
 """End-to-end throughput through the real KCL daemon on the local stack.
 
-    python -m benchmarks.end_to_end [--records 20000] [--runs 3]
+    python -m benchmarks.end_to_end [--records 5000] [--runs 3] [--smoke] [--results FILE]
 
 Starts a private local stack (free ports, a temporary state folder) and one warm `warehouse`
 worker, then per run puts N new records and measures the time until the worker has
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.corpus import corpus
+from benchmarks.results import Figure, options, publish
 from benchmarks.stack import wait
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
@@ -44,10 +45,12 @@ def checkpointed_past(dynamodb: DynamoDBClient, table: str, last: dict[str, int]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=20_000)
+    parser = options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--records", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    if args.smoke:
+        args.records, args.runs = 200, 1
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress as it happens
     state = Path(tempfile.mkdtemp(prefix="coinstream-bench-"))
     # no delivery window: the figure is throughput, not the 60 s the processor may hold rows to fill Firehose records
@@ -91,9 +94,24 @@ def main() -> None:
             print(f"run {run + 1}: put {put_done - start:.2f} s, put+consume+deliver+checkpoint {end - start:.2f} s")
         put_median, e2e_median = statistics.median(put_times), statistics.median(e2e_times)
         print(f"{args.records:,} records per run, {pipeline.shards} shards, 1 worker, median of {args.runs} runs")
-        print(f"end to end (put, KCL, processor, Firehose, checkpoint): {args.records / e2e_median:,.0f} records/s")
-        print(f"baseline, producer PutRecords alone:                   {args.records / put_median:,.0f} records/s")
-        print(f"end to end takes {e2e_median / put_median:.1f}x the time of the puts alone")
+        publish(
+            "end_to_end",
+            f"python -m benchmarks.end_to_end --records {args.records} --runs {args.runs}",
+            [
+                Figure(
+                    "end_to_end.throughput",
+                    f"end to end through the real KCL daemon (put, KCL, processor, Firehose, checkpoint), "
+                    f"{args.records:,} records a run",
+                    args.records / e2e_median,
+                    "records/s",
+                    baseline=args.records / put_median,
+                    baseline_what="the producer's PutRecords alone",
+                    ratio=e2e_median / put_median,
+                    ratio_what="the time of the puts alone",
+                )
+            ],
+            args,
+        )
     finally:
         if worker is not None:
             stop_group(worker.pid, timeout=30)

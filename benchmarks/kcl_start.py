@@ -1,6 +1,6 @@
 """How long a KCL application takes to start and to stop, on the local stack.
 
-    python -m benchmarks.kcl_start [--runs 3]
+    python -m benchmarks.kcl_start [--runs 3] [--no-baseline] [--smoke] [--results FILE]
 
 Starts a private local stack, puts a few records, then per run starts `coinstream consume` (the real
 MultiLangDaemon) and measures start -> every shard checkpointed past the records (first records processed
@@ -24,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.results import Figure, options, publish
 from benchmarks.stack import command_env, private_stack, wait
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
@@ -80,10 +81,12 @@ def one_run(settings: Settings, pipeline: Pipeline, last: dict[str, int], name: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true", help="measure only coinstream's properties")
     args = parser.parse_args()
+    if args.smoke:  # one run of coinstream's own paths; the baselines are minutes of KCL's own timers
+        args.runs, args.no_baseline = 1, True
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     with private_stack("coinstream-kcl-start-") as (settings, pipeline, logs):
         sim = simulated.Simulation(seed=1)
@@ -103,7 +106,7 @@ def main() -> None:
         names = ("tuned", "restart", "restart baseline", "baseline")
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
         for run in range(args.runs):
-            for name in names[:1] if args.no_baseline else names:
+            for name in ("tuned", "restart") if args.no_baseline else names:
                 if name.startswith("restart"):
                     last = put_more()
                 started, stopped = one_run(settings, pipeline, last, name, logs)
@@ -117,13 +120,43 @@ def main() -> None:
                 start_median = statistics.median(s for s, _ in found)
                 stop_median = statistics.median(s for _, s in found)
                 print(f"{name:16}: start -> records checkpointed {start_median:6.1f} s; stop {stop_median:5.1f} s")
-        for fast, slow, what in (
-            ("tuned", "baseline", "a new application: coinstream's start-up against KCL's own"),
-            ("restart", "restart baseline", "a restart: the only worker's own name against a new one"),
-        ):
-            if results[slow]:
-                ratio = statistics.median(s for s, _ in results[slow]) / statistics.median(s for s, _ in results[fast])
-                print(f"{what}: {ratio:.1f}x faster")
+
+        def median(name: str, stop: bool = False) -> float | None:
+            found = results[name]
+            return statistics.median(s[1] if stop else s[0] for s in found) if found else None
+
+        def compared(fast: str, slow: str) -> dict[str, float | None]:
+            base, figure = median(slow), median(fast)
+            return {"baseline": base, "ratio": base / figure if base and figure else None}
+
+        tuned, restart, stop = median("tuned"), median("restart"), median("tuned", stop=True)
+        assert tuned is not None and restart is not None and stop is not None
+        publish(
+            "kcl_start",
+            f"python -m benchmarks.kcl_start --runs {args.runs}" + (" --no-baseline" if args.no_baseline else ""),
+            [
+                Figure(
+                    "kcl_start.new_app",
+                    "a new KCL application, start to both shards checkpointed",
+                    tuned,
+                    "s",
+                    baseline_what="KCL's own start-up (no seeded leases, KCL's defaults)",
+                    ratio_what="faster",
+                    **compared("tuned", "baseline"),
+                ),
+                Figure(
+                    "kcl_start.restart",
+                    "the same application started again after a graceful stop",
+                    restart,
+                    "s",
+                    baseline_what="a worker under a name the leases do not carry",
+                    ratio_what="faster",
+                    **compared("restart", "restart baseline"),
+                ),
+                Figure("kcl_start.stop", "a graceful stop, SIGTERM to exit", stop, "s"),
+            ],
+            args,
+        )
 
 
 if __name__ == "__main__":

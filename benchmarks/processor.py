@@ -1,6 +1,6 @@
 """Records per second per core of the consumer's pure core: parse, dedupe, enrich, batch (`consumer.route`).
 
-    python -m benchmarks.processor [--records 100000] [--runs 5]
+    python -m benchmarks.processor [--records 100000] [--runs 7] [--smoke] [--results FILE]
 
 Runs in one process (one core). Prints the median of several runs of the core with the native path for posts
 (when coinstream-native is installed) and without it and, as baselines measured in the same run on the same
@@ -21,6 +21,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter
 
 from benchmarks.corpus import corpus
+from benchmarks.results import Figure, options, publish
 from coinstream.records import Envelope, Kind
 from consumer.dedupe import Deduper
 from consumer.firehose_sink import calls, pack, row_line
@@ -93,6 +94,7 @@ class _LeanPost(_Lean):
     lang: Annotated[str, Field(max_length=16)] | None = None
     is_retweet: StrictBool = False
     is_reply: StrictBool = False
+    authored_at: datetime | None = None
 
 
 class _LeanEnvelope(_Lean):
@@ -150,10 +152,12 @@ def ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
+    if args.smoke:
+        args.records, args.runs = 2_000, 1
     records = corpus(args.records)
     size = sum(len(r) for r in records)
     if NATIVE is None:
@@ -170,33 +174,46 @@ def main() -> None:
         records,
         args.runs,
     )
-    core, python_core, floor, fast_floor, contract, lean = (
-        statistics.median(times[name]) for name in ("core", "python_core", "json", "orjson", "contract", "lean")
+    core, python_core, contract, lean = (
+        statistics.median(times[name]) for name in ("core", "python_core", "contract", "lean")
     )
     firehose_records = run_core(records)
-    print(
-        f"corpus: {len(records):,} records, {size / 1e6:.1f} MB, KCL batches of 10,000, "
-        f"median of {args.runs} runs, 1 core"
-    )
-    print(f"processor core (parse+dedupe+enrich+batch): {len(records) / core:,.0f} records/s  ({core:.2f} s)")
-    print(
-        f"  the same, Python path only:               {len(records) / python_core:,.0f} records/s  "
-        f"({python_core:.2f} s; the native path is {ratio(times, 'python_core', 'core'):.1f}x faster)"
-    )
-    print(f"baseline json.loads only:                   {len(records) / floor:,.0f} records/s  ({floor:.2f} s)")
-    print(
-        f"baseline orjson.loads only:                 {len(records) / fast_floor:,.0f} records/s  ({fast_floor:.2f} s)"
-    )
-    print(
-        f"decode+check only, the contract (msgspec): {len(records) / contract:,.0f} records/s  ({contract:.2f} s); "
-        f"a lean pydantic model of it: {len(records) / lean:,.0f} records/s "
-        f"({ratio(times, 'lean', 'contract'):.1f}x slower)"
-    )
-    print(
-        f"core costs {ratio(times, 'core', 'json'):.1f}x json.loads and {ratio(times, 'core', 'orjson'):.1f}x "
-        "orjson.loads (median of the runs' ratios); "
-        f"{firehose_records:,} Firehose records "
-        f"(~5 KB each) for {len(records):,} stream records"
+    n = len(records)
+    print(f"corpus: {n:,} records, {size / 1e6:.1f} MB, KCL batches of 10,000, median of {args.runs} runs, 1 core")
+    print(f"{firehose_records:,} Firehose records (~5 KB each) for {n:,} stream records")
+    path = "native path for posts" if NATIVE is not None else "Python path (coinstream-native not installed)"
+    publish(
+        "processor",
+        f"python -m benchmarks.processor --records {args.records} --runs {args.runs}",
+        [
+            Figure(
+                "processor.core",
+                f"consumer core, {n:,} realistic records, {path}",
+                n / core,
+                "records/s",
+                baseline=n / python_core,
+                baseline_what="the Python path for every record",
+                ratio=ratio(times, "python_core", "core"),
+                ratio_what="faster",
+            ),
+            Figure(
+                "processor.core_vs_orjson",
+                "the core's time against `orjson.loads` alone on the same bytes (the floor of a parse in Python)",
+                ratio(times, "core", "orjson"),
+                "x",
+            ),
+            Figure(
+                "processor.contract",
+                "record contract alone (msgspec), decode and check",
+                n / contract,
+                "records/s",
+                baseline=n / lean,
+                baseline_what="the same contract as a lean pydantic model",
+                ratio=ratio(times, "lean", "contract"),
+                ratio_what="faster",
+            ),
+        ],
+        args,
     )
 
 

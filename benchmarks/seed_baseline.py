@@ -1,6 +1,6 @@
 """The seed's way against coinstream's: one Firehose request per record, or PutRecords batches to Kinesis.
 
-    python -m benchmarks.seed_baseline [--records 2000] [--runs 3]
+    python -m benchmarks.seed_baseline [--records 1000] [--runs 3] [--smoke] [--results FILE]
 
 The original design put each record straight into Firehose with one `PutRecord` request; coinstream's
 producers batch up to 500 records (5 MiB) per Kinesis `PutRecords`. Both run on the same records in the same
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.corpus import corpus
+from benchmarks.results import Figure, options, publish
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
@@ -47,10 +48,12 @@ def timed(fn: Callable[[], None]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=2000)
+    parser = options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    if args.smoke:
+        args.records, args.runs = 100, 1
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     state = Path(tempfile.mkdtemp(prefix="coinstream-seed-baseline-"))
     settings = Settings(state_dir=state, kinesis_port=free_port(), kinesis_tls_port=free_port(), moto_port=free_port())
@@ -79,16 +82,34 @@ def main() -> None:
                 f"run {run + 1}: Firehose PutRecord per record {seed_times[-1]:.2f} s, "
                 f"PutRecords {ours_times[-1]:.2f} s"
             )
-        n = args.records * args.runs
         seed_median, ours_median = statistics.median(seed_times), statistics.median(ours_times)
         print(f"{args.records:,} records per run, median of {args.runs} runs, local stack")
-        print(
-            f"seed (Firehose PutRecord per record): {firehose_requests[0] / n * 1000:,.1f} requests per 1,000 records, "
-            f"{args.records / seed_median:,.0f} records/s"
-        )
-        print(
-            f"coinstream (Kinesis PutRecords):      {kinesis_requests[0] / n * 1000:,.1f} requests per 1,000 records, "
-            f"{args.records / ours_median:,.0f} records/s"
+        publish(
+            "seed_baseline",
+            f"python -m benchmarks.seed_baseline --records {args.records} --runs {args.runs}",
+            [
+                Figure(
+                    "seed_baseline.requests",
+                    f"the producer's requests for {args.records:,} records (Kinesis PutRecords)",
+                    kinesis_requests[0] / args.runs,
+                    "requests",
+                    baseline=firehose_requests[0] / args.runs,
+                    baseline_what="the seed's one Firehose PutRecord per record",
+                    ratio=firehose_requests[0] / max(1, kinesis_requests[0]),
+                    ratio_what="fewer",
+                ),
+                Figure(
+                    "seed_baseline.throughput",
+                    "the same records put, local stack",
+                    args.records / ours_median,
+                    "records/s",
+                    baseline=args.records / seed_median,
+                    baseline_what="one Firehose PutRecord per record",
+                    ratio=seed_median / ours_median,
+                    ratio_what="faster",
+                ),
+            ],
+            args,
         )
     finally:
         local_stack.down(settings)

@@ -1,6 +1,7 @@
 """Steady state through the real daemon: Firehose packing and end-to-end latency of a trickle.
 
-    python -m benchmarks.steady_state [--minutes 60] [--scale 30] [--window 60]
+    python -m benchmarks.steady_state [--minutes 60] [--scale 30] [--window 60] [--baseline-minutes 3] [--smoke]
+        [--results FILE]
 
 Starts a private local stack and two long-running workers (`coinstream consume --app warehouse` and
 `--app live`), then puts the mission's shape as it arrives: per minute one candle from each of two
@@ -33,6 +34,7 @@ from pathlib import Path
 import orjson
 
 from benchmarks.corpus import TEXTS
+from benchmarks.results import Figure, options, publish
 from benchmarks.stack import command_env, private_stack, wait
 from coinstream import records
 from coinstream.aws import client
@@ -101,6 +103,9 @@ class Workers:
     def __init__(self, settings: Settings, window: float, logs: Path, apps: tuple[str, ...]) -> None:
         env = command_env(settings, delivery_window_seconds=str(window))
         self.logs = {app: logs / f"{app}-window-{window:g}.log" for app in apps}
+        # the record processors log to their own file (consumer/app.py), shared by every run: read this run's part
+        self.processor_log = settings.state_dir / "logs" / "processor-warehouse.log"
+        self.offset = self.processor_log.stat().st_size if self.processor_log.exists() else 0
         self.procs = []
         for app, path in self.logs.items():
             with path.open("wb") as log:
@@ -123,9 +128,12 @@ class Workers:
                 proc.wait(timeout=120)
             finally:
                 stop_group(proc.pid, timeout=5)
-        # each processor line is in the daemon's log twice (its own JSON line and KCL's wrapper around it)
-        lines = [line for line in self.logs["warehouse"].read_text().splitlines() if line.startswith("{")]
+        with self.processor_log.open("rb") as log:
+            log.seek(self.offset)
+            lines = log.read().decode("utf-8", "replace").splitlines()
         found = [tuple(int(x) for x in m.groups()) for line in lines for m in _SUMMARY.finditer(line)]
+        if not found:
+            raise SystemExit(f"no record processor reported what it delivered in {self.processor_log}")
         return (sum(f[0] for f in found), sum(f[1] for f in found), sum(f[2] for f in found))
 
 
@@ -142,6 +150,14 @@ class Run:
     ideal_units: int
     row_latency: list[float]
     live_latency: list[float]
+
+    def per_thousand(self) -> float:
+        """Billed 5 KB units per 1,000 rows."""
+        return self.units * 1000 / max(1, self.rows)
+
+    def of_ideal(self) -> float:
+        """The ideal packing's units over these units (1.0: as packed as a bulk run)."""
+        return self.ideal_units / max(1, self.units)
 
     def report(self) -> str:
         """Two lines: packing against the ideal, then latency."""
@@ -266,23 +282,73 @@ def records_key(line: bytes) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--scale", type=float, default=30.0, help="time runs this many times faster than the clock")
     parser.add_argument("--window", type=float, default=60.0, help="the delivery window, in unscaled seconds")
     parser.add_argument(
         "--baseline-minutes", type=int, default=3, help="minutes of the baseline run: no window, in real time"
     )
+    parser.add_argument(
+        "--baseline-scale",
+        type=float,
+        default=1.0,
+        help="the baseline's speed-up (above 1, live's latency is not measured)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.minutes, args.baseline_minutes, args.baseline_scale = 3, 1, 6.0
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     with private_stack("coinstream-steady-") as (settings, pipeline, logs):
         # the baseline first: the live application starts at the stream's oldest record, and the
         # scaled run's records would be a backlog for it, not a trickle
-        baseline = trickle(settings, pipeline, args.baseline_minutes, 1.0, 0.0, 2, logs)
+        baseline = trickle(settings, pipeline, args.baseline_minutes, args.baseline_scale, 0.0, 2, logs)
         runs = [trickle(settings, pipeline, args.minutes, args.scale, args.window, 1, logs), baseline]
     print(f"2 candles + {POSTS_PER_MINUTE} posts a minute, {pipeline.shards} shards, two workers; logs in {logs}")
     for run in runs:
         print(run.report())
+    windowed = runs[0]
+    command = (
+        f"python -m benchmarks.steady_state --minutes {args.minutes} --scale {args.scale:g} --window {args.window:g} "
+        f"--baseline-minutes {args.baseline_minutes}"
+    )
+    figures = [
+        Figure(
+            "steady_state.units",
+            f"steady state through the real daemon, {args.window:g} s delivery window: billed 5 KB Firehose units "
+            "per 1,000 rows",
+            windowed.per_thousand(),
+            "units",
+            baseline=baseline.per_thousand(),
+            baseline_what="no window, every poll sent",
+            ratio=baseline.per_thousand() / max(1e-9, windowed.per_thousand()),
+            ratio_what="fewer",
+        ),
+        Figure(
+            "steady_state.of_ideal",
+            "the same packing against the ideal (the same rows packed at once, as a bulk run does)",
+            100 * windowed.of_ideal(),
+            "% of ideal",
+            baseline=100 * baseline.of_ideal(),
+            baseline_what="no window",
+        ),
+        Figure(
+            "steady_state.row_p95",
+            f"a trickle at x{args.baseline_scale:g}, no window: put -> row in S3, p95",
+            percentile(baseline.row_latency, 95),
+            "s",
+        ),
+    ]
+    if baseline.live_latency:
+        figures.append(
+            Figure(
+                "steady_state.live_p95",
+                "a minute's last put -> the `live` application's minute complete, p95",
+                percentile(baseline.live_latency, 95),
+                "s",
+            )
+        )
+    publish("steady_state", command, figures, args)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 # takes it as its BASE (with a registry, `docker build` uses python:3.11-slim-bookworm and rust:1-slim-bookworm).
 #   IMAGES="producer consumer kinesis-mock moto"  which to build (default: all four)
 #   COINSTREAM_IMAGES_DIR                           where the root tarballs and containers.conf go
+#   --prerequisites                                 install podman, mmdebstrap and runc where missing, then stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 images="${IMAGES:-producer consumer kinesis-mock moto}"
@@ -24,6 +25,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
 fi
+[ "${1:-}" = --prerequisites ] && exit 0
 
 # crun fails on setrlimit and on a hybrid cgroup layout here: runc, and limits no higher than the host's hard ones
 nofile="$(ulimit -Hn)"

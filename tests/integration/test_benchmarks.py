@@ -1,0 +1,47 @@
+"""Every benchmark still runs: its smoke mode (smallest sizes, one run) ends 0, prints its figure lines with numbers
+and writes them to a results file — a change that breaks a benchmark (a contract field its baseline lacks, a
+renamed function) fails here, not in the next person's `make bench`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.__main__ import SUITE
+from benchmarks.results import figures, load
+from coinstream import REPO_ROOT
+
+#: Seconds each smoke run takes here, for the scheduler (tests/conftest.py starts the longest first).
+TAKES = {"demo": 55, "steady_state": 45, "kcl_start": 35, "end_to_end": 30, "backfill": 15, "seed_baseline": 15}
+_FIGURE = re.compile(r"^figure ([a-z_]+\.[a-z0-9_]+) = (-?[\d,]+(?:\.\d+)?) ", re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.takes(TAKES.get(n, 5))) for n in SUITE])
+def test_benchmark_smoke(name: str, tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COINSTREAM_")}
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--smoke", "--results", str(results)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    assert done.returncode == 0, (
+        f"benchmarks.{name} --smoke exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    printed = dict(_FIGURE.findall(done.stdout))
+    assert printed, f"benchmarks.{name} printed no figure line:\n{done.stdout[-2000:]}"
+    written = figures(load(results))
+    assert set(written) == set(printed), "every printed figure is in the results file, and only those"
+    for key, (figure, entry) in written.items():
+        assert key.startswith(f"{name}.")
+        assert figure.value >= 0 if "%" in figure.unit else figure.value > 0, f"{key} is not a figure: {figure.value}"
+        assert entry["command"].endswith("--smoke") and entry["machine"]["cores"] >= 1
