@@ -9,7 +9,7 @@ export PATH := $(PATH):$(HOME)/.cargo/bin
 # The dashboard's chart library, from the npm package into the Python package's static files (not committed).
 CHARTS := warehouse/dashboard/static/vendor/echarts.min.js
 
-.PHONY: setup prereqs browser demo test lint unit integration e2e down clean docs screenshots images
+.PHONY: setup prereqs browser demo test lint unit integration e2e down clean docs screenshots images bench
 
 setup: prereqs $(STAMP) $(NATIVE) node_modules/.package-lock.json $(CHARTS)
 
@@ -78,6 +78,13 @@ e2e: setup
 TEST_WORKERS ?= 3
 test: setup lint browser
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests/unit tests/integration tests/e2e
+
+# Every benchmark at its documented size into benchmarks/results.json (about an hour here, three fresh-clone CI runs
+# included), then the README's figures from it; the docs render theirs at each build. Commit the results file.
+# BENCH="--only processor backfill" runs some; BENCH="--skip ci_run" all but the CI runs.
+bench: setup
+	$(BIN)/python -m benchmarks $(BENCH)
+	$(BIN)/python -m benchmarks.report --readme
 
 # The docs site (MkDocs, Material theme) into site/: a warning fails it. The command, settings and troubleshooting
 # pages are written from the code as it builds (operate/reference.py). tests/unit/test_docs.py builds it in CI too.

@@ -17,13 +17,13 @@ tests on series cleaned of what would fool it, in this order, and says what it d
 
 "Posts lead volume" is said only when the peak is at a positive lag, beats its surrogates at 5%,
 and Granger posts -> volume is significant at 5%; otherwise the verdict is "no evidence".
-`python -m benchmarks.analysis_calibration` measures how often that is wrong.
+`python -m benchmarks.analysis_calibration` measures how often that is wrong. The cleaning steps are in
+`warehouse/cleaning.py`, the tests in `warehouse/lag_tests.py`; the verdict is here.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,20 +31,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from warehouse.cleaning import ALPHA, Check, deseasonalise, needs_differencing, prewhiten
+from warehouse.lag_tests import cross, effect, granger_p, peak_p, rolling_r, var_order
+
 MIN_MINUTES = 60
-ALPHA = 0.05
-#: Fourier harmonics of the daily (and weekly) cycle: smooth enough not to eat minute-scale relations.
-DAILY_HARMONICS = 4
-WEEKLY_HARMONICS = 3
-MINUTES_PER_DAY = 1440
-
-
-@dataclass
-class Check:
-    """One line of the report's diagnostics: what was checked, and what came out."""
-
-    name: str
-    outcome: str
 
 
 @dataclass
@@ -83,41 +73,6 @@ class Analysis:
     verdict: str = ""
 
 
-def lagged_r(posts: np.ndarray, volume: np.ndarray, lag: int) -> float:
-    """Pearson r of posts(t) with volume(t + lag)."""
-    if lag > 0:
-        a, b = posts[:-lag], volume[lag:]
-    elif lag < 0:
-        a, b = posts[-lag:], volume[:lag]
-    else:
-        a, b = posts, volume
-    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
-        return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def rolling_r(a: np.ndarray, b: np.ndarray, window: int) -> list[float]:
-    """Pearson r of a and b over each `window` consecutive minutes, ending at minute window-1, window, ...
-    (NaN where either is constant in the window)."""
-    a = np.asarray(a, dtype=float) - np.mean(a)
-    b = np.asarray(b, dtype=float) - np.mean(b)
-    if len(a) < window:
-        return []
-
-    def sums(v: np.ndarray) -> np.ndarray:
-        c = np.concatenate([[0.0], np.cumsum(v)])
-        return np.asarray(c[window:] - c[:-window], dtype=float)
-
-    sa, sb = sums(a), sums(b)
-    cov = sums(a * b) - sa * sb / window
-    va, vb = sums(a * a) - sa * sa / window, sums(b * b) - sb * sb / window
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = cov / np.sqrt(va * vb)
-    scale = 1e-9 * max(float(np.max(np.abs(a))) ** 2, float(np.max(np.abs(b))) ** 2, 1e-300)
-    r[(va <= scale) | (vb <= scale)] = np.nan
-    return [float(v) for v in np.clip(r, -1, 1)]
-
-
 def analyze(
     minutes: list[datetime], posts: np.ndarray, volume: np.ndarray, *, max_lag: int = 30, window: int = 60
 ) -> Analysis:
@@ -142,18 +97,20 @@ def analyze(
     out.checks.append(Check("transform", "log1p of posts and of volume"))
     # whether to difference is judged on the levels without their daily cycle (a cycle alone is no unit
     # root); the cycle is then removed from what is analysed: the levels, or their differences
-    differenced = _needs_differencing(*_deseasonalise(minutes, x, y, None), out)
+    differenced, check = needs_differencing(*deseasonalise(minutes, x, y)[:2])
+    out.checks.append(check)
     if differenced:
         x, y, minutes = np.diff(x), np.diff(y), minutes[1:]
-    x, y = _deseasonalise(minutes, x, y, out)
+    x, y, check = deseasonalise(minutes, x, y)
+    out.checks.append(check)
     limit = max(1, min(max_lag, len(x) // 8))  # leaves n/2 circular shifts for the peak's p-value
-    a, b, out.prewhiten_order = _prewhiten(x, y, max(1, min(15, len(x) // 20)))
-    out.cross, out.band = _cross(a, b, limit)
+    a, b, out.prewhiten_order = prewhiten(x, y, max(1, min(15, len(x) // 20)))
+    out.cross, out.band = cross(a, b, limit)
     finite = {lag: r for lag, r in out.cross.items() if not math.isnan(r)}
     if finite:
         out.best_lag = max(finite, key=lambda k: (abs(finite[k]), -abs(k)))
         out.best_lag_r = finite[out.best_lag]
-        out.peak_p = _peak_p(a, b, limit)
+        out.peak_p = peak_p(a, b, limit)
     out.checks.append(
         Check(
             "prewhitened cross-correlation",
@@ -165,169 +122,6 @@ def analyze(
     _effect(x, y, out, differenced)
     _verdict(out)
     return out
-
-
-def _fourier(minutes: list[datetime], period: int, harmonics: int) -> np.ndarray:
-    t = np.array([m.timestamp() / 60 for m in minutes])
-    cols = []
-    for k in range(1, harmonics + 1):
-        cols += [np.sin(2 * np.pi * k * t / period), np.cos(2 * np.pi * k * t / period)]
-    return np.column_stack(cols)
-
-
-def _deseasonalise(
-    minutes: list[datetime], x: np.ndarray, y: np.ndarray, out: Analysis | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Remove the daily (and weekly) cycle by least squares on Fourier terms, from two days of minutes on
-    (reported in `out` when given)."""
-    days = len(minutes) / MINUTES_PER_DAY
-    if days < 2:
-        if out is None:
-            return x, y
-        out.checks.append(
-            Check(
-                "daily cycle",
-                f"not removed: {days * 24:.1f} hours of minutes, two days are needed to tell a shared daily cycle "
-                "from a lead; read any lead as provisional",
-            )
-        )
-        return x, y
-    terms = [_fourier(minutes, MINUTES_PER_DAY, DAILY_HARMONICS)]
-    what = "time of day"
-    if days >= 14:
-        terms.append(_fourier(minutes, 7 * MINUTES_PER_DAY, WEEKLY_HARMONICS))
-        what = "time of day and day of week"
-    design = np.column_stack([np.ones(len(minutes)), *terms])
-    cleaned, shares = [], []
-    for series in (x, y):
-        coef, *_ = np.linalg.lstsq(design, series, rcond=None)
-        rest = series - design @ coef + coef[0]
-        cleaned.append(rest)
-        total = np.var(series)
-        shares.append(0.0 if total == 0 else 1 - np.var(rest) / total)
-    if out is None:
-        return cleaned[0], cleaned[1]
-    out.checks.append(
-        Check(
-            "daily cycle",
-            f"{what} removed (Fourier terms): it explained {shares[0]:.0%} of posts' variance, "
-            f"{shares[1]:.0%} of volume's",
-        )
-    )
-    return cleaned[0], cleaned[1]
-
-
-def _stationarity(series: np.ndarray) -> tuple[float, float]:
-    """(ADF p: small = stationary, KPSS p: small = not stationary)."""
-    from statsmodels.tsa.stattools import adfuller, kpss
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        adf_p = float(adfuller(series, maxlag=min(15, len(series) // 10), autolag="AIC")[1])
-        kpss_p = float(kpss(series, regression="c", nlags="auto")[1])
-    return adf_p, kpss_p
-
-
-def _needs_differencing(x: np.ndarray, y: np.ndarray, out: Analysis) -> bool:
-    """Whether to difference: ADF cannot reject a unit root, or KPSS rejects stationarity, for either series.
-    Both are then differenced, as Box and Jenkins do before a cross-correlation: a relation between the
-    levels becomes one between the changes, where differencing only one series would break it."""
-    found = {name: _stationarity(s) for name, s in (("posts", x), ("volume", y))}
-    needs = [name for name, (adf_p, kpss_p) in found.items() if adf_p > ALPHA or kpss_p < ALPHA]
-    detail = "; ".join(f"{name}: ADF p={a:.3g}, KPSS p={k:.3g}" for name, (a, k) in found.items())
-    outcome = f"{', '.join(needs)} not stationary: both differenced" if needs else "both stationary: levels kept"
-    out.checks.append(Check("stationarity", f"{detail}; {outcome}"))
-    return bool(needs)
-
-
-def _prewhiten(x: np.ndarray, y: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Filter both series with posts' AR model (order by AIC); what is left of posts is white noise."""
-    from statsmodels.tsa.ar_model import AutoReg, ar_select_order
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        order = ar_select_order(x, maxlag=max_lag, ic="aic", trend="c").ar_lags
-        p = max(order) if order else 0
-        if p == 0:
-            return x - x.mean(), y - y.mean(), 0
-        phi = AutoReg(x, lags=p, trend="c").fit().params[1:]
-
-    def whiten(s: np.ndarray) -> np.ndarray:
-        s = s - s.mean()
-        past = sum(phi[i] * s[p - 1 - i : len(s) - 1 - i] for i in range(p))
-        return np.asarray(s[p:] - past, dtype=float)
-
-    return whiten(x), whiten(y), p
-
-
-def _circular_ccf(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """r of a(t) with b(t + j) for every circular shift j (one FFT)."""
-    a = (a - a.mean()) / (a.std() or 1)
-    b = (b - b.mean()) / (b.std() or 1)
-    return np.asarray(np.real(np.fft.ifft(np.conj(np.fft.fft(a)) * np.fft.fft(b))) / len(a), dtype=float)
-
-
-def _cross(a: np.ndarray, b: np.ndarray, limit: int) -> tuple[dict[int, float], float]:
-    return {lag: lagged_r(a, b, lag) for lag in range(-limit, limit + 1)}, 1.96 / math.sqrt(len(a))
-
-
-def _peak_p(a: np.ndarray, b: np.ndarray, limit: int) -> float:
-    """Share of circular shifts of posts against volume whose largest |r| over lags -limit..limit reaches the
-    unshifted one's: a p-value that pays for having searched every lag. Both sides use the circular r, so
-    the comparison is like for like."""
-    n = len(a)
-    full = np.abs(_circular_ccf(a, b))
-    window = np.arange(-limit, limit + 1)
-    shifts = np.arange(2 * limit + 1, n - 2 * limit)  # no shifted window overlaps the real one
-    if len(shifts) < 20:
-        return math.nan
-    observed = full[window % n].max()
-    peaks = full[(shifts[:, None] + window[None, :]) % n].max(axis=1)
-    return float((1 + np.sum(peaks >= observed - 1e-12)) / (1 + len(shifts)))
-
-
-def _lags(series: np.ndarray, p: int) -> np.ndarray:
-    """Columns series(t-1) .. series(t-p) for t = p .. n-1."""
-    n = len(series)
-    return np.column_stack([series[p - i : n - i] for i in range(1, p + 1)])
-
-
-def granger_p(effect: np.ndarray, cause: np.ndarray, order: int) -> float:
-    """p-value that `cause`'s past `order` minutes help predict `effect` beyond `effect`'s own past: a Wald
-    F test with Newey-West (HAC) errors, robust to volatility bursts and to what autocorrelation a
-    finite lag order leaves (count noise, differenced, is a moving average no short AR fully absorbs)."""
-    import statsmodels.api as sm
-
-    design = sm.add_constant(np.column_stack([_lags(effect, order), _lags(cause, order)]))
-    bandwidth = int(4 * (len(effect) / 100) ** (2 / 9))  # Newey-West's rule of thumb
-    fit = sm.OLS(effect[order:], design).fit(cov_type="HAC", cov_kwds={"maxlags": bandwidth})
-    restriction = np.zeros((order, design.shape[1]))
-    restriction[:, 1 + order :] = np.eye(order)
-    return float(fit.f_test(restriction).pvalue)
-
-
-def var_order(data: np.ndarray, maxlags: int) -> int:
-    """The lag order AIC picks for a VAR with a constant of the columns of `data`, from 0 to `maxlags`: what
-    statsmodels' `VAR(data).select_order(maxlags).aic` picks (every order fitted on the same last
-    n - maxlags rows; AIC = log det of the ML residual covariance + 2 x free parameters / rows), with the
-    lag matrix built once and one least-squares fit per order instead of a VAR model per order (10x
-    cheaper; tests/unit/test_analysis.py compares the two)."""
-    n, k = data.shape
-    if maxlags > (n - k - 1) // (1 + k):
-        raise ValueError(f"maxlags {maxlags} is too large for {n} observations of {k} series")
-    rows = n - maxlags
-    target = data[maxlags:]
-    design = np.column_stack(
-        [np.ones(rows), *(data[maxlags - lag : n - lag] for lag in range(1, maxlags + 1))]
-    )  # a constant, then every series at lag 1, lag 2, ...
-    aic = []
-    for p in range(maxlags + 1):
-        columns = design[:, : 1 + k * p]
-        coefficients = np.linalg.lstsq(columns, target, rcond=1e-15)[0]
-        resid = target - columns @ coefficients
-        sign, logdet = np.linalg.slogdet(resid.T @ resid / rows)
-        aic.append((logdet if sign > 0 else -np.inf) + 2 * (p * k * k + k) / rows)
-    return int(np.argmin(aic))
 
 
 def _granger(x: np.ndarray, y: np.ndarray, limit: int, out: Analysis) -> None:
@@ -346,20 +140,10 @@ def _granger(x: np.ndarray, y: np.ndarray, limit: int, out: Analysis) -> None:
 
 
 def _effect(x: np.ndarray, y: np.ndarray, out: Analysis, differenced: bool) -> None:
-    """OLS of cleaned volume on its own past (the VAR's order) and on posts `best_lag` minutes earlier, in SDs."""
-    k, p = out.best_lag, out.var_order
-    if k <= 0:
+    """Volume's response to +1 SD of posts at the peak's (positive) lag."""
+    if out.best_lag <= 0:
         return
-    import statsmodels.api as sm
-
-    z = (x - x.mean()) / (x.std() or 1)
-    start = max(p, k)
-    rows = len(y) - start
-    own = [y[start - i : start - i + rows] for i in range(1, p + 1)]
-    design = sm.add_constant(np.column_stack([*own, z[start - k : start - k + rows]]))
-    fit = sm.OLS(y[start:], design).fit()
-    low, high = fit.conf_int(ALPHA)[-1]
-    out.effect, out.effect_low, out.effect_high = float(fit.params[-1]), float(low), float(high)
+    out.effect, out.effect_low, out.effect_high = effect(x, y, out.best_lag, out.var_order)
     out.effect_unit = "change of log(1+volume) per minute" if differenced else "log(1+volume)"
 
 

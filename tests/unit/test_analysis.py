@@ -16,7 +16,8 @@ import pytest
 from benchmarks.analysis_calibration import NULLS, PLANTED_LAG, planted, verdicts
 from producer.sources import simulated
 from tests.warehouse_data import simulated_warehouse
-from warehouse.analysis import MIN_MINUTES, analyze, var_order
+from warehouse.analysis import MIN_MINUTES, analyze
+from warehouse.lag_tests import var_order
 from warehouse.series import all_series, series
 
 

@@ -10,8 +10,9 @@ import numpy as np
 
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
-from warehouse.analysis import as_dict, lagged_r, rolling_r
+from warehouse.analysis import as_dict
 from warehouse.family import METHOD, Pair, family_of, judge, pair_row
+from warehouse.lag_tests import lagged_r, rolling_r
 from warehouse.rollups import readable
 from warehouse.series import WORLD, Series, all_series
 
