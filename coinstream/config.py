@@ -170,26 +170,6 @@ class Settings(BaseSettings):
             check_market(market, f"COINSTREAM_{source.upper()}_MARKETS")
         return found or ["KRW-BTC"]
 
-    def x_token(self) -> SecretStr:
-        """The X bearer token from COINSTREAM_X_BEARER_TOKEN or the file COINSTREAM_X_BEARER_TOKEN_FILE names."""
-        if self.x_bearer_token is not None:
-            return self.x_bearer_token
-        if self.x_bearer_token_file is not None:
-            try:
-                return SecretStr(self.x_bearer_token_file.read_text().strip())
-            except OSError as exc:
-                raise FatalError(f"COINSTREAM_X_BEARER_TOKEN_FILE={self.x_bearer_token_file}: {exc.strerror}") from None
-        if self.x_bearer_token_parameter:
-            from coinstream.aws import secure_parameter  # boto3 only where the token lives in AWS
-
-            return SecretStr(
-                secure_parameter(self, self.x_bearer_token_parameter, "COINSTREAM_X_BEARER_TOKEN_PARAMETER")
-            )
-        raise FatalError(
-            "no X bearer token: set COINSTREAM_X_BEARER_TOKEN, COINSTREAM_X_BEARER_TOKEN_FILE to a file outside the "
-            "repo that holds it, or COINSTREAM_X_BEARER_TOKEN_PARAMETER to an SSM SecureString's name"
-        )
-
     @property
     def prices_file(self) -> Path:
         """The dated prices (AWS and X) that `deploy --check` prices with and the X budget converts with."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from coinstream.config import Settings
 from coinstream.errors import FatalError, SkippableError, TryLater
 from coinstream.records import Envelope, Kind
+from producer.sources import apis
 from producer.sources.base import NoCursor, RecordedParser, RunOptions, Source
 
 
@@ -33,8 +34,6 @@ class Offline(Source[NoCursor]):
     @classmethod
     def build(cls, settings: Settings, options: RunOptions) -> Offline:
         """The recording named by --from-dir, else COINSTREAM_OFFLINE_DIR."""
-        from producer.sources.registry import SOURCES  # the registry lists this class too
-
         folder = options.from_dir or settings.offline_dir
         if folder is None:
             raise FatalError(
@@ -43,7 +42,7 @@ class Offline(Source[NoCursor]):
             )
         parsers = {
             name: parser
-            for source in SOURCES.values()
+            for source in apis.API_SOURCES  # read at build time: a test may add one
             if options.kind in source.kinds
             for name, parser in source.recorded.items()
         }

@@ -1,4 +1,5 @@
-"""Every source by name: add a source here (one line) and it appears in the CLI, doctor and offline replay."""
+"""Every source by name: the sources that call an API (`apis.py`: add one there, one line, and it appears in the
+CLI, doctor and offline replay), the offline replayer and the simulation."""
 
 from __future__ import annotations
 
@@ -7,39 +8,13 @@ from typing import Any
 from coinstream.config import Settings
 from coinstream.errors import FatalError
 from coinstream.records import Kind
+from producer.sources.apis import API_SOURCES
 from producer.sources.base import RunOptions, Source
-from producer.sources.binance import Binance
-from producer.sources.bitstamp import Bitstamp
-from producer.sources.bluesky import Bluesky
-from producer.sources.bybit import Bybit
-from producer.sources.coinbase import Coinbase
-from producer.sources.coinone import Coinone
-from producer.sources.kraken import Kraken
-from producer.sources.mastodon import Mastodon
 from producer.sources.offline import Offline
-from producer.sources.okx import Okx
 from producer.sources.simulated import Simulated
-from producer.sources.upbit import Upbit
-from producer.sources.x_search import X
 
-SOURCES: dict[str, type[Source[Any]]] = {
-    source.name: source
-    for source in (
-        Offline,
-        Simulated,
-        Coinone,
-        Upbit,
-        Binance,
-        Coinbase,
-        Okx,
-        Bybit,
-        Kraken,
-        Bitstamp,
-        X,
-        Mastodon,
-        Bluesky,
-    )
-}
+_ALL: tuple[type[Source[Any]], ...] = (Offline, Simulated, *API_SOURCES)
+SOURCES: dict[str, type[Source[Any]]] = {source.name: source for source in _ALL}
 
 
 def names_for(kind: Kind) -> list[str]:

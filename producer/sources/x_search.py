@@ -20,6 +20,7 @@ from coinstream.errors import BadPayload, CoinstreamError, FatalError, Transient
 from coinstream.http import not_json
 from coinstream.records import Envelope, Kind
 from coinstream.retry import retrying
+from coinstream.secrets import x_token
 from coinstream.timeutil import epoch_minute, minute_start
 from coinstream.x_bill import BudgetSpent, XBudget, XPrices, XUsage, carry_old_reads
 from producer.lock import run_lock
@@ -438,7 +439,7 @@ class X(Source[XCursor]):
         if not (counts_due or sample_due):
             return [], None
         budget = XBudget(XPrices.load(s.prices_file), s.x_dollars_per_day, s.x_dollars_per_month, cursor.spent, now)
-        search = XRecentSearch(s.x_token(), s.x_query, base_url=s.x_url)
+        search = XRecentSearch(x_token(s), s.x_query, base_url=s.x_url)
         moved = cursor.model_dump()
         envelopes: list[Envelope] = []
         stop = ""
@@ -502,7 +503,7 @@ class X(Source[XCursor]):
     @classmethod
     def histories(cls, settings: Settings, markets: list[str] | None) -> list[History]:
         """X's per-minute counts of the last 7 days (needs the token: every request is billed)."""
-        settings.x_token()  # not configured: one line naming the settings, before anything is planned
+        x_token(settings)  # not configured: one line naming the settings, before anything is planned
         return [XCountsHistory(settings)]
 
     @classmethod
@@ -510,7 +511,7 @@ class X(Source[XCursor]):
         """Only that a token is configured: every X request is billed. The token is never printed."""
 
         def token() -> str:
-            return f"configured ({len(settings.x_token().get_secret_value())} characters)"
+            return f"configured ({len(x_token(settings).get_secret_value())} characters)"
 
         return [
             Probe(
@@ -570,7 +571,7 @@ class XCountsHistory(History):
 
     def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
         """Windows from the end back to the start, each one billed request (or more) booked before it is made."""
-        search = XRecentSearch(self.settings.x_token(), self.settings.x_query, base_url=self.settings.x_url)
+        search = XRecentSearch(x_token(self.settings), self.settings.x_query, base_url=self.settings.x_url)
         state_file = StateFile(self.folder / "post-x.state.json")
         with run_lock(self.folder / "post-x.lock"):
             upper = datetime.fromisoformat(token) if token else end

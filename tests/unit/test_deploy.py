@@ -19,6 +19,7 @@ from coinstream.aws import run_athena
 from coinstream.config import Pipeline
 from coinstream.delivery import backup_configuration
 from coinstream.errors import FatalError
+from coinstream.secrets import x_token
 from consumer.daemon import DEPLOYED_APPS
 from operate.cost import Traffic, estimate
 from operate.deploy import PLACEHOLDERS, WAREHOUSES, committed_path, render, render_text
@@ -466,10 +467,10 @@ def test_the_x_token_is_read_from_parameter_store_at_run_time() -> None:
         ssm = boto3.client("ssm", region_name="eu-west-1")
         ssm.put_parameter(Name="/coinstream/x-token", Value="token-123\n", Type="SecureString")
         settings = Settings(target="aws", region="eu-west-1", x_bearer_token_parameter="/coinstream/x-token")
-        assert settings.x_token().get_secret_value() == "token-123"
+        assert x_token(settings).get_secret_value() == "token-123"
         missing = Settings(target="aws", region="eu-west-1", x_bearer_token_parameter="/coinstream/none")
         with pytest.raises(FatalError, match="COINSTREAM_X_BEARER_TOKEN_PARAMETER=/coinstream/none: no such parameter"):
-            missing.x_token()
+            x_token(missing)
 
 
 def test_the_schema_goes_through_the_data_api_in_one_transaction_and_a_refusal_names_the_statement() -> None:

@@ -16,7 +16,7 @@ from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
 from coinstream.records import Envelope, Kind
 from producer.run import Code, produce
-from producer.sources import registry
+from producer.sources import apis, registry
 from producer.sources.base import Cursor, Probe, RunOptions, Source
 from producer.sources.offline import replay
 from producer.state import StateFile
@@ -57,6 +57,7 @@ class Throwaway(Source[PageCursor]):
 @pytest.fixture
 def registered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(registry.SOURCES, Throwaway.name, Throwaway)
+    monkeypatch.setattr(apis, "API_SOURCES", (*apis.API_SOURCES, Throwaway))  # the offline replayer reads these
 
 
 @pytest.mark.usefixtures("registered")
