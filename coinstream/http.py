@@ -59,6 +59,22 @@ def not_json(what: str, status: int, headers: Mapping[str, str], content: bytes)
     return f"{what}: HTTP {status} answered {kind}, not JSON (a wrong URL, a proxy's page, or a cut answer): {start!r}"
 
 
+#: What a failed name lookup says, on Linux (glibc), macOS and in a container without DNS.
+_NO_NAME = ("Name or service not known", "nodename nor servname", "Temporary failure in name resolution", "No address")
+
+
+def transport_error(exc: httpx.TransportError, host: str) -> str:
+    """A request that never got an answer, as one line with what to check."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.ConnectError) and any(s in str(exc) for s in _NO_NAME):
+        return f"cannot resolve {host} ({text}): check this machine's network and DNS, or the source's URL setting"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect to {host} ({text}): check the network, a firewall or proxy, or the URL setting"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{host} did not answer in time ({text}): the API may be slow or down; the next run asks again"
+    return text
+
+
 def classify_response(response: httpx.Response, what: str) -> None:
     """Raise for a response that is not a success: 429 and 5xx are transient, a ban or 4xx is fatal."""
     status = response.status_code
@@ -172,7 +188,7 @@ class ApiClient:
                 try:
                     response = self.http.get(path, params=params)
                 except httpx.TransportError as exc:
-                    raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
+                    raise TransientError(f"{what}: {transport_error(exc, self.http.base_url.host)}") from None
                 if self.pacer is not None:
                     self.pacer.saw(response.headers)
                 classify_response(response, what)  # a RetryAfter's wait replaces the backoff (retry.py)

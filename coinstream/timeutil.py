@@ -35,13 +35,18 @@ def minute_start(minute: int) -> datetime:
 
 
 def parse_from(value: str, flag: str = "--from") -> datetime | None:
-    """`trim-horizon` -> None; otherwise an ISO 8601 UTC time."""
+    """A replay's start: `trim-horizon` -> None; otherwise an ISO 8601 UTC time."""
     if value.lower().replace("_", "-") == "trim-horizon":
         return None
+    return parse_utc(value, flag, "trim-horizon or ")
+
+
+def parse_utc(value: str, flag: str, other: str = "") -> datetime:
+    """An ISO 8601 UTC time given as `flag`; anything else is one line naming the form (and `other` choices)."""
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise FatalError(f"{flag} {value!r}: use trim-horizon or a UTC time such as 2026-11-28T12:00:00Z") from None
+        raise FatalError(f"{flag} {value!r}: use {other}a UTC time such as 2026-11-28T12:00:00Z") from None
     if when.tzinfo is None:
         raise FatalError(f"{flag} {value!r}: add the UTC offset (Z or +00:00); times are UTC")
     return when

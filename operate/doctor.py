@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,9 +37,16 @@ def _run(what: str, probe: Callable[[], str], fix: str) -> Check:
     try:
         return Check(True, what, probe())
     except CoinstreamError as exc:
-        return Check(False, what, f"{exc} -> {fix}")
+        return Check(False, what, _with_fix(str(exc), what, fix))
     except Exception as exc:
-        return Check(False, what, f"{classify(exc, what)} -> {fix}")
+        return Check(False, what, _with_fix(str(classify(exc, what)), what, fix))
+
+
+def _with_fix(problem: str, what: str, fix: str) -> str:
+    """The problem once (not prefixed by the check's own name again) and the fix, unless the problem says it."""
+    problem = problem.removeprefix(f"{what}: ")
+    names = re.findall(r"COINSTREAM_\w+", fix)
+    return problem if names and all(n in problem for n in names) else f"{problem} -> {fix}"
 
 
 def checks(settings: Settings, pipeline: Pipeline) -> Iterator[Check]:

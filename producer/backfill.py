@@ -244,6 +244,31 @@ def plan(
     return Plan(since, until, chosen, left_out, notes)
 
 
+def drop_unlisted(settings: Settings, found: Plan, markets: list[str], now: datetime) -> tuple[Plan, dict[str, str]]:
+    """The plan without the series of `markets` (as asked by --market) that their exchange does not list, and why
+    each went; an exchange whose list cannot be had keeps its series (a refused request then says why)."""
+    from producer.sources.base import ExchangeSource
+
+    dropped: dict[str, str] = {}
+    listings: dict[str, tuple[list[str], datetime] | None] = {}
+    for series in found.series:
+        source = SOURCES.get(series.history.source)
+        market = getattr(getattr(series.history, "candles", None), "market", None)
+        if market not in markets or not (isinstance(source, type) and issubclass(source, ExchangeSource)):
+            continue
+        if source.name not in listings:
+            listings[source.name] = source.listing_of(settings).markets(now)
+        listed = listings[source.name]
+        if listed is not None and market not in listed[0]:
+            btc = [m for m in listed[0] if m.endswith("-BTC")][:8]
+            dropped[series.name] = (
+                f"{source.name} does not list {market} (its list of {listed[1]:%Y-%m-%d}); its BTC markets include "
+                f"{', '.join(btc) or 'none'}"
+            )
+    kept = [s for s in found.series if s.name not in dropped]
+    return Plan(found.since, found.until, kept, found.left_out, found.notes), dropped
+
+
 def check_budget(found: Plan, now: datetime) -> None:
     """A plan that would cost more than the X budget has left says so and stops, before the first request."""
     for series in found.series:

@@ -80,7 +80,7 @@ def analyze(
     out = Analysis(minutes=len(minutes), first=minutes[0] if minutes else None, last=minutes[-1] if minutes else None)
     if len(minutes) < MIN_MINUTES or np.std(posts) == 0 or np.std(volume) == 0:
         out.verdict = (
-            f"too little data to conclude anything: {len(minutes)} minutes with candles "
+            f"too little data to conclude anything: {len(minutes)} minutes with both candles and collected posts "
             f"(at least {MIN_MINUTES} with varying posts and volume are needed)"
         )
         return out

@@ -102,10 +102,34 @@ def stability(data: PairData, result: Analysis) -> str:
     return "stable"
 
 
+def plural(n: int, word: str) -> str:
+    """'1 pair', '2 pairs'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def tested(pairs: Sequence[Pair]) -> int:
+    """How many pairs made a claim the family counts (a pair with too little data tests nothing)."""
+    return sum(not np.isnan(p.p) for p in pairs)
+
+
+def family_title(pairs: Sequence[Pair]) -> str:
+    """The pair table's title, as the terminal, the dashboard and the saved report show it."""
+    counted = tested(pairs)
+    short = len(pairs) - counted
+    return (
+        f"{plural(counted, 'pair')} tested"
+        + (f" ({plural(short, 'other')} with too little data)" if short else "")
+        + f": a lead is reported only where its {METHOD}-adjusted p < {ALPHA:g} and it holds in both halves of the "
+        "window"
+    )
+
+
 def judge(pairs: Sequence[PairData], *, alpha: float = ALPHA, window: int = 60) -> list[Pair]:
     """Every pair analysed, adjusted over the family, and checked for stability where a lead is in question."""
     out = [Pair(data, analyze(data.minutes, data.post_counts, data.volume, window=window)) for data in pairs]
-    for pair, adjusted in zip(out, holm([claim_p(p.result) for p in out]), strict=True):
+    ps = [claim_p(p.result) for p in out]
+    over = plural(sum(not np.isnan(p) for p in ps), "pair")
+    for pair, adjusted in zip(out, holm(ps), strict=True):
         pair.p, pair.adjusted = claim_p(pair.result), adjusted
         r = pair.result
         if not r.enough:
@@ -115,8 +139,7 @@ def judge(pairs: Sequence[PairData], *, alpha: float = ALPHA, window: int = 60) 
             pair.lead = "none"
             pair.verdict = (
                 f"no lead: p={pair.p:.3g} for the {r.best_lag:+d} min peak, {adjusted:.3g} after {METHOD} over "
-                f"{len(out)} pairs"
-                + (f" (alone it would read: {r.lead} lead)" if r.lead in ("posts", "volume") else "")
+                f"{over}" + (f" (alone it would read: {r.lead} lead)" if r.lead in ("posts", "volume") else "")
             )
             continue
         pair.stability = stability(pair.data, r)
@@ -125,7 +148,7 @@ def judge(pairs: Sequence[PairData], *, alpha: float = ALPHA, window: int = 60) 
             pair.verdict = f"{r.verdict.split(':')[0]}, but {pair.stability}: not reported as a lead"
             continue
         pair.lead = r.lead
-        pair.verdict = f"{r.verdict} [{METHOD}-adjusted p={adjusted:.3g} over {len(out)} pairs; holds in both halves]"
+        pair.verdict = f"{r.verdict} [{METHOD}-adjusted p={adjusted:.3g} over {over}; holds in both halves]"
     return out
 
 

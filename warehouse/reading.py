@@ -146,6 +146,15 @@ class AthenaReader:
         return db
 
 
+def warehouse_name(settings: Settings) -> str:
+    """Where the configured warehouse keeps its rows, as a user would look for them."""
+    if settings.target == "aws":
+        return f"the stack {settings.stack_name}'s warehouse"
+    if settings.warehouse == "iceberg":
+        return "the local Iceberg tables (COINSTREAM_WAREHOUSE=iceberg)"
+    return f"the local warehouse ({settings.warehouse_path})"
+
+
 def open_reader(settings: Settings, pipeline: Pipeline) -> Reader:
     """The reader of the configured warehouse (COINSTREAM_WAREHOUSE, COINSTREAM_TARGET)."""
     redshift_dir = pipeline.root / "redshift"

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from coinstream.errors import FatalError
 from operate.cli.common import context, friendly, out
 
 if TYPE_CHECKING:
@@ -69,13 +70,18 @@ def backfill(
     market: Annotated[
         list[str] | None, typer.Option(help="Exchange market, QUOTE-TARGET; repeat (default: the configured ones).")
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the requests and the X cost; ask nothing.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the requests and the X cost; ask nothing (but, with --market, the market lists)."
+        ),
+    ] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="Read windows again that earlier runs finished.")] = False,
 ) -> None:
     """Read every source's past onto the stream (same keys as live: running it twice changes nothing)."""
     from coinstream.aws import client
     from coinstream.config import check_market
-    from producer.backfill import Checkpoints, check_budget, plan, run, when
+    from producer.backfill import Checkpoints, check_budget, drop_unlisted, plan, run, when
     from producer.kinesis_writer import KinesisWriter
     from producer.spool import Spool
 
@@ -91,6 +97,10 @@ def backfill(
         refresh=refresh,
         now=now,
     )
+    if market:  # a market named here, not configured: is it one the exchange lists? (its free market list)
+        found, unlisted = drop_unlisted(settings, found, [check_market(m) for m in market], now)
+        for name, why in unlisted.items():
+            out.print(f"{name}: left out ({why})", highlight=False)
     for name, why in found.left_out.items():
         out.print(f"{name}: left out ({why})", highlight=False)
     for name, why in found.notes.items():
@@ -101,7 +111,16 @@ def backfill(
     out.print(_plan_table(found))
     check_budget(found, now)
     if dry_run:
-        out.print(f"dry run: nothing was asked; the plan costs ${found.dollars:.3f} of X's budget")
+        line = f"dry run: nothing was asked; the plan costs ${found.dollars:.3f} of X's budget"
+        if "x" in found.left_out:
+            from producer.sources.x_search import XCountsHistory
+
+            requests, dollars = XCountsHistory(settings).estimate(found.since, found.until, now)
+            line += (
+                f" (X is left out: with a token its counts would take {requests} requests, ${dollars:.3f}; "
+                "set COINSTREAM_X_BEARER_TOKEN)"
+            )
+        out.print(line)
         return
     folder = settings.state_dir / "backfill"
     spool = Spool(folder / "spool")
@@ -166,13 +185,15 @@ def coverage(
 ) -> None:
     """Per series: the window the warehouse covers, every gap in it, and how far behind the last closed minute."""
     from warehouse.coverage import coverage as measure
-    from warehouse.reading import open_reader
+    from warehouse.reading import open_reader, warehouse_name
 
     settings, pipeline = context()
     db = open_reader(settings, pipeline)()
     if db is None:
-        out.print(f"no rows in the {settings.warehouse} warehouse yet: run `coinstream backfill`, consume and load")
-        raise typer.Exit(4)
+        raise FatalError(
+            f"no rows in {warehouse_name(settings)} yet: run `coinstream backfill` (or `coinstream demo`), then "
+            "`coinstream consume --until-caught-up` and `coinstream load`"
+        )
     try:
         found = measure(db, datetime.now(UTC))
     finally:

@@ -36,10 +36,10 @@ def analyze(
     ] = None,
 ) -> None:
     """How strongly, and with what lag, posts per minute move with volume per minute, per exchange and market."""
-    from coinstream.timeutil import parse_from
+    from coinstream.timeutil import parse_utc
     from warehouse.coverage import coverage
-    from warehouse.family import family_of, judge
-    from warehouse.reading import open_reader
+    from warehouse.family import family_of, judge, plural
+    from warehouse.reading import open_reader, warehouse_name
     from warehouse.series import POSTS, all_series, pick_series
 
     if posts != "auto" and posts not in POSTS:
@@ -47,13 +47,11 @@ def analyze(
     settings, pipeline = context()
     if html is not None and settings.target == "aws":
         raise FatalError("--html draws from a local warehouse; on AWS `analyze` prints the figures only")
-    start = parse_from(from_) if from_ else None
-    end = parse_from(to) if to else None
+    start = parse_utc(from_, "--from") if from_ else None
+    end = parse_utc(to, "--to") if to else None
     db = open_reader(settings, pipeline)()  # the DuckDB file, or the lake's tables under the same views
     if db is None:
-        raise FatalError(
-            f"no rows in the {settings.warehouse} warehouse yet: run `coinstream demo` or `coinstream load`"
-        )
+        raise FatalError(f"no rows in {warehouse_name(settings)} yet: run `coinstream demo` or `coinstream load`")
     try:
         chosen = pick_series(all_series(db), exchange, market)
         covered = {c.series: c for c in coverage(db, datetime.now(UTC)) if c.kind == "candles"}
@@ -68,7 +66,7 @@ def analyze(
                 page = chart_data(db, "all", window, exchange=one.exchange, market=one.market, within=within)
                 pages[f"{one.exchange}|{one.market}"] = {**page, **verdicts(pairs, one.name), "stack": {}}
             html.write_text(standalone_html({"pages": pages, "first": next(iter(pages))}))
-            out.print(f"charts of {len(pages)} series and the table of {len(pairs)} pairs written to {html}")
+            out.print(f"charts of {len(pages)} series and the table of {plural(len(pairs), 'pair')} written to {html}")
     finally:
         db.close()
     out.print(_report(results, covered))
@@ -107,7 +105,7 @@ def _report(results: list[tuple[Any, Any]], covered: dict[str, Any]) -> Table:
 
 def _family_table(pairs: list[Any]) -> Table:
     """Every pair tested, its claim's p, the same after the family's adjustment, and whether it held in halves."""
-    from warehouse.family import METHOD, pair_row
+    from warehouse.family import METHOD, family_title, pair_row
 
     table = Table(
         "pair",
@@ -116,8 +114,7 @@ def _family_table(pairs: list[Any]) -> Table:
         f"{METHOD}-adjusted p",
         "in halves",
         "lead",
-        title=f"{len(pairs)} pairs tested: a lead is reported only where its {METHOD}-adjusted p < 0.05 "
-        "and it holds in both halves of the window",
+        title=family_title(pairs),
     )
     for p in pairs:
         row = pair_row(p)

@@ -419,9 +419,18 @@ class ExchangeSource(Source[CandleCursor]):
             cls.client(options.market, api),
             grace_seconds=options.grace_seconds,
             reread_minutes=options.reread_minutes,
-            listing=Listing(
-                cls.name, api, cls.markets_request, cls.listed, settings.state_dir / "markets" / f"{cls.name}.json"
-            ),
+            listing=cls.listing_of(settings, api),
+        )
+
+    @classmethod
+    def listing_of(cls, settings: Settings, api: ApiClient | None = None) -> Listing:
+        """Where the exchange lists its markets (kept in the state folder a week)."""
+        return Listing(
+            cls.name,
+            api or ApiClient(getattr(settings, cls.url_setting)),
+            cls.markets_request,
+            cls.listed,
+            settings.state_dir / "markets" / f"{cls.name}.json",
         )
 
     @classmethod

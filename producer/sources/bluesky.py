@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from websockets.exceptions import WebSocketException
@@ -25,7 +26,17 @@ from coinstream.errors import BadPayload, CoinstreamError, FatalError, Transient
 from coinstream.http import USER_AGENT, ApiClient, Pacer, classify_response
 from coinstream.records import Envelope, Kind
 from coinstream.text import matched_terms
-from producer.sources.base import Cursor, History, OnSkip, Page, RecordedParser, RunOptions, Source, parse_items
+from producer.sources.base import (
+    Cursor,
+    History,
+    OnSkip,
+    Page,
+    Probe,
+    RecordedParser,
+    RunOptions,
+    Source,
+    parse_items,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +254,35 @@ class Bluesky(Source[JetstreamCursor]):
     def histories(cls, settings: Settings, markets: list[str] | None) -> list[History]:
         """Search's past posts (needs an app password: the search refuses unauthenticated calls)."""
         return [SearchHistory(settings)]
+
+    @classmethod
+    def probes(cls, settings: Settings) -> list[Probe]:
+        """The live path: Jetstream's websocket handshake (no event is read); the history's: its sign-in settings."""
+
+        def jetstream() -> str:
+            query = urlencode({"wantedCollections": "app.bsky.feed.post"})
+            try:
+                with connect(f"{settings.bluesky_url}?{query}", open_timeout=10, close_timeout=2):
+                    return "answers"
+            except socket.gaierror as exc:
+                host = urlsplit(settings.bluesky_url).hostname
+                raise TransientError(f"cannot resolve {host} ({exc}): check this machine's network and DNS") from None
+            except (OSError, WebSocketException) as exc:
+                raise TransientError(f"{type(exc).__name__}: {exc}") from None
+
+        def search() -> str:
+            if settings.bluesky_handle and settings.bluesky_app_password is not None:
+                return f"sign-in configured for {settings.bluesky_handle} (checked by the first backfill)"
+            return "not configured (live posts need none; `backfill` of Bluesky does)"
+
+        return [
+            Probe("source bluesky (Jetstream)", jetstream, "check the network or COINSTREAM_BLUESKY_URL"),
+            Probe(
+                "source bluesky (search, for backfill)",
+                search,
+                "set COINSTREAM_BLUESKY_HANDLE and COINSTREAM_BLUESKY_APP_PASSWORD",
+            ),
+        ]
 
     def fetch(self, cursor: JetstreamCursor | None, now: datetime) -> tuple[list[Envelope], JetstreamCursor | None]:
         """Posts heard since the cursor (or live on the first run)."""

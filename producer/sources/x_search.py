@@ -562,6 +562,13 @@ class XCountsHistory(History):
         """One request per window (X may page a window: each further page is one more request, and is booked)."""
         return math.ceil((end - start) / self.window)
 
+    def estimate(self, since: datetime, until: datetime, now: datetime) -> tuple[int, float]:
+        """(requests, dollars) a backfill of [since, until) would take, clipped to what X answers for: what the plan
+        would cost with a token (none is needed to say so)."""
+        start = max(since, self.earliest(now))
+        requests = self.plan(start, until) if start < until else 0
+        return requests, requests * self.dollars_per_request
+
     def budget(self, now: datetime) -> XBudget:
         """The live producer's budget as its state holds it now."""
         state = StateFile(self.folder / "post-x.state.json").load()

@@ -424,3 +424,24 @@ def test_market_names_the_markets_of_every_exchange_named(tmp_path: Path) -> Non
     assert [s.name for s in found.series] == ["binance USDT-ETH", "okx USDT-ETH"]
     default = plan(settings, END - timedelta(hours=1), END, sources=["bitstamp", "kraken"], now=NOW)
     assert [s.name for s in default.series] == ["bitstamp USD-BTC", "kraken USD-BTC"]
+
+
+def test_a_market_an_exchange_does_not_list_is_left_out_with_its_list_and_the_others_go_on(tmp_path: Path) -> None:
+    """`--market USDT-NOPE`: the exchange's own (free) market list says it is not there, before any candle request;
+    an exchange whose list cannot be had keeps the series (its refused request will say why)."""
+    from producer.backfill import drop_unlisted
+    from tests.conftest import payload
+
+    with api_server() as binance, api_server() as okx:
+        binance.on("/api/v3/exchangeInfo", Reply(payload("markets/binance.json")))
+        okx.on("/api/v5/public/instruments", Reply({"msg": "down"}, status=503))
+        settings = Settings(state_dir=tmp_path, binance_url=binance.url, okx_url=okx.url)
+        found = plan(
+            settings, END - timedelta(hours=1), END, sources=["binance", "okx"], markets=["USDT-NOPE"], now=NOW
+        )
+        kept, dropped = drop_unlisted(settings, found, ["USDT-NOPE"], NOW)
+    assert [s.name for s in kept.series] == ["okx USDT-NOPE"]
+    assert list(dropped) == ["binance USDT-NOPE"]
+    assert "binance does not list USDT-NOPE" in dropped["binance USDT-NOPE"]
+    assert "USDT-BTC" in dropped["binance USDT-NOPE"]
+    assert [path for path, _ in binance.requests] == ["/api/v3/exchangeInfo"]  # no candle was asked

@@ -123,3 +123,16 @@ def test_upbit_pages_back_with_to_and_refuses_wrong_types() -> None:
         kept = UpbitCandles("KRW-BTC", api(server.url)).fetch(None, datetime(2026, 11, 28, tzinfo=UTC), skips)
     assert len(kept) == len(body) - 1  # the malformed candle is skipped, the others kept
     assert len(skips.reasons) == 1 and "trade_price='lots' is not a number" in skips.reasons[0]
+
+
+def test_a_request_that_never_got_an_answer_names_what_to_check() -> None:
+    import httpx
+
+    from coinstream.http import transport_error
+
+    no_name = httpx.ConnectError("[Errno -2] Name or service not known")
+    assert transport_error(no_name, "api.upbit.com").startswith("cannot resolve api.upbit.com (ConnectError: ")
+    assert "network and DNS" in transport_error(no_name, "api.upbit.com")
+    refused = httpx.ConnectError("[Errno 111] Connection refused")
+    assert transport_error(refused, "127.0.0.1").startswith("cannot connect to 127.0.0.1")
+    assert "did not answer in time" in transport_error(httpx.ReadTimeout("timed out"), "api.upbit.com")

@@ -11,7 +11,7 @@ import numpy as np
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
 from warehouse.analysis import as_dict
-from warehouse.family import METHOD, Pair, family_of, judge, pair_row
+from warehouse.family import METHOD, Pair, family_of, family_title, judge, pair_row
 from warehouse.lag_tests import lagged_r, rolling_r
 from warehouse.rollups import readable
 from warehouse.series import WORLD, Series, all_series
@@ -244,6 +244,7 @@ def verdicts(pairs: list[Pair], selected: str | None) -> dict[str, Any]:
     return {
         "pairs": [pair_row(p) for p in pairs],
         "method": METHOD,
+        "title": family_title(pairs),
         "analysis": {
             "series": selected,
             "verdicts": [

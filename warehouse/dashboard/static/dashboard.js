@@ -134,8 +134,7 @@ function drawReport(data) {
   // every pair of the family, adjusted together: the selected series' rows marked
   const pairs = data.pairs || [];
   document.getElementById("family").hidden = !pairs.length;
-  document.getElementById("family-title").textContent =
-    `${pairs.length} pairs tested: a lead is reported only where its ${data.method}-adjusted p < 0.05 and it holds in both halves of the window`;
+  document.getElementById("family-title").textContent = data.title || "";
   const body = document.getElementById("pairs");
   body.innerHTML = "";
   for (const r of pairs) {
