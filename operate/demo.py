@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
@@ -43,17 +42,19 @@ class Summary:
     note: str = ""
 
 
-def consumed_by_kind(settings: Settings, pipeline: Pipeline, app: str) -> Counter[str]:
-    """Records the app has checkpointed, by record kind, over the whole stream."""
+def records_by_kind(settings: Settings, pipeline: Pipeline, app: str | None = None) -> Counter[str]:
+    """Records on the whole stream by record kind (aggregates taken apart); with `app`, only those it checkpointed."""
     kinesis = client("kinesis", settings)
-    checkpoints = {
-        lease.shard_id: lease.checkpoint for lease in leases(client("dynamodb", settings), application_name(app))
-    }
+    checkpoints = (
+        {lease.shard_id: lease.checkpoint for lease in leases(client("dynamodb", settings), application_name(app))}
+        if app
+        else {}
+    )
     counts: Counter[str] = Counter()
     for shard_id in list_shard_ids(kinesis, pipeline.stream_name):
         checkpoint = checkpoints.get(shard_id)
         for record in shard_records(kinesis, pipeline.stream_name, shard_id):
-            if not is_checkpointed(record.sequence_number, checkpoint):
+            if app and not is_checkpointed(record.sequence_number, checkpoint):
                 continue
             for data in user_records(record.data):  # a backfill's aggregate carries many
                 try:
@@ -63,8 +64,8 @@ def consumed_by_kind(settings: Settings, pipeline: Pipeline, app: str) -> Counte
     return counts
 
 
-def backfill_history(settings: Settings, pipeline: Pipeline, live_minutes: int, minutes: int) -> Counter[str]:
-    """`coinstream backfill --source simulated` of the `minutes` before the live run's: records put, by kind."""
+def backfill_history(settings: Settings, pipeline: Pipeline, live_minutes: int, minutes: int) -> None:
+    """`coinstream backfill --source simulated` of the `minutes` before the live run's."""
     from producer.backfill import Checkpoints, last_closed_minute, plan, run
     from producer.kinesis_writer import KinesisWriter
     from producer.spool import Spool
@@ -72,15 +73,9 @@ def backfill_history(settings: Settings, pipeline: Pipeline, live_minutes: int, 
     now = datetime.now(UTC)
     until = last_closed_minute(now, 0) - timedelta(minutes=live_minutes)
     found = plan(settings, until - timedelta(minutes=minutes), until, sources=["simulated"], now=now)
-    put: Counter[str] = Counter()
     writer = KinesisWriter(pipeline.stream_name, client("kinesis", settings), aggregate=True)
     folder = settings.state_dir / "backfill"
-
-    def count(series: Any, page: Any, read: int) -> None:
-        put.update(r.kind.value for r in page.records)
-
-    run(found, lambda: writer, Spool(folder / "spool"), Checkpoints(folder), now=now, on_page=count)
-    return put
+    run(found, lambda: writer, Spool(folder / "spool"), Checkpoints(folder), now=now)
 
 
 def run_demo(
@@ -95,30 +90,32 @@ def run_demo(
     """Up, produce candles and posts, consume until caught up, load; then count every stage."""
     say("starting the local stack (kinesis-mock, moto server)")
     local_stack.up(settings, pipeline)
-    produced: Counter[str] = Counter()
+    streams = load_delivery_streams(pipeline)
+    s3 = client("s3", settings)
+    # every column of the summary counts this run: what the stack held before it is taken off
+    on_stream_before, consumed_before = records_by_kind(settings, pipeline), records_by_kind(settings, pipeline, APP)
+    delivered_before = {kind: delivered_rows(s3, pipeline.bucket, s.prefix)[1] for kind, s in streams.items()}
     for kind in (Kind.CANDLE, Kind.POST):
         where = f"recorded payloads in {from_dir}" if source == "offline" else f"the {source} source"
         say(f"producing {kind.value}s from {where}")
-        result = produce(kind, source, settings, pipeline, from_dir=from_dir, backfill_minutes=minutes)
-        produced[kind.value] += result.sent
+        produce(kind, source, settings, pipeline, from_dir=from_dir, backfill_minutes=minutes)
     if source == "simulated" and history_minutes:
         say(f"backfilling the {history_minutes // 60} hours before them: the simulation's history, through the stream")
-        produced.update(backfill_history(settings, pipeline, minutes, history_minutes))
+        backfill_history(settings, pipeline, minutes, history_minutes)
+    # by the kind each record is (a posts run also puts X's per-minute counts), not by the command that put it
+    produced = records_by_kind(settings, pipeline) - on_stream_before
     say("consuming with the KCL MultiLangDaemon until every record is checkpointed (a new KCL app starts in ~15 s)")
     run_until_caught_up(settings, pipeline, APP)
     say("loading delivered S3 objects into the local warehouse")
-    streams = load_delivery_streams(pipeline)
-    s3 = client("s3", settings)
     report, totals = local_warehouse.copy_delivered(settings, pipeline)
-    consumed = consumed_by_kind(settings, pipeline, APP)
+    consumed = records_by_kind(settings, pipeline, APP) - consumed_before
     summary = Summary()
     for kind_name, stream in streams.items():
-        _, delivered = delivered_rows(s3, pipeline.bucket, stream.prefix)
-        if not (produced[kind_name] or consumed[kind_name] or delivered or totals.get(stream.table, 0)):
+        delivered = delivered_rows(s3, pipeline.bucket, stream.prefix)[1] - delivered_before[kind_name]
+        loaded = report.rows.get(stream.table, 0)
+        if not (produced[kind_name] or consumed[kind_name] or delivered or loaded):
             continue  # a kind this demo does not produce (X's per-minute counts)
-        summary.rows.append(
-            Row(stream.table, produced[kind_name], consumed[kind_name], delivered, totals.get(stream.table, 0))
-        )
+        summary.rows.append(Row(stream.table, produced[kind_name], consumed[kind_name], delivered, loaded))
     dead = local_stack.status(settings, pipeline).objects.get(pipeline.dead_letter_prefix, (0, 0))[1]
     where = (
         f"the Iceberg tables under s3://{pipeline.bucket}/iceberg/"
@@ -126,9 +123,9 @@ def run_demo(
         else str(settings.warehouse_path)
     )
     summary.note = (
-        f"produced = put on the stream this run; consumed = checkpointed by the '{APP}' app; delivered = rows "
-        f"Firehose landed in s3://{pipeline.bucket}; loaded = rows in {where} "
-        f"({sum(report.rows.values())} new this run). Exact duplicates are dropped by the consumer. "
+        f"Every column counts this run: produced = records put on the stream; consumed = records the '{APP}' app "
+        f"checkpointed; delivered = rows Firehose landed in s3://{pipeline.bucket}; loaded = rows copied into "
+        f"{where}, which holds {sum(totals.values())} rows in all. Exact duplicates are dropped by the consumer. "
         f"Dead-lettered records: {dead}. The stack is still up: `coinstream local status`, `coinstream local down`. "
         + "See it: `coinstream dashboard`, then open http://127.0.0.1:8050/ ; the numbers: `coinstream analyze`."
     )

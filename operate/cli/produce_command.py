@@ -21,12 +21,16 @@ def _produce(kind: Kind, source: str, from_dir: Path | None, markets: list[str] 
     settings, pipeline = context()
     chosen = [check_market(m) for m in markets] if markets else settings.markets(source)
     codes = []
-    for market in chosen if kind is Kind.CANDLE else ["KRW-BTC"]:
+    for market in chosen if kind is Kind.CANDLE and source != "offline" else ["KRW-BTC"]:
         o = produce(
             kind, source, settings, pipeline, from_dir=from_dir, market=market, backfill_minutes=backfill_minutes
         )
+        if source == "offline":  # every recorded exchange and market in one run, not one market
+            label = f"{source}: every recording under {from_dir or settings.offline_dir}"
+        else:
+            label = f"{source} {market}" if kind is Kind.CANDLE else source
         out.print(
-            f"{kind.value}s ({source}{' ' + market if kind is Kind.CANDLE else ''}): {o.fetched} fetched, "
+            f"{kind.value}s ({label}): {o.fetched} fetched, "
             f"{o.sent} sent to {pipeline.stream_name}, {o.drained} sent from the spool, {o.spooled} spooled, "
             f"{o.refused} refused"
             + (f", {o.skipped} malformed items skipped (see the log)" if o.skipped else "")

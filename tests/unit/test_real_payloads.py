@@ -323,3 +323,22 @@ def test_mastodon_pages_follow_the_link_header_and_a_401_names_the_fix() -> None
         server.on("/api/v1/timelines/tag/bitcoin", Reply(real("mastodon_timelines_tag_error_401_docexample.json"), 401))
         with pytest.raises(FatalError, match="public feeds disabled.*COINSTREAM_MASTODON_INSTANCES"):
             MastodonTag(ApiClient(server.url)).fetch(None, NOW)
+
+
+def test_a_partial_edge_bucket_is_not_called_malformed(caplog: pytest.LogCaptureFixture) -> None:
+    """X's partial edge buckets are what it always sends for a window off the minute: skipped quietly (info),
+    never a WARNING that something was malformed; a partial bucket inside a page still is one."""
+    from producer.sources.x_search import parse_counts
+
+    def bucket(start: str, end: str) -> dict[str, Any]:
+        return {"start": f"2026-12-04T11:{start}Z", "end": f"2026-12-04T11:{end}Z", "tweet_count": 1}
+
+    edges = [bucket("00:24", "01:00"), bucket("01:00", "02:00"), bucket("02:00", "02:31")]
+    with caplog.at_level("INFO"):
+        counted = parse_counts({"data": edges}, "bitcoin", NOW)
+    assert [c.event_time.minute for c in counted] == [1]
+    assert "malformed" not in caplog.text and "partial edge" in caplog.text
+    from coinstream.errors import BadPayload
+
+    with pytest.raises(BadPayload, match="buckets of 31 s, not one minute"):
+        parse_counts({"data": [edges[1], bucket("02:00", "02:31"), bucket("03:00", "04:00")]}, "q", NOW)
