@@ -11,6 +11,7 @@ the verdict found that lag in that direction.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -125,6 +126,11 @@ def family_rates(seeds: int, days: float = 2) -> tuple[float, float, float]:
     return false, hit, leaked
 
 
+def slug(name: str) -> str:
+    """A family's name as a figure key: "AR(1) pairs" -> "ar_1_pairs"."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
 def main() -> None:
     parser = options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--seeds", type=int, default=100)
@@ -139,7 +145,12 @@ def main() -> None:
         false = sum(lead in ("posts", "volume") for lead, _ in found) / len(found)
         print(f"null {name}: false lead {false:.0%} ({args.seeds} seeds, {time.perf_counter() - started:.0f} s)")
         figures.append(
-            Figure(f"analysis_calibration.null_{name}", f"one pair, null family {name}: a false lead", 100 * false, "%")
+            Figure(
+                f"analysis_calibration.null_{slug(name)}",
+                f"one pair, null family {name}: a false lead",
+                100 * false,
+                "%",
+            )
         )
     started = time.perf_counter()
     found = verdicts(planted, args.seeds, args.days)

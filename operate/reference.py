@@ -1,6 +1,7 @@
 """Reference pages written from the code, so they cannot drift from it: every command's help (typer), every
 setting (pydantic-settings, with the `#:` comment above it), and every `error:` line and `doctor` check a user can
-meet (read from the source). The docs site's hook (docs/hooks.py) adds them to the site at each build."""
+meet (read from the source). They are committed under docs/ (`python -m operate.reference` writes them; a test
+keeps them current) and the docs site's hook (mkdocs.yml `hooks:`) writes them afresh at each build."""
 
 from __future__ import annotations
 
@@ -214,8 +215,30 @@ def pipeline_picture() -> str:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """MkDocs hook: `<!-- pipeline -->` in a page becomes the pipeline's picture, drawn from the code."""
-    return markdown.replace("<!-- pipeline -->", pipeline_picture()) if "<!-- pipeline -->" in markdown else markdown
+    """MkDocs hook: a generated page is written afresh from the code; `<!-- pipeline -->` becomes the pipeline's
+    picture, drawn from the code; the performance table and every `{{ benchmark.figure }}` come from the
+    benchmarks' results file (benchmarks/results.json, which `make bench` writes)."""
+    generated = _pages().get(page.file.src_uri)
+    if generated is not None:
+        return generated
+    if "<!-- pipeline -->" in markdown:
+        markdown = markdown.replace("<!-- pipeline -->", pipeline_picture())
+    from benchmarks.report import PLACEHOLDER, TABLE_MARK, substitute
+    from benchmarks.results import RESULTS, load
+
+    if TABLE_MARK in markdown or PLACEHOLDER.search(markdown):
+        markdown = substitute(markdown, load(RESULTS))
+    return markdown
+
+
+_cache: dict[str, str] = {}
+
+
+def _pages() -> dict[str, str]:
+    """The generated pages, written once per build."""
+    if not _cache:
+        _cache.update(pages())
+    return _cache
 
 
 def pages() -> dict[str, str]:
@@ -229,10 +252,11 @@ def pages() -> dict[str, str]:
 
 
 def main(argv: Any = None) -> None:
-    """`python -m operate.reference DIR`: write the pages under DIR (the docs hook does this in memory)."""
+    """`python -m operate.reference [DIR]`: write the generated pages under DIR (default docs/, where they are
+    committed so the repository's own view of the docs has them; a test keeps them current)."""
     import sys
 
-    target = Path((argv or sys.argv[1:] or ["site-reference"])[0])
+    target = Path((argv or sys.argv[1:] or [str(REPO_ROOT / "docs")])[0])
     for name, text in pages().items():
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         (target / name).write_text(text)
@@ -240,12 +264,3 @@ def main(argv: Any = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def on_files(files: Any, config: Any) -> Any:
-    """MkDocs hook (mkdocs.yml `hooks:`): the generated pages join the site's files at each build."""
-    from mkdocs.structure.files import File
-
-    for name, text in pages().items():
-        files.append(File.generated(config, name, content=text))
-    return files

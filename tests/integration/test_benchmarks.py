@@ -45,3 +45,28 @@ def test_benchmark_smoke(name: str, tmp_path: Path) -> None:
         assert key.startswith(f"{name}.")
         assert figure.value >= 0 if "%" in figure.unit else figure.value > 0, f"{key} is not a figure: {figure.value}"
         assert entry["command"].endswith("--smoke") and entry["machine"]["cores"] >= 1
+    if name == "demo":
+        check_the_docs_demo_table(done.stdout)
+
+
+def demo_table(text: str) -> dict[str, list[int]]:
+    """The rows of the first `coinstream demo` summary in `text`: table -> produced, consumed, delivered, loaded."""
+    rows: dict[str, list[int]] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 5 and cells[0].startswith("raw_") and cells[0] not in rows:
+            rows[cells[0]] = [int(c) for c in cells[1:]]
+    return rows
+
+
+def check_the_docs_demo_table(stdout: str) -> None:
+    """The demo's table in the README and the getting-started page is what a fresh demo prints: the candles
+    exactly (six hours of one market), the posts within a quarter (the simulation's rate follows the hour)."""
+    found = re.search(r"\(logs in (\S+)\)", stdout)
+    assert found, stdout
+    ran = demo_table((Path(found.group(1)) / "demo-runs.log").read_text())
+    assert set(ran) == {"raw_candles", "raw_posts"} and all(len(set(r)) == 1 for r in ran.values()), ran
+    for page in (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "index.md"):
+        said = demo_table(page.read_text())
+        assert said["raw_candles"] == ran["raw_candles"], f"{page.name}: the demo now prints {ran}"
+        assert abs(said["raw_posts"][0] - ran["raw_posts"][0]) <= ran["raw_posts"][0] / 4, f"{page.name}: {ran}"

@@ -141,3 +141,23 @@ def test_minute_metrics_counts_posts_once_and_zero_fills(tmp_path: Path) -> None
     ).fetchall()
     assert got == [("12:00", 2, 2, "1.50000000"), ("12:01", 0, 0, "2.50000000"), ("12:02", 1, 1, "3.50000000")]
     wh.close()
+
+
+def test_the_benchmarks_pydantic_baseline_has_the_contracts_fields() -> None:
+    """benchmarks/processor.py measures the contract against the same contract in pydantic: a field added to one
+    and not the other would make that baseline refuse every record (as `authored_at` once did, unnoticed)."""
+    import msgspec
+
+    from benchmarks import processor
+    from coinstream.records import CandleEnvelope, CandlePayload, PostEnvelope, PostPayload
+
+    for ours, theirs in (
+        (CandlePayload, processor._LeanCandle),
+        (PostPayload, processor._LeanPost),
+        (CandleEnvelope, processor._LeanCandleEnvelope),
+        (PostEnvelope, processor._LeanPostEnvelope),
+    ):
+        fields = {f.encode_name for f in msgspec.structs.fields(ours)}
+        if ours in (CandleEnvelope, PostEnvelope):
+            fields.add("kind")  # the tag, a field in pydantic's union
+        assert fields == set(theirs.model_fields), f"{theirs.__name__} differs from {ours.__name__}"

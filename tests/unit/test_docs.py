@@ -142,14 +142,14 @@ def test_the_site_builds_with_no_warning_and_every_internal_link_lands(tmp_path:
                 continue  # not this site's: the check is of internal links
             target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
             if target.is_dir() or parts.path.endswith("/"):
-                target = target / "index.html"
-            if not target.exists():
+                broken.append(f"{page.relative_to(site)} -> {link} (a folder: from file:// it lists files)")
+            elif not target.exists():
                 broken.append(f"{page.relative_to(site)} -> {link}")
             elif parts.fragment and target.suffix == ".html" and target in pages:
                 if parts.fragment not in pages[target].ids:
                     broken.append(f"{page.relative_to(site)} -> {link} (no such anchor)")
     assert broken == []
-    assert (site / "reference" / "cli" / "index.html").exists() and (site / "troubleshooting" / "index.html").exists()
+    assert (site / "reference" / "cli.html").exists() and (site / "troubleshooting.html").exists()
 
 
 def test_the_readmes_picture_of_the_pipeline_is_the_one_the_code_draws() -> None:
@@ -183,3 +183,78 @@ def test_every_link_in_the_readme_lands() -> None:
         elif anchor and anchor not in heading_ids(file.read_text()):
             broken.append(f"{target} (no such heading)")
     assert broken == []
+
+
+def test_the_backfill_page_names_every_source_the_plan_reads() -> None:
+    from producer.backfill import HISTORY_SOURCES
+    from producer.sources.registry import SOURCES
+
+    page = (DOCS / "backfill.md").read_text().splitlines()
+    rows = [line.split("|")[1].strip().lower() for line in page if line.startswith("|")]
+    missing = [name for name in HISTORY_SOURCES if name not in rows and SOURCES[name].name not in rows]
+    assert missing == [], f"docs/backfill.md's table of sources lacks {missing}"
+
+
+def test_the_offline_demos_figures_are_the_recordings_own() -> None:
+    """docs/index.md says what `coinstream demo --source offline --from-dir tests/payloads` puts: counted here."""
+    from collections import Counter
+
+    from coinstream.records import Kind
+    from producer.sources.offline import replay
+
+    now = datetime.now(UTC)
+    folder = REPO_ROOT / "tests" / "payloads"
+    candles, posts = replay(folder, Kind.CANDLE, now=now), replay(folder, Kind.POST, now=now)
+    per_exchange = Counter(e.source for e in candles)
+    kinds = Counter((e.source, e.kind.value) for e in posts)
+    distinct_x = len({e.key for e in posts if e.source == "x" and e.kind is Kind.POST})
+    page = " ".join((DOCS / "index.md").read_text().split())
+    for said in (
+        f"{len(candles)} candles of the {len(per_exchange)} exchanges".replace(" 8 ", " eight "),
+        f"({min(per_exchange.values())} to {max(per_exchange.values())} minutes each)",
+        f"{len(posts)} post records — {kinds['x', 'post']} X posts ({distinct_x} distinct land",
+        f"{kinds['mastodon', 'post']} Mastodon and {kinds['bluesky', 'post']} Bluesky posts",
+        f"{kinds['x', 'post_count']} X per-minute counts",
+    ):
+        assert said in page, f"docs/index.md no longer says {said!r}"
+
+
+def test_the_generated_pages_in_docs_are_current() -> None:
+    """The command, settings and troubleshooting pages are committed (so the repository's view of the docs has
+    them) and written afresh at each build; a change to the code they are written from must renew them."""
+    from operate.reference import pages
+
+    stale = [name for name, text in pages().items() if (DOCS / name).read_text() != text]
+    assert stale == [], f"renew {stale}: .venv/bin/python -m operate.reference"
+
+
+def test_every_figure_the_docs_quote_is_in_the_results_file() -> None:
+    """The performance table and every `{{ benchmark.figure }}` are rendered from benchmarks/results.json, which
+    holds a full-size run of every benchmark (never a smoke run); the README's lines are that file's too."""
+    from benchmarks.__main__ import SUITE
+    from benchmarks.report import PLACEHOLDER, readme, substitute
+    from benchmarks.results import RESULTS, load
+
+    data = load(RESULTS)
+    assert set(data["benchmarks"]) == set(SUITE), "run `make bench` (every benchmark) and commit its results"
+    assert not [n for n, e in data["benchmarks"].items() if e["command"].endswith("--smoke")]
+    for page in DOCS.rglob("*.md"):
+        rendered = substitute(page.read_text(), data)  # an unknown figure raises, naming it
+        assert not PLACEHOLDER.search(rendered), page
+    text = (REPO_ROOT / "README.md").read_text()
+    assert readme(text, data) == text, "renew the README's figures: python -m benchmarks.report --readme"
+
+
+#: A measured result written by hand: a rate, a time in ms, a size in MiB, billed units, a ratio like 3.9x.
+HAND_FIGURE = re.compile(r"\b\d[\d,.]*\s?(?:records/s|ms|MiB|units)\b|\b\d+(?:\.\d+)?x\b")
+
+
+def test_the_performance_page_quotes_no_figure_by_hand() -> None:
+    """Above its explanations, the page's figures are placeholders the results file fills; a figure typed in
+    would drift from what the benchmarks print."""
+    page = (DOCS / "performance.md").read_text().split("## Why the figures are what they are")[0]
+    typed = HAND_FIGURE.findall(re.sub(r"\{\{.*?\}\}", "", page))
+    assert typed == [], f"docs/performance.md quotes {typed} by hand: use {{{{ benchmark.figure }}}}"
+    how_fast = (REPO_ROOT / "README.md").read_text().split("## How fast")[1].split("\n## ")[0]
+    outside = re.sub(r"<!-- figures: start -->.*<!-- figures: end -->", "", how_fast, flags=re.S)
+    assert HAND_FIGURE.findall(outside) == [], "the README's How fast section quotes a figure by hand"
