@@ -60,7 +60,8 @@ def load_delivery_streams(pipeline: Pipeline, values: dict[str, str] | None = No
     """Delivery streams by record kind, from the files pipeline.toml names."""
     out = {}
     for kind, path in pipeline.delivery_files.items():
-        out[kind] = _load(kind, path, {"Bucket": pipeline.bucket, **(values or {})})
+        # the local stack (moto) is the `aws` partition; on AWS the stack's own partition replaces it
+        out[kind] = _load(kind, path, {"Bucket": pipeline.bucket, "Partition": "aws", **(values or {})})
     return out
 
 

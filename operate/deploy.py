@@ -42,6 +42,8 @@ PLACEHOLDERS: dict[str, Any] = {
     "CopySecretArn": {"Ref": "CopySecret"},
     "DeliveryLogGroup": {"Ref": "DeliveryLogGroup"},
     "Bucket": {"Ref": "LandingBucket"},
+    #: aws, aws-cn or aws-us-gov: an ARN written with `arn:aws:` is invalid in China and GovCloud
+    "Partition": {"Ref": "AWS::Partition"},
     "GlueCatalogArn": {"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:catalog"},
 }
 
@@ -278,17 +280,40 @@ def iceberg_definition(redshift: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _described(name: str, what: Any) -> Any:
+    """An alarm's description: `what` may be a condition's choice of two texts (Fn::If)."""
+    tail = "; see `coinstream doctor` and the delivery log group"
+    if isinstance(what, dict):
+        condition, yes, no = what["Fn::If"]
+        return {"Fn::If": [condition, f"{name}: {yes}{tail}", f"{name}: {no}{tail}"]}
+    return f"{name}: {what}{tail}"
+
+
+def load_errors_table(warehouse: str | None) -> str:
+    """Where Redshift keeps the rows a COPY rejected: SYS_LOAD_ERROR_DETAIL on Serverless, STL_LOAD_ERRORS on a
+    provisioned (RA3) cluster."""
+    return "SYS_LOAD_ERROR_DETAIL" if warehouse == "serverless" else "STL_LOAD_ERRORS"
+
+
 def _failure_alarm(logical: str, stream: Any, warehouse: str) -> dict[str, Any]:
+    what: Any
     if warehouse == "iceberg":
         what = f"rows for {stream.table} are failing to reach the Iceberg table (the bucket's {stream.error_prefix})"
         metric, statistic, threshold, comparison = "DeliveryToIceberg.FailedRowCount", "Sum", 0, "GreaterThanThreshold"
     else:
-        what = f"COPY into {stream.table} is failing (STL_LOAD_ERRORS, the bucket's {stream.error_prefix})"
+        # the rows COPY rejected are in SYS_LOAD_ERROR_DETAIL on Serverless (STL_LOAD_ERRORS holds nothing there)
+        what = {
+            "Fn::If": [
+                "Serverless",
+                f"COPY into {stream.table} is failing (SYS_LOAD_ERROR_DETAIL, the bucket's {stream.error_prefix})",
+                f"COPY into {stream.table} is failing (STL_LOAD_ERRORS, the bucket's {stream.error_prefix})",
+            ]
+        }
         metric, statistic, threshold, comparison = "DeliveryToRedshift.Success", "Minimum", 1, "LessThanThreshold"
     return {
         "Type": "AWS::CloudWatch::Alarm",
         "Properties": {
-            "AlarmDescription": f"{stream.name}: {what}; see `coinstream doctor` and the delivery log group",
+            "AlarmDescription": _described(stream.name, what),
             "Namespace": "AWS/Firehose",
             "MetricName": metric,
             "Dimensions": [{"Name": "DeliveryStreamName", "Value": {"Ref": logical}}],

@@ -18,6 +18,7 @@ from coinstream.delivery import load_delivery_streams
 from coinstream.errors import CoinstreamError
 from coinstream.records import Kind
 from coinstream.x_bill import XBudget, XPrices, usd
+from operate.deploy import load_errors_table
 from producer.run import run_name
 from producer.sources.registry import SOURCES
 from producer.sources.x_search import XCursor
@@ -205,7 +206,7 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
                 raise CoinstreamError(
                     f"{what} in the last 24 h ({log_errors} log events; newest error "
                     f"object {failed or 'none'} under s3://{pipeline.bucket}/{stream_def.error_prefix}); "
-                    + ("see the delivery log group" if lake else "see STL_LOAD_ERRORS")
+                    + ("see the delivery log group" if lake else f"see {load_errors_table(outputs.get('Warehouse'))}")
                 )
             return f"last landed {last:%Y-%m-%d %H:%M} UTC" if last else "nothing landed in the last 24 h"
 

@@ -546,3 +546,54 @@ def test_firehose_reaches_redshift_from_its_published_block_in_each_of_37_region
     )
     assert unlisted.returncode == 1 and len(unlisted.stderr.strip().splitlines()) == 1
     assert "Firehose publishes no Redshift CIDR for eu-west-9" in unlisted.stderr and "Traceback" not in unlisted.stderr
+
+
+def test_load_errors_are_looked_for_where_the_warehouse_keeps_them() -> None:
+    """On Redshift Serverless STL_LOAD_ERRORS holds nothing: the alarm and doctor name SYS_LOAD_ERROR_DETAIL there,
+    STL_LOAD_ERRORS on a provisioned cluster."""
+    from operate.deploy import load_errors_table
+
+    assert load_errors_table("serverless") == "SYS_LOAD_ERROR_DETAIL"
+    assert load_errors_table("provisioned") == "STL_LOAD_ERRORS"
+    template = render(pipeline(), BASE)
+    alarms = [r for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    copies = [a["Properties"]["AlarmDescription"] for a in alarms if "COPY into" in json.dumps(a)]
+    assert copies, "an alarm per delivery stream's COPY"
+    for described in copies:
+        condition, serverless, provisioned = described["Fn::If"]
+        assert condition == "Serverless" and "SYS_LOAD_ERROR_DETAIL" in serverless
+        assert "STL_LOAD_ERRORS" in provisioned and "SYS_LOAD_ERROR_DETAIL" not in provisioned
+
+
+@pytest.mark.parametrize("warehouse", ["redshift", "iceberg"])
+def test_every_arn_carries_the_stacks_partition(warehouse: str) -> None:
+    """`arn:aws:` is wrong in China (aws-cn) and GovCloud (aws-us-gov), regions the region check accepts: every
+    ARN the stack writes takes ${AWS::Partition}."""
+    text = json.dumps(render(pipeline(), BASE, warehouse))
+    assert "arn:aws:" not in text
+    assert "arn:${Partition}:s3:::${Bucket}" in text and '"Partition": {"Ref": "AWS::Partition"}' in text
+
+
+def test_every_host_role_may_list_what_its_bootstrap_copies_recursively() -> None:
+    """`aws s3 cp --recursive` and `aws s3 sync` list the prefix first (ListObjectsV2: s3:ListBucket on the bucket);
+    s3:GetObject alone gets AccessDenied, the bootstrap waits out its tries and no worker ever runs (issue 37).
+    Each role whose host runs deploy/bootstrap.sh may list its artifacts (the producer its state too)."""
+    import re as regex
+
+    bootstrap = (REPO_ROOT / "deploy" / "bootstrap.sh").read_text()
+    listed = set(regex.findall(r"aws s3 (?:cp --recursive|sync)[^\n]*?\$(\w+)(?:_url)?/", bootstrap))
+    assert listed, "the bootstrap copies prefixes recursively"
+    template = render(pipeline(), BASE)
+    prefixes = {"artifacts": "artifacts/", "state": "state/producer/"}
+    for role in ("ProducerRole", "ConsumerRole"):
+        granted = [
+            s
+            for r in template["Resources"].values()
+            if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]
+            for s in r["Properties"]["PolicyDocument"]["Statement"]
+            if "s3:ListBucket" in s["Action"]
+        ]
+        allowed = [p for s in granted for p in s.get("Condition", {}).get("StringLike", {}).get("s3:prefix", [])]
+        needs = ["artifacts"] + (["state"] if role == "ProducerRole" else [])
+        for what in needs:
+            assert any(prefixes[what].startswith(p.rstrip("*")) for p in allowed), f"{role} cannot list {what}/"
