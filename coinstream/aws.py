@@ -15,12 +15,13 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    PartialCredentialsError,
     ReadTimeoutError,
 )
 from pydantic import SecretStr
 
 from coinstream.config import Pipeline, Settings
-from coinstream.errors import CoinstreamError, FatalError, RefusedError, TransientError
+from coinstream.errors import NO_CREDENTIALS, CoinstreamError, FatalError, NoCredentials, RefusedError, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -167,8 +168,8 @@ def classify(exc: Exception, what: str) -> CoinstreamError:
         return exc
     if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | ConnectTimeoutError):
         return TransientError(f"{what}: cannot reach the endpoint ({exc}); {_where_to_look()}")
-    if isinstance(exc, NoCredentialsError):
-        return FatalError(f"{what}: no AWS credentials; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return NoCredentials(f"{what}: {NO_CREDENTIALS}")
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", "")

@@ -28,6 +28,18 @@ class FatalError(CoinstreamError):
     """Stop and say why: bad configuration, a missing tool, a port already taken."""
 
 
+class NoCredentials(FatalError):
+    """AWS was asked with no credentials to ask it with: the line says how to give them (and is the whole fix)."""
+
+
+#: What a user who reaches AWS without credentials is told, from every command.
+NO_CREDENTIALS = (
+    "no AWS credentials: set AWS_PROFILE (a profile in ~/.aws/config), or AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or run on a host with an instance role (COINSTREAM_TARGET=aws talks to AWS; unset it "
+    "for the local stack)"
+)
+
+
 class SkippableError(CoinstreamError):
     """This one record cannot be processed: dead-letter it with the reason and go on."""
 

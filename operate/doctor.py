@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from coinstream.aws import classify, client, deployed, stack_outputs
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
-from coinstream.errors import CoinstreamError
+from coinstream.errors import CoinstreamError, NoCredentials
 from coinstream.records import Kind
 from coinstream.x_bill import XBudget, XPrices, usd
 from operate.deploy import load_errors_table
@@ -37,6 +37,8 @@ class Check:
 def _run(what: str, probe: Callable[[], str], fix: str) -> Check:
     try:
         return Check(True, what, probe())
+    except NoCredentials as exc:  # the line is its own fix: how to give credentials, not the check's own fix
+        return Check(False, what, str(exc).removeprefix(f"{what}: "))
     except CoinstreamError as exc:
         return Check(False, what, _with_fix(str(exc), what, fix))
     except Exception as exc:

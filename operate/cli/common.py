@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from coinstream.config import Pipeline, Settings, load_settings
-from coinstream.errors import CoinstreamError, FatalError
+from coinstream.errors import NO_CREDENTIALS, CoinstreamError, FatalError
 
 # Piped output (cron logs, tests) gets a wide fixed width so tables are not squeezed into 80 columns.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -48,6 +48,11 @@ def friendly(func: F) -> F:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except Exception as exc:  # an AWS call that ran before any classify: only missing credentials are known
+            if type(exc).__name__ not in ("NoCredentialsError", "PartialCredentialsError"):
+                raise
+            print_error(NO_CREDENTIALS)
+            raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper  # type: ignore[return-value]
 

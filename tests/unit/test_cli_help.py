@@ -49,3 +49,20 @@ def test_an_error_line_is_printed_as_written_never_read_as_markup(capsys: pytest
     assert capsys.readouterr().err.strip() == (
         "error: rendering reads redshift/*.sql with sqlglot: pip install 'coinstream[warehouse]'"
     )
+
+
+@pytest.mark.parametrize("words", [["deploy", "--status"], ["deploy", "--apply"], ["deploy", "--destroy"], ["doctor"]])
+def test_aws_without_credentials_is_one_line_naming_how_to_give_them(
+    words: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """COINSTREAM_TARGET=aws and no credentials (the autouse fixture clears them): never botocore's traceback, and
+    doctor's line names the credentials, not `deploy --apply`."""
+    monkeypatch.setenv("COINSTREAM_TARGET", "aws")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("COINSTREAM_STATE_DIR", str(tmp_path))
+    done = CliRunner().invoke(app, words, input="n\n", env={"COLUMNS": "200"})
+    output = done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit), repr(done.exception)
+    assert "Traceback" not in output and done.exit_code == 1, output
+    assert "no AWS credentials: set AWS_PROFILE" in output, output
+    assert "deploy it with" not in output
