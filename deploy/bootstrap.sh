@@ -81,8 +81,10 @@ python3.11 -m venv "$root$opt/venv"
 worker_id=""
 if [ "$role" = worker ]; then
   # the KCL worker is named after its instance, so `coinstream doctor` shows which host holds which leases
-  token="$(curl -sS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)"
-  instance="$(curl -sS -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id)"
+  # -f: an HTTP error's body must never become the token or the worker's name
+  token="$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)"
+  instance="$(curl -fsS -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id)"
+  [[ "$instance" =~ ^i-[0-9a-f]+$ ]] || { echo "bootstrap: IMDS gave no instance id ($instance)" >&2; exit 3; }
   worker_id="$instance-$app"
 fi
 

@@ -178,8 +178,15 @@ def kept_after_destroy(s3: Any, stack: str, described: dict[str, str]) -> list[s
     if bucket:
         listed = s3.list_objects_v2(Bucket=bucket, MaxKeys=1000)
         count = f"{listed.get('KeyCount', 0)}{'+' if listed.get('IsTruncated') else ''}"
+        # a Redshift stack's backup/ keeps every record Firehose delivered; Iceberg's destination keeps only the
+        # records it failed to write (FailedDataOnly): there the tables' own files are the copy
+        backup = (
+            "backup/, the records Firehose failed to write"
+            if described.get("Warehouse") == "iceberg"
+            else "backup/, every record ever delivered"
+        )
         kept.append(
-            f"s3://{bucket} ({count} objects, among them backup/, every record ever delivered; "
+            f"s3://{bucket} ({count} objects, among them {backup}; "
             f"remove it with `aws s3 rb s3://{bucket} --force` once you no longer need it)"
         )
     if described.get("Warehouse") == "serverless":

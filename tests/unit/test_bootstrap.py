@@ -129,7 +129,7 @@ def test_a_worker_host_installs_a_jre_and_the_consumer_and_runs_its_application(
     assert f"pip install --quiet --no-cache-dir -r {root}/opt/coinstream/artifacts/requirements-consumer.txt" in made
     unit = (root / "etc/systemd/system/coinstream-consumer@.service").read_text()
     assert "COINSTREAM_WORKER_ID=i-0abc-warehouse" in (root / "etc/coinstream/env").read_text()
-    assert any(c.startswith("curl -sS -X PUT") for c in made)  # IMDSv2's token: the only way the template allows
+    assert any(c.startswith("curl -fsS -X PUT") for c in made)  # IMDSv2's token: the only way the template allows
     for line in (
         "ExecStart=/opt/coinstream/venv/bin/coinstream consume --app %i --worker-id ${COINSTREAM_WORKER_ID}",
         "Restart=on-failure",
@@ -187,3 +187,14 @@ def test_the_launch_templates_carry_the_script_and_their_roles_variables() -> No
     assert len(script) < len(body) and "\n#" not in script.replace("\n#!/bin/bash", "")
     ingress = resources["HostSecurityGroup"]["Properties"].get("SecurityGroupIngress")
     assert ingress is None  # no port open: Session Manager
+
+
+def test_an_imds_error_never_becomes_the_workers_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """curl -f: an HTTP error from the instance metadata service fails the bootstrap (so the stack hears of it);
+    without -f its HTML body became the worker id."""
+    broken = 'case "$*" in *-f*) echo "<html>401</html>"; exit 22 ;; *) echo "<html>401</html>" ;; esac'
+    monkeypatch.setitem(STUBS, "curl", broken)
+    done = boot(tmp_path, "worker", "warehouse")
+    assert done.returncode != 0
+    env = tmp_path / "root" / "etc" / "coinstream" / "env"
+    assert not env.exists() or "html" not in env.read_text()

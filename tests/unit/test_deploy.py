@@ -597,3 +597,18 @@ def test_every_host_role_may_list_what_its_bootstrap_copies_recursively() -> Non
         needs = ["artifacts"] + (["state"] if role == "ProducerRole" else [])
         for what in needs:
             assert any(prefixes[what].startswith(p.rstrip("*")) for p in allowed), f"{role} cannot list {what}/"
+
+
+def test_destroy_says_what_the_backup_holds_on_each_warehouse() -> None:
+    """Redshift's Firehose backs up every record; Iceberg's destination only the failed ones (FailedDataOnly)."""
+    from moto import mock_aws
+
+    from operate.lifecycle import kept_after_destroy
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="landing")
+        redshift = kept_after_destroy(s3, "cs", {"LandingBucket": "landing", "Warehouse": "serverless"})
+        iceberg = kept_after_destroy(s3, "cs", {"LandingBucket": "landing", "Warehouse": "iceberg"})
+    assert "every record ever delivered" in redshift[0]
+    assert "every record" not in iceberg[0] and "the records Firehose failed to write" in iceberg[0]
