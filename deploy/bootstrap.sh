@@ -11,7 +11,13 @@
 #   COINSTREAM_LOG_GROUP          the CloudWatch Logs group of this role
 #   COINSTREAM_SOURCES            the producer's runs, KIND:SOURCE separated by spaces
 #   COINSTREAM_X_TOKEN_PARAMETER  the SSM SecureString with X's bearer token (read at run time; empty: none)
+#   COINSTREAM_SIGNAL_RESOURCE    the Auto Scaling group (logical id) this host signals: ready, or failed
 #   AWS_REGION, COINSTREAM_STACK_NAME
+#
+# The stack waits for each host's signal (CreationPolicy, UpdatePolicy WaitOnResourceSignals): cfn-signal says
+# success only once the host's service is really up (a producer's first run ended 0, 3 or 4; a worker's daemon ran
+# a minute without a restart), failure otherwise, and a failure's log tail goes to the role's log group as the
+# stream <instance>-bootstrap (the agent may not run yet), where `coinstream deploy --apply` reads the reason.
 #
 # It installs Python and (on a worker) a JRE from the distribution, the wheel from the artifacts (the worker with
 # the consumer extra, whose amazon-kclpy fetches the KCL jars), writes the systemd units and starts them. No Node,
@@ -29,10 +35,45 @@ sources="${COINSTREAM_SOURCES:-}"
 x_parameter="${COINSTREAM_X_TOKEN_PARAMETER:-}"
 region="${AWS_REGION:?AWS_REGION must be set}"
 stack="${COINSTREAM_STACK_NAME:?COINSTREAM_STACK_NAME must be set}"
+signal_resource="${COINSTREAM_SIGNAL_RESOURCE:-}"
+export PATH="$PATH:/opt/aws/bin"  # cfn-signal, from aws-cfn-bootstrap
+
+mkdir -p "$root/var/log/coinstream"
+bootstrap_log="$root/var/log/coinstream/bootstrap.log"
+exec > >(tee -a "$bootstrap_log") 2> >(tee -a "$bootstrap_log" >&2)
+instance=""
+
+# The stack hears how the bootstrap ended; a failure's last lines go to the log group themselves.
+finish() {
+  local status=$?
+  [ -n "$signal_resource" ] || return 0
+  if [ "$status" != 0 ]; then
+    echo "bootstrap: failed (exit $status); the stack is told, and this log's tail is in $log_group"
+    report_to_log_group || echo "bootstrap: could not write to $log_group"
+    cfn-signal --success false --stack "$stack" --resource "$signal_resource" --region "$region" ||
+      echo "bootstrap: cfn-signal failed"
+  fi
+}
+report_to_log_group() {
+  command -v aws >/dev/null || return 1
+  local stream="${instance:-unknown}-bootstrap" events
+  events="$(mktemp)"
+  python3 - "$bootstrap_log" >"$events" <<'PY'
+import json, sys, time
+lines = open(sys.argv[1], errors="replace").read().splitlines()[-100:] or ["(no output)"]
+now = int(time.time() * 1000)
+print(json.dumps([{"timestamp": now, "message": line[:4000] or " "} for line in lines]))
+PY
+  aws logs create-log-stream --region "$region" --log-group-name "$log_group" --log-stream-name "$stream" \
+    >/dev/null 2>&1 || true
+  aws logs put-log-events --region "$region" --log-group-name "$log_group" --log-stream-name "$stream" \
+    --log-events "file://$events" >/dev/null
+}
+trap finish EXIT
 
 case "$role" in
   producer)
-    packages=(python3.11 python3.11-pip awscli-2 amazon-cloudwatch-agent logrotate)
+    packages=(python3.11 python3.11-pip awscli-2 amazon-cloudwatch-agent logrotate aws-cfn-bootstrap)
     lock=requirements-core.txt
     ;;
   worker)
@@ -40,7 +81,8 @@ case "$role" in
       warehouse | live) ;;
       *) echo "bootstrap: COINSTREAM_HOST_APP='$app': a worker runs warehouse or live" >&2; exit 2 ;;
     esac
-    packages=(python3.11 python3.11-pip java-17-amazon-corretto-headless amazon-cloudwatch-agent logrotate)
+    packages=(python3.11 python3.11-pip awscli-2 java-17-amazon-corretto-headless amazon-cloudwatch-agent logrotate
+      aws-cfn-bootstrap)
     lock=requirements-consumer.txt
     ;;
   *)
@@ -48,6 +90,12 @@ case "$role" in
     exit 2
     ;;
 esac
+
+# this instance's id (IMDSv2): the log stream of a failure, and a worker's name. -f: an HTTP error's body must
+# never become the token or the id
+token="$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)"
+instance="$(curl -fsS -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id)"
+[[ "$instance" =~ ^i-[0-9a-f]+$ ]] || { echo "bootstrap: IMDS gave no instance id ($instance)" >&2; exit 3; }
 
 opt=/opt/coinstream
 units="$root/etc/systemd/system"
@@ -81,10 +129,6 @@ python3.11 -m venv "$root$opt/venv"
 worker_id=""
 if [ "$role" = worker ]; then
   # the KCL worker is named after its instance, so `coinstream doctor` shows which host holds which leases
-  # -f: an HTTP error's body must never become the token or the worker's name
-  token="$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token)"
-  instance="$(curl -fsS -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id)"
-  [[ "$instance" =~ ^i-[0-9a-f]+$ ]] || { echo "bootstrap: IMDS gave no instance id ($instance)" >&2; exit 3; }
   worker_id="$instance-$app"
 fi
 
@@ -139,6 +183,7 @@ Type=oneshot
 User=coinstream
 EnvironmentFile=/etc/coinstream/env
 ExecStart=$opt/bin/produce %i
+SuccessExitStatus=3 4
 ExecStartPost=/usr/bin/aws s3 sync --only-show-errors --exclude "*.lock" --exclude "*.tmp" /var/lib/coinstream/producer $state_url/
 StandardOutput=append:/var/log/coinstream/produce-%i.log
 StandardError=inherit
@@ -208,3 +253,26 @@ amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
 systemctl daemon-reload
 systemctl enable --now "${enable[@]}"
 echo "bootstrap: $role${app:+ ($app)} started: ${enable[*]}"
+
+# Ready only when the service really runs: a producer's first run ended 0, 3 (spooled) or 4 (nothing to do), a
+# worker's daemon stayed up a minute without a restart. Then the stack hears success; else the trap says failure.
+if [ "$role" = producer ]; then
+  first="${sources%% *}"
+  systemctl start --wait "coinstream-produce@$first.service" || {
+    echo "bootstrap: the first run of $first failed: see /var/log/coinstream/produce-$first.log"
+    tail -n 20 "$root/var/log/coinstream/produce-$first.log" 2>/dev/null || true
+    exit 4
+  }
+else
+  sleep "${COINSTREAM_READY_SECONDS:-60}"
+  unit="coinstream-consumer@$app.service"
+  if ! systemctl is-active --quiet "$unit" || [ "$(systemctl show -p NRestarts --value "$unit")" != 0 ]; then
+    echo "bootstrap: $unit is not running steadily: see /var/log/coinstream/consumer-$app.log"
+    tail -n 20 "$root/var/log/coinstream/consumer-$app.log" 2>/dev/null || true
+    exit 4
+  fi
+fi
+if [ -n "$signal_resource" ]; then
+  cfn-signal --success true --stack "$stack" --resource "$signal_resource" --region "$region"
+fi
+echo "bootstrap: ready"

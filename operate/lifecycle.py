@@ -17,7 +17,14 @@ from coinstream.delivery import load_delivery_streams
 from coinstream.errors import FatalError
 
 #: CloudFormation takes a template body of at most this many bytes inline (larger ones go through S3).
-MAX_TEMPLATE_BODY = 51_200
+#: CloudFormation reads a template from S3 (TemplateURL) up to this size.
+MAX_TEMPLATE_URL = 1_000_000
+#: Each host group and the log group its bootstrap writes its failure to (deploy/hosts.json).
+HOST_LOG_GROUPS = {
+    "ProducerGroup": "ProducerLogGroup",
+    "WarehouseWorkers": "WarehouseWorkerLogGroup",
+    "LiveWorkers": "LiveWorkerLogGroup",
+}
 #: The COPY user Firehose runs as (CopySecret's username); the tables it may insert into.
 COPY_USER = "coinstream_copy"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
@@ -35,14 +42,87 @@ class Change:
 
 
 def template_body(template: dict[str, Any]) -> str:
-    """The template as CloudFormation receives it (compact JSON), refused when over the inline limit."""
+    """The template as CloudFormation receives it: compact JSON, up to what it reads from S3."""
     body = json.dumps(template, separators=(",", ":"))
-    if len(body.encode()) > MAX_TEMPLATE_BODY:
+    if len(body.encode()) > MAX_TEMPLATE_URL:
         raise FatalError(
-            f"the template is {len(body.encode()):,} bytes; CloudFormation takes {MAX_TEMPLATE_BODY:,} inline "
-            "(fewer delivery streams, or deploy it from S3 with `aws cloudformation deploy --s3-bucket`)"
+            f"the template is {len(body.encode()):,} bytes; CloudFormation reads {MAX_TEMPLATE_URL:,} at most: "
+            "fewer delivery streams or host groups"
         )
     return body
+
+
+def template_url(s3: Any, bucket: str, region: str, body: str) -> str:
+    """Upload the template to the deploy bucket and name it for CloudFormation (TemplateURL): a template sent
+    inline (TemplateBody) may be 51,200 bytes at most, one read from S3 1 MB. The key is the body's hash, so the
+    same template is uploaded once."""
+    key = f"templates/{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+    return object_url(bucket, region, key)
+
+
+def object_url(bucket: str, region: str, key: str) -> str:
+    """The virtual-hosted HTTPS URL of an S3 object in a region (China's endpoints end .amazonaws.com.cn)."""
+    host = "s3.amazonaws.com" if region == "us-east-1" else f"s3.{region}.amazonaws.com"
+    return f"https://{bucket}.{host}{'.cn' if region.startswith('cn-') else ''}/{key}"
+
+
+def tls_only_policy(bucket: str, region: str) -> str:
+    """A bucket policy that refuses every request not made over TLS, with the region's partition in its ARNs."""
+    partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "TlsOnly",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+    )
+
+
+def deploy_bucket(s3: Any, account: str, region: str, *, tls_only: bool = True) -> str:
+    """The bucket `deploy --apply` keeps its templates in, made once per account and region before any stack (the
+    stack's own landing bucket does not exist yet when the first template is read): private, encrypted, TLS only
+    (`tls_only` off for a stand-in served over plain HTTP), templates expire after 30 days."""
+    name = f"coinstream-deploy-{account}-{region}"
+    try:
+        s3.head_bucket(Bucket=name)
+        return name
+    except s3.exceptions.ClientError:
+        pass
+    where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=name, **where)
+    s3.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            k: True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=name,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=name,
+        LifecycleConfiguration={
+            "Rules": [
+                {"ID": "templates", "Status": "Enabled", "Filter": {"Prefix": "templates/"}, "Expiration": {"Days": 30}}
+            ]
+        },
+    )
+    if not tls_only:
+        return name
+    s3.put_bucket_policy(Bucket=name, Policy=tls_only_policy(name, region))
+    return name
 
 
 def stack_status(cfn: Any, stack: str) -> str | None:
@@ -58,14 +138,22 @@ def stack_status(cfn: Any, stack: str) -> str | None:
 def apply(
     cfn: Any,
     stack: str,
-    body: str,
+    template: tuple[str, str],
     parameters: dict[str, str],
     confirm: Callable[[list[Change]], bool],
     say: Callable[[str], None],
     delay: int = 5,
+    while_waiting: Callable[[], None] | None = None,
+    logs: Any = None,
 ) -> dict[str, str] | None:
     """Create or update `stack` through a change set: show it, ask `confirm`, execute, wait; the stack's outputs,
-    or None when nothing changed or the change was declined (the change set is removed either way)."""
+    or None when nothing changed or the change was declined (the change set is removed either way).
+
+    `template` is (body, the URL CloudFormation reads it from); `while_waiting` runs at each poll of the stack (the
+    artifacts go up as soon as the bucket exists: the hosts wait for them, and the stack for the hosts). With
+    `logs`, a host group that signalled failure has its bootstrap's reason read from its log group, before a
+    rollback removes it, and said in the error."""
+    body, url = template
     status = stack_status(cfn, stack)
     if status == "ROLLBACK_COMPLETE":
         raise FatalError(
@@ -82,14 +170,19 @@ def apply(
             f"--param {', '.join(unknown)}: the template has no such parameter ({', '.join(sorted(declared))})"
         )
     params: list[dict[str, Any]] = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())]
-    if not creating:  # an update keeps every parameter it is not given
-        params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(declared - set(parameters))]
+    if not creating:
+        # an update keeps every parameter the running stack has and it is not given; one the stack never had takes
+        # its default (CloudFormation refuses UsePreviousValue for a key not in the previous template)
+        previous = {p["ParameterKey"] for p in cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Parameters", [])}
+        params += [
+            {"ParameterKey": k, "UsePreviousValue": True} for k in sorted((declared - set(parameters)) & previous)
+        ]
     name = f"coinstream-{time.strftime('%Y%m%d-%H%M%S')}"
     cfn.create_change_set(
         StackName=stack,
         ChangeSetName=name,
         ChangeSetType="CREATE" if creating else "UPDATE",
-        TemplateBody=body,
+        TemplateURL=url,
         Parameters=params,
         Capabilities=["CAPABILITY_IAM"],
     )
@@ -118,10 +211,68 @@ def apply(
         say("not applied; nothing was changed")
         return None
     cfn.execute_change_set(StackName=stack, ChangeSetName=name)
-    final = _wait_stack(cfn, stack, delay)
+    hosts = HostReasons(cfn, logs, stack) if logs is not None else None
+
+    def poll() -> None:
+        if while_waiting is not None:
+            while_waiting()
+        if hosts is not None:
+            hosts.poll()
+
+    final = _wait_stack(cfn, stack, delay, poll)
     if final not in TERMINAL_OK:
-        raise FatalError(f"stack {stack} ended {final}: {'; '.join(failed_events(cfn, stack)) or 'see its events'}")
+        said = "; ".join(failed_events(cfn, stack)) or "see its events"
+        told = hosts.told() if hosts is not None else ""
+        raise FatalError(f"stack {stack} ended {final}: {said}" + (f"\n{told}" if told else ""))
     return outputs(cfn, stack)
+
+
+class HostReasons:
+    """What the hosts of a failing group said: each group whose event tells of a FAILURE signal (or of signals
+    that never came) has its bootstrap's log tail read at once from the role's log group (a rollback of a new
+    stack removes the group soon after)."""
+
+    def __init__(self, cfn: Any, logs: Any, stack: str) -> None:
+        self.cfn, self.logs, self.stack = cfn, logs, stack
+        self.found: dict[str, list[str]] = {}
+
+    def poll(self) -> None:
+        """Read the reasons of any group that has newly failed."""
+        try:
+            events = self.cfn.describe_stack_events(StackName=self.stack).get("StackEvents", [])
+        except Exception:  # the stack may be gone mid-rollback; what was read stays
+            return
+        for e in events:
+            group = e.get("LogicalResourceId", "")
+            reason = str(e.get("ResourceStatusReason", ""))
+            if group in HOST_LOG_GROUPS and group not in self.found and "signal" in reason.lower():
+                if "FAILURE" in reason or "Failed to receive" in reason:
+                    self.found[group] = [reason, *self._bootstrap_tail(group)]
+
+    def _bootstrap_tail(self, group: str) -> list[str]:
+        try:
+            log_group = self.cfn.describe_stack_resource(
+                StackName=self.stack, LogicalResourceId=HOST_LOG_GROUPS[group]
+            )["StackResourceDetail"]["PhysicalResourceId"]
+            streams = self.logs.describe_log_streams(logGroupName=log_group, logStreamNamePrefix="i-").get(
+                "logStreams", []
+            )
+            ends = sorted(
+                (s for s in streams if s["logStreamName"].endswith("-bootstrap")),
+                key=lambda s: s.get("lastEventTimestamp", 0),
+            )
+            if not ends:
+                return [f"(no bootstrap log in {log_group} yet: the host may not have booted)"]
+            events = self.logs.get_log_events(
+                logGroupName=log_group, logStreamName=ends[-1]["logStreamName"], limit=20, startFromHead=False
+            )["events"]
+            return [f"  {ends[-1]['logStreamName']}: {ev['message']}" for ev in events]
+        except Exception as exc:  # the reason is a courtesy: its absence must not hide the failure itself
+            return [f"(the bootstrap's log could not be read: {type(exc).__name__})"]
+
+    def told(self) -> str:
+        """Every failed group's reason and its host's last lines."""
+        return "\n".join(f"{group}: " + "\n".join(lines) for group, lines in self.found.items())
 
 
 def _wait_change_set(cfn: Any, stack: str, name: str, delay: int) -> dict[str, Any]:
@@ -133,15 +284,26 @@ def _wait_change_set(cfn: Any, stack: str, name: str, delay: int) -> dict[str, A
     raise FatalError(f"change set {name} of {stack} was not ready after 30 minutes")
 
 
-def _wait_stack(cfn: Any, stack: str, delay: int) -> str:
+def _wait_stack(cfn: Any, stack: str, delay: int, poll: Callable[[], None] | None = None) -> str:
     for _ in range(max(1, 7200 // delay)):
         status = stack_status(cfn, stack)
+        if poll is not None:
+            poll()
         if status is None:
             return "DELETE_COMPLETE"
         if not status.endswith("_IN_PROGRESS"):
             return status
         time.sleep(delay)
     raise FatalError(f"stack {stack} was still changing after 2 hours; see its events in the console")
+
+
+def resource_id(cfn: Any, stack: str, logical: str) -> str | None:
+    """A resource's physical id once CloudFormation has created it (None before)."""
+    try:
+        detail = cfn.describe_stack_resource(StackName=stack, LogicalResourceId=logical)["StackResourceDetail"]
+    except cfn.exceptions.ClientError:
+        return None
+    return str(detail["PhysicalResourceId"]) if detail.get("ResourceStatus") in TERMINAL_OK else None
 
 
 def failed_events(cfn: Any, stack: str) -> list[str]:

@@ -134,12 +134,10 @@ def deploy(
         stack = settings.stack_name
         if apply:
             body = (
-                template.read_text()
+                lifecycle.template_body(json.loads(template.read_text()))  # compact, as the rendered one
                 if template
                 else lifecycle.template_body(dp.render(pipeline, base, settings.warehouse))
             )
-            if template:
-                json.loads(body)  # a clear error for a file that is not JSON comes from friendly
             if settings.warehouse != "iceberg":
                 dp.check_redshift_region(base.parent, settings.region)  # before anything is created
             from operate import artifacts
@@ -151,11 +149,36 @@ def deploy(
             given.setdefault("ArtifactVersion", version)
             s3 = client("s3", settings)
             existing = lifecycle.stack_status(cfn, stack) not in (None, "REVIEW_IN_PROGRESS")
-            uploaded = []
+            uploaded: list[str] = []
             if existing:
                 uploaded = artifacts.upload(s3, lifecycle.outputs(cfn, stack)["LandingBucket"], built, version)
+
+            def upload_once_the_bucket_exists() -> None:
+                """A new stack's hosts wait for the artifacts and the stack for its hosts' signals: upload them as
+                soon as the landing bucket exists, while the stack is still being created."""
+                nonlocal uploaded
+                if not uploaded and (bucket := lifecycle.resource_id(cfn, stack, "LandingBucket")):
+                    uploaded = artifacts.upload(s3, bucket, built, version)
+
+            # the template goes by TemplateURL (1 MB) from a bucket made before any stack, never inline (51,200 B)
+            plain_http = (settings.endpoint("s3") or "").startswith("http://")  # a stand-in, never AWS itself
             try:
-                done = lifecycle.apply(cfn, stack, body, given, _confirm(yes), lambda m: out.print(m))
+                account = client("sts", settings).get_caller_identity()["Account"]
+                bucket = lifecycle.deploy_bucket(s3, account, settings.region, tls_only=not plain_http)
+                url = lifecycle.template_url(s3, bucket, settings.region, body)
+            except ClientError as exc:
+                raise classify(exc, "uploading the template to the deploy bucket") from None
+            try:
+                done = lifecycle.apply(
+                    cfn,
+                    stack,
+                    (body, url),
+                    given,
+                    _confirm(yes),
+                    lambda m: out.print(m),
+                    while_waiting=upload_once_the_bucket_exists,
+                    logs=client("logs", settings),
+                )
             except ClientError as exc:  # CloudFormation's refusal, in one line
                 raise classify(exc, f"applying the stack {stack}") from None
             if done is not None:

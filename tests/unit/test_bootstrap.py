@@ -20,12 +20,14 @@ STUBS = {
     "id": "exit 1",  # no coinstream user yet
     "useradd": "",
     "chown": "",
-    "systemctl": "",
+    "systemctl": 'case "$*" in *NRestarts*) echo 0 ;; esac',
+    "cfn-signal": "",
     "amazon-cloudwatch-agent-ctl": "",
     "sleep": "",
     # the instance metadata service, IMDSv2: a token first, then the instance id with it
     "curl": 'case "$*" in *api/token*) echo tok-1 ;; *"token: tok-1"*instance-id*) echo i-0abc ;; *) exit 22 ;; esac',
-    "aws": 'if [ "$1 $2" = "s3 cp" ] && [ -d "$ARTIFACTS_DIR" ]; then cp -r "$ARTIFACTS_DIR"/. "${@: -1}"; fi',
+    "aws": 'if [ "$1 $2" = "s3 cp" ] && [ -d "$ARTIFACTS_DIR" ]; then cp -r "$ARTIFACTS_DIR"/. "${@: -1}"; fi; '
+    'if [ "$1 $2" = "logs put-log-events" ]; then f="${*: -1}"; cat "${f#file://}" > "$CALLS.events"; fi',
     "python3.11": 'mkdir -p "$3/bin"; printf \'#!/bin/bash\\necho "pip $*" >> "$CALLS"\\n\' > "$3/bin/pip"; '
     'chmod +x "$3/bin/pip"',
 }
@@ -81,7 +83,10 @@ def test_a_producer_host_installs_the_core_and_runs_every_source_every_minute(tm
     done = boot(tmp_path, "producer")
     assert done.returncode == 0, done.stderr
     root, made = tmp_path / "root", calls(tmp_path)
-    assert "dnf install -y -q python3.11 python3.11-pip awscli-2 amazon-cloudwatch-agent logrotate" in made
+    assert (
+        "dnf install -y -q python3.11 python3.11-pip awscli-2 amazon-cloudwatch-agent logrotate aws-cfn-bootstrap"
+        in made
+    )
     assert not any("java" in c or "nodejs" in c or "gcc" in c for c in made)  # no JRE, Node or compiler here
     assert "useradd --system --uid 10001 --home-dir /var/lib/coinstream --shell /sbin/nologin coinstream" in made
     venv = root / "opt/coinstream/venv"
@@ -109,13 +114,14 @@ def test_a_producer_host_installs_the_core_and_runs_every_source_every_minute(tm
     )
     agent = (root / "opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json").read_text()
     assert '"log_group_name": "/coinstream/cs/producer"' in agent
-    assert made[-2:] == [
+    assert made[-3:] == [
         "systemctl daemon-reload",
         "systemctl enable --now coinstream-state.service coinstream-produce@candles:upbit.timer "
         "coinstream-produce@posts:x.timer",
+        "systemctl start --wait coinstream-produce@candles:upbit.service",  # ready once a first run worked
     ]
     assert not (units / "coinstream-consumer@.service").exists()
-    assert not any(c.startswith("curl") for c in made) and "COINSTREAM_WORKER_ID=\n" in env
+    assert "COINSTREAM_WORKER_ID=\n" in env  # a producer is no KCL worker
 
 
 def test_a_worker_host_installs_a_jre_and_the_consumer_and_runs_its_application(tmp_path: Path) -> None:
@@ -123,7 +129,7 @@ def test_a_worker_host_installs_a_jre_and_the_consumer_and_runs_its_application(
     assert done.returncode == 0, done.stderr
     root, made = tmp_path / "root", calls(tmp_path)
     assert (
-        "dnf install -y -q python3.11 python3.11-pip java-17-amazon-corretto-headless amazon-cloudwatch-agent logrotate"
+        "dnf install -y -q python3.11 python3.11-pip awscli-2 java-17-amazon-corretto-headless amazon-cloudwatch-agent logrotate aws-cfn-bootstrap"
         in made
     )
     assert f"pip install --quiet --no-cache-dir -r {root}/opt/coinstream/artifacts/requirements-consumer.txt" in made
@@ -137,7 +143,12 @@ def test_a_worker_host_installs_a_jre_and_the_consumer_and_runs_its_application(
         "User=coinstream",
     ):
         assert line in unit
-    assert made[-1] == "systemctl enable --now coinstream-consumer@warehouse.service"
+    assert made[-4:] == [
+        "systemctl enable --now coinstream-consumer@warehouse.service",
+        "sleep 60",  # ready once the daemon ran a minute without a restart
+        "systemctl is-active --quiet coinstream-consumer@warehouse.service",
+        "systemctl show -p NRestarts --value coinstream-consumer@warehouse.service",
+    ]
     assert not (root / "etc/systemd/system/coinstream-produce@.timer").exists()
 
 
@@ -162,6 +173,43 @@ def test_missing_artifacts_are_waited_for_then_one_line(tmp_path: Path) -> None:
         "run `coinstream deploy --apply` again"
     )
     assert calls(tmp_path).count("sleep 30") == 2 and not any(c.startswith("systemctl") for c in calls(tmp_path))
+
+
+def test_a_failed_bootstrap_tells_the_stack_and_leaves_its_reason_in_the_log_group(tmp_path: Path) -> None:
+    """The stack waits for each host's signal: a bootstrap that fails signals failure (so the stack fails or rolls
+    back instead of calling the host healthy) and puts its log's tail in the role's log group, where `deploy
+    --apply` reads the reason; the CloudWatch agent may not run yet, so the bootstrap writes it itself."""
+    import json
+
+    done = boot(
+        tmp_path,
+        "worker",
+        "warehouse",
+        artifacts=False,
+        COINSTREAM_ARTIFACT_TRIES="1",
+        COINSTREAM_SIGNAL_RESOURCE="WarehouseWorkers",
+    )
+    assert done.returncode == 3
+    made = calls(tmp_path)
+    assert "cfn-signal --success false --stack cs --resource WarehouseWorkers --region eu-west-1" in made
+    assert not any(c.startswith("cfn-signal --success true") for c in made)
+    put = next(c for c in made if c.startswith("aws logs put-log-events"))
+    assert "--log-group-name /coinstream/cs/producer --log-stream-name i-0abc-bootstrap" in put
+    events = json.loads((tmp_path / "calls.events").read_text())
+    assert any("no coinstream wheel" in e["message"] for e in events)
+
+
+def test_a_host_signals_ready_only_after_its_service_ran(tmp_path: Path) -> None:
+    """A producer is ready once its first run ended 0, 3 or 4 (systemd waits for it); a worker once its daemon
+    ran without a restart. Only then the success signal."""
+    done = boot(tmp_path, "producer", COINSTREAM_SIGNAL_RESOURCE="ProducerGroup")
+    assert done.returncode == 0, done.stderr
+    made = calls(tmp_path)
+    first = made.index("systemctl start --wait coinstream-produce@candles:upbit.service")
+    signalled = made.index("cfn-signal --success true --stack cs --resource ProducerGroup --region eu-west-1")
+    assert first < signalled
+    unit = (tmp_path / "root" / "etc" / "systemd" / "system" / "coinstream-produce@.service").read_text()
+    assert "SuccessExitStatus=3 4" in unit  # spooled and nothing-to-do are runs that worked
 
 
 def test_the_launch_templates_carry_the_script_and_their_roles_variables() -> None:

@@ -174,7 +174,7 @@ def test_cfn_lint_passes(warehouse: str) -> None:
     template = committed_path(pipeline(), warehouse)
     result = subprocess.run([str(cfn_lint), str(template)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(json.dumps(json.loads(template.read_text()), separators=(",", ":"))) < 51_200  # inline body limit
+    assert len(json.dumps(json.loads(template.read_text()), separators=(",", ":"))) < 1_000_000  # TemplateURL limit
 
 
 def test_the_iceberg_stack_has_no_cluster_and_delivers_every_kind_to_its_glue_table() -> None:
@@ -612,3 +612,56 @@ def test_destroy_says_what_the_backup_holds_on_each_warehouse() -> None:
         iceberg = kept_after_destroy(s3, "cs", {"LandingBucket": "landing", "Warehouse": "iceberg"})
     assert "every record ever delivered" in redshift[0]
     assert "every record" not in iceberg[0] and "the records Firehose failed to write" in iceberg[0]
+
+
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_every_host_group_waits_for_its_hosts_to_say_they_are_ready(warehouse: str) -> None:
+    """Without a CreationPolicy CloudFormation calls a group complete once its instances exist, whatever their
+    bootstrap did; a rolling update with MinInstancesInService 0 stopped the only host before its replacement
+    served. Each group now waits for every host's signal, keeps its serving hosts until the replacement
+    signalled, and has room for that replacement; each launch template tells its bootstrap which group to signal."""
+    resources = render(pipeline(), BASE, warehouse)["Resources"]
+    groups = {k: v for k, v in resources.items() if v["Type"] == "AWS::AutoScaling::AutoScalingGroup"}
+    assert len(groups) == 3
+    worker_count = render(pipeline(), BASE, warehouse)["Parameters"]["WorkerCount"]
+    for name, group in groups.items():
+        desired = group["Properties"]["DesiredCapacity"]
+        assert group["CreationPolicy"]["ResourceSignal"]["Count"] == desired
+        rolling = group["UpdatePolicy"]["AutoScalingRollingUpdate"]
+        assert rolling["WaitOnResourceSignals"] is True and rolling["MinInstancesInService"] == desired
+        assert rolling["MaxBatchSize"] == 1 and rolling["PauseTime"] != "PT0S"
+        most = desired if isinstance(desired, int) else worker_count["MaxValue"]
+        assert group["Properties"]["MaxSize"] > most, f"{name}: no room for a replacement beside {most} hosts"
+        template = group["Properties"]["LaunchTemplate"]["LaunchTemplateId"]["Ref"]
+        data = json.dumps(resources[template]["Properties"]["LaunchTemplateData"]["UserData"])
+        assert f"export COINSTREAM_SIGNAL_RESOURCE={name}\\n" in data, name
+
+
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_only_the_producer_may_read_the_x_token(warehouse: str) -> None:
+    """AmazonSSMManagedInstanceCore allows ssm:GetParameter(s) on every parameter: a worker host could read
+    /coinstream/x-token. The hosts' Session Manager policy is that policy without them; only the producer's own
+    policy names the token's parameters."""
+    resources = render(pipeline(), BASE, warehouse)["Resources"]
+    assert "policy/AmazonSSMManagedInstanceCore" not in json.dumps(resources)
+
+    def actions(role: str) -> list[tuple[str, Any]]:
+        props = resources[role]["Properties"]
+        docs = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        docs += [resources[m["Ref"]]["Properties"]["PolicyDocument"] for m in props.get("ManagedPolicyArns", [])]
+        docs += [
+            r["Properties"]["PolicyDocument"]
+            for r in resources.values()
+            if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]
+        ]
+        found = []
+        for doc in docs:
+            for statement in doc["Statement"]:
+                acts = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                found += [(a, statement["Resource"]) for a in acts]
+        return found
+
+    reads = {"ssm:GetParameter", "ssm:GetParameters", "ssm:*", "*"}
+    assert [a for a, _ in actions("ConsumerRole") if a in reads] == []
+    producer = [(a, res) for a, res in actions("ProducerRole") if a in reads]
+    assert producer and all("parameter/coinstream/" in json.dumps(res) for _, res in producer)
