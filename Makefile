@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.coinstream-installed
 NATIVE := $(VENV)/.coinstream-native-installed
 # rustup puts cargo here; a shell that did not read its profile may not have it on PATH
 export PATH := $(PATH):$(HOME)/.cargo/bin
+# checkov scans the rendered templates in `make lint`; it lives in a venv of its own (its pins are not ours).
+CHECKOV := .tools/checkov/bin/checkov
 # The dashboard's chart library, from the npm package into the Python package's static files (not committed).
 CHARTS := warehouse/dashboard/static/vendor/echarts.min.js
 
@@ -55,11 +57,18 @@ browser:
 demo: setup
 	$(BIN)/coinstream demo
 
-lint: setup
+$(CHECKOV): $(STAMP)
+	$(PYTHON) -m venv .tools/checkov
+	$(BIN)/python -m uv pip install --quiet --python .tools/checkov/bin/python checkov==3.3.30
+
+lint: setup $(CHECKOV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/cfn-lint -c I -- deploy/cloudformation.json deploy/cloudformation-iceberg.json
+	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation \
+	  -f deploy/cloudformation.json -f deploy/cloudformation-iceberg.json
 	@if command -v cargo >/dev/null; then cd native && cargo fmt --check && cargo clippy --release --locked -q -- -D warnings; fi
 
 unit: setup

@@ -349,7 +349,8 @@ def kept_after_destroy(s3: Any, stack: str, described: dict[str, str]) -> list[s
         )
         kept.append(
             f"s3://{bucket} ({count} objects, among them {backup}; "
-            f"remove it with `aws s3 rb s3://{bucket} --force` once you no longer need it)"
+            "versioned: once you no longer need it, empty it with the S3 console's Empty (every version goes), "
+            f"then `aws s3 rb s3://{bucket}`)"
         )
     if described.get("Warehouse") == "serverless":
         kept.append(f"Redshift Serverless snapshot {stack}-final (delete it in the Redshift console)")
