@@ -37,6 +37,13 @@ def moto_subset(template: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
             return [scrub(v) for v in value]
         return value
 
-    resources = {k: scrub(v) for k, v in template["Resources"].items() if k not in dropped}
+    # moto (5.x) treats a resource whose Metadata or deletion policies changed as replaced, deleting it before what
+    # refers to it is updated ("GetAtt references undefined resource"); CloudFormation changes neither: they go
+    attributes = {"Metadata", "DeletionPolicy", "UpdateReplacePolicy"}
+    resources = {
+        k: {a: b for a, b in scrub(v).items() if a not in attributes}
+        for k, v in template["Resources"].items()
+        if k not in dropped
+    }
     outputs = {k: v for k, v in template["Outputs"].items() if not refers_to_dropped(v)}
     return {**template, "Resources": resources, "Outputs": outputs}, dropped
