@@ -712,3 +712,36 @@ def test_the_scanners_exceptions_are_the_documented_ones_and_checkov_agrees() ->
         assert report["failed_checks"] == [], [(c["check_id"], c["resource"]) for c in report["failed_checks"]]
         skipped = {(c["resource"].split(".", 1)[1], c["check_id"]) for c in report["skipped_checks"]}
         assert skipped <= {(name, check) for name, check, _ in written}
+
+
+def test_the_docs_say_what_each_role_may_do_as_its_policies_do() -> None:
+    """docs/aws.md's "Who may do what" names each role's actions; the policies of both templates grant exactly those."""
+    import re as regex
+
+    page = (REPO_ROOT / "docs" / "aws.md").read_text().split("## Who may do what")[1].split("\n## ")[0]
+    said = {
+        row.split("`")[1]: set(regex.findall(r"`([a-z0-9]+:[A-Za-z]+)`", row.split(" | ")[1]))
+        for row in page.splitlines()
+        if row.startswith("| `")
+    }
+    granted: dict[str, set[str]] = {}
+    for warehouse in WAREHOUSES:
+        resources = render(pipeline(), BASE, warehouse)["Resources"]
+        for name, resource in resources.items():
+            if resource["Type"] == "AWS::IAM::Role":
+                docs = [p["PolicyDocument"] for p in resource["Properties"].get("Policies", [])]
+                docs += [
+                    r["Properties"]["PolicyDocument"]
+                    for r in resources.values()
+                    if r["Type"] == "AWS::IAM::Policy" and {"Ref": name} in r["Properties"]["Roles"]
+                ]
+                for doc in docs:
+                    for statement in doc["Statement"]:
+                        actions = (
+                            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                        )
+                        granted.setdefault(name, set()).update(actions)
+    assert {k: v for k, v in said.items() if k != "SessionManagerPolicy"} == granted
+    session = render(pipeline(), BASE)["Resources"]["SessionManagerPolicy"]["Properties"]["PolicyDocument"]
+    agent = {a for s in session["Statement"] for a in s["Action"]}
+    assert not agent & {"ssm:GetParameter", "ssm:GetParameters"} and said["SessionManagerPolicy"] == set()
