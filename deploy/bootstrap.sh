@@ -275,4 +275,7 @@ fi
 if [ -n "$signal_resource" ]; then
   cfn-signal --success true --stack "$stack" --resource "$signal_resource" --region "$region"
 fi
+# what `coinstream doctor` and `deploy --status` look for: a stack's signals are seen only by the stack
+aws logs create-log-stream --region "$region" --log-group-name "$log_group" --log-stream-name "$instance-ready" \
+  >/dev/null 2>&1 || echo "bootstrap: could not mark $instance ready in $log_group"
 echo "bootstrap: ready"

@@ -159,7 +159,7 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
     for group_key in HOST_GROUPS:
 
         def hosts(group_key: str = group_key) -> str:
-            return host_health(client("autoscaling", settings), outputs, group_key)
+            return host_health(client("autoscaling", settings), outputs, group_key, logs)
 
         yield _run(
             f"hosts {group_key}",
@@ -237,9 +237,19 @@ def aws_checks(settings: Settings, pipeline: Pipeline, fix: str) -> Iterator[Che
 HOST_GROUPS = ("ProducerGroup", "WarehouseWorkers", "LiveWorkers")
 
 
-def host_health(autoscaling: Any, outputs: dict[str, str], group_key: str) -> str:
-    """How many of a group's hosts are in service and healthy, which they are; CoinstreamError when fewer than it
-    wants."""
+def host_log_group(outputs: dict[str, str], group_key: str) -> str | None:
+    """The log group a host group's bootstrap writes to (stack outputs ProducerLogGroup, WorkerLogGroups)."""
+    if group_key == "ProducerGroup":
+        return outputs.get("ProducerLogGroup")
+    workers = outputs.get("WorkerLogGroups", "").split(",")
+    index = {"WarehouseWorkers": 0, "LiveWorkers": 1}.get(group_key)
+    return workers[index] if index is not None and len(workers) > index and workers[index] else None
+
+
+def host_health(autoscaling: Any, outputs: dict[str, str], group_key: str, logs: Any = None) -> str:
+    """How many of a group's hosts are in service, healthy and ready, which they are; CoinstreamError when fewer
+    than it wants. Ready: its bootstrap saw its service run and said so (the log stream <instance>-ready in the
+    group's log group, beside the cfn-signal); EC2's health alone says only that the machine runs."""
     name = outputs.get(group_key)
     if not name:
         raise CoinstreamError(f"the stack has no output {group_key} (made before the hosts were in it)")
@@ -252,10 +262,24 @@ def host_health(autoscaling: Any, outputs: dict[str, str], group_key: str) -> st
         i["InstanceId"] for i in instances if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
     ]
     want = int(group["DesiredCapacity"])
+    log_group = host_log_group(outputs, group_key)
+    if logs is not None and log_group and healthy:
+        streams = logs.describe_log_streams(logGroupName=log_group, logStreamNamePrefix="i-").get("logStreams", [])
+        ready = {s["logStreamName"].removesuffix("-ready") for s in streams if s["logStreamName"].endswith("-ready")}
+        unready = [i for i in healthy if i not in ready]
+        if unready:
+            failed = {s["logStreamName"].removesuffix("-bootstrap") for s in streams}
+            said = [
+                f"{i} {'failed: see its stream ' + i + '-bootstrap' if i in failed else 'not ready yet'}"
+                for i in unready
+            ]
+            raise CoinstreamError(
+                f"{len(healthy) - len(unready)} of {want} hosts ready in {log_group} ({', '.join(said)})"
+            )
     if len(healthy) < want:
         others = ", ".join(f"{i['InstanceId']} {i['LifecycleState']} {i['HealthStatus']}" for i in instances)
         raise CoinstreamError(f"{len(healthy)} of {want} hosts in service and healthy ({others or 'none launched'})")
-    return f"{len(healthy)}/{want} in service and healthy: {', '.join(healthy) or 'none wanted'}"
+    return f"{len(healthy)}/{want} in service, healthy and ready: {', '.join(healthy) or 'none wanted'}"
 
 
 def x_spend(settings: Settings, now: datetime | None = None) -> str:

@@ -199,7 +199,7 @@ def deploy(
         if views:
             _views(settings, pipeline, lifecycle.outputs(cfn, stack))
         if status:
-            _status(cfn, client("autoscaling", settings), stack)
+            _status(cfn, client("autoscaling", settings), stack, client("logs", settings))
         if destroy:
             _destroy(settings, cfn, stack, yes)
 
@@ -261,7 +261,7 @@ def _views(settings: Any, pipeline: Any, described: dict[str, str]) -> None:
     out.print(f"created the views in {described['LakeDatabase']} ({len(ids)} Athena statements)")
 
 
-def _status(cfn: Any, autoscaling: Any, stack: str) -> None:
+def _status(cfn: Any, autoscaling: Any, stack: str, logs: Any = None) -> None:
     from coinstream.errors import CoinstreamError
     from operate import lifecycle
     from operate.doctor import HOST_GROUPS, host_health
@@ -277,7 +277,7 @@ def _status(cfn: Any, autoscaling: Any, stack: str) -> None:
     hosts = Table("group", "hosts", title="the stack's hosts (doctor adds the leases each worker holds)")
     for key in HOST_GROUPS:
         try:
-            health = host_health(autoscaling, described, key)
+            health = host_health(autoscaling, described, key, logs)
         except CoinstreamError as exc:
             health = f"[red]{exc}[/red]"
         hosts.add_row(key, health)

@@ -162,7 +162,27 @@ def test_apply_status_names_and_destroy_against_moto(tmp_path: Path) -> None:
         ]
         status = coinstream(aws_env, "deploy", "--status")
         assert status.returncode == 0 and bucket in status.stdout and "CREATE_COMPLETE" in status.stdout, status.stderr
-        assert "the stack's hosts" in status.stdout and status.stdout.count("1/1 in service and healthy") == 3
+        # moto runs no bootstrap: no host said it is ready, so none is reported healthy (EC2's own health says
+        # only that the machine runs)
+        assert "the stack's hosts" in status.stdout and status.stdout.count("not ready yet") == 3, status.stdout
+        # what the bootstraps write: the producer's ran its first run and says so; the warehouse worker's failed
+        cloudwatch_logs = boto3.client("logs", **kw)
+        instance = {
+            g["AutoScalingGroupName"]: g["Instances"][0]["InstanceId"]
+            for g in boto3.client("autoscaling", **kw).describe_auto_scaling_groups()["AutoScalingGroups"]
+        }
+        for group, (log_group, stream) in {
+            "ProducerGroup": ("producer", "ready"),
+            "WarehouseWorkers": ("worker-warehouse", "bootstrap"),
+            "LiveWorkers": ("worker-live", "ready"),
+        }.items():
+            (name,) = [n for n in instance if f"-{group}-" in n]
+            cloudwatch_logs.create_log_stream(
+                logGroupName=f"/coinstream/coinstream-test/{log_group}", logStreamName=f"{instance[name]}-{stream}"
+            )
+        status = coinstream(aws_env, "deploy", "--status")
+        assert status.stdout.count("1/1 in service, healthy and ready") == 2, status.stdout
+        assert "failed: see its stream" in status.stdout
 
         # doctor on AWS: the stack, the stream's readers, each application's leases, each delivery's last rows and
         # COPY errors (moto's CloudFormation creates no delivery streams: those lines fail, naming the fix)
@@ -178,10 +198,11 @@ def test_apply_status_names_and_destroy_against_moto(tmp_path: Path) -> None:
 
         assert line("stack coinstream-test (us-west-2)").startswith("ok"), doctor.stdout
         assert line("kinesis coinstream-raw iterator age").startswith("ok")
-        for group in ("ProducerGroup", "WarehouseWorkers", "LiveWorkers"):  # each host group, its instances
-            assert line(f"hosts {group}").startswith("ok") and "1/1 in service and healthy: i-" in line(
+        for group in ("ProducerGroup", "LiveWorkers"):  # each host group, its instances, ready
+            assert line(f"hosts {group}").startswith("ok") and "1/1 in service, healthy and ready: i-" in line(
                 f"hosts {group}"
             )
+        assert line("hosts WarehouseWorkers").startswith("FAIL") and "-bootstrap" in line("hosts WarehouseWorkers")
         assert "no lease table yet" in line("kcl coinstream-warehouse")
         assert line("delivery coinstream-candles -> raw_candles").startswith("ok") and "last landed" in line(
             "delivery coinstream-candles"

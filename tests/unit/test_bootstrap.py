@@ -114,11 +114,13 @@ def test_a_producer_host_installs_the_core_and_runs_every_source_every_minute(tm
     )
     agent = (root / "opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json").read_text()
     assert '"log_group_name": "/coinstream/cs/producer"' in agent
-    assert made[-3:] == [
+    assert made[-4:] == [
         "systemctl daemon-reload",
         "systemctl enable --now coinstream-state.service coinstream-produce@candles:upbit.timer "
         "coinstream-produce@posts:x.timer",
         "systemctl start --wait coinstream-produce@candles:upbit.service",  # ready once a first run worked
+        "aws logs create-log-stream --region eu-west-1 --log-group-name /coinstream/cs/producer "
+        "--log-stream-name i-0abc-ready",  # what doctor and deploy --status look for
     ]
     assert not (units / "coinstream-consumer@.service").exists()
     assert "COINSTREAM_WORKER_ID=\n" in env  # a producer is no KCL worker
@@ -143,7 +145,7 @@ def test_a_worker_host_installs_a_jre_and_the_consumer_and_runs_its_application(
         "User=coinstream",
     ):
         assert line in unit
-    assert made[-4:] == [
+    assert made[-5:-1] == [
         "systemctl enable --now coinstream-consumer@warehouse.service",
         "sleep 60",  # ready once the daemon ran a minute without a restart
         "systemctl is-active --quiet coinstream-consumer@warehouse.service",
