@@ -236,7 +236,8 @@ def test_every_figure_the_docs_quote_is_in_the_results_file() -> None:
     from benchmarks.results import RESULTS, load
 
     data = load(RESULTS)
-    assert set(data["benchmarks"]) == set(SUITE), "run `make bench` (every benchmark) and commit its results"
+    # ci_run times the suite that runs this test, so it is measured on a commit whose suite is already green
+    assert set(SUITE) - {"ci_run"} <= set(data["benchmarks"]) <= set(SUITE), "run `make bench` and commit its results"
     assert not [n for n, e in data["benchmarks"].items() if e["command"].endswith("--smoke")]
     for page in DOCS.rglob("*.md"):
         rendered = substitute(page.read_text(), data)  # an unknown figure raises, naming it
