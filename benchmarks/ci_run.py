@@ -52,8 +52,8 @@ def one_run(uncached: bool, smoke: bool) -> tuple[float, str]:
         raise SystemExit(f"{' '.join(command)} failed in {where} (exit {done.returncode}); see {log}")
     found = _PASSED.findall(log.read_text(errors="replace"))
     note = f"{found[-1][0]} passed, pytest {float(found[-1][2]) / 60:.1f} min" if found else "dry run"
-    shutil.rmtree(where.parent, ignore_errors=True)
-    return minutes, note
+    shutil.rmtree(where, ignore_errors=True)  # the clone; its log stays beside it
+    return minutes, f"{note}; log {log}"
 
 
 def main() -> None:
