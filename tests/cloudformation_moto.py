@@ -47,3 +47,17 @@ def moto_subset(template: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     }
     outputs = {k: v for k, v in template["Outputs"].items() if not refers_to_dropped(v)}
     return {**template, "Resources": resources, "Outputs": outputs}, dropped
+
+
+REGION = "us-west-2"
+ACCOUNT = "123456789012"
+IMAGE = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"  # the hosts' default image
+
+
+def prepare(ec2: Any, ssm: Any) -> dict[str, str]:
+    """What a stack needs before it is created in moto: a VPC, a subnet, the image's public parameter."""
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    if not ssm.get_parameters(Names=[IMAGE])["Parameters"]:
+        ssm.put_parameter(Name=IMAGE, Value=ec2.describe_images()["Images"][0]["ImageId"], Type="String")
+    return {"VpcId": vpc, "PublicSubnetIds": subnet}

@@ -16,10 +16,9 @@ from coinstream import REPO_ROOT
 from coinstream.config import Pipeline
 from operate import lifecycle
 from operate.deploy import render
-from tests.cloudformation_moto import moto_subset
+from tests.cloudformation_moto import REGION, moto_subset, prepare
 
 OLDER = Path(__file__).parents[1] / "stacks" / "cloudformation-a3aea46.json"
-REGION = "us-west-2"
 
 
 def sent_change_sets(cfn: Any) -> list[dict[str, Any]]:
@@ -40,15 +39,8 @@ def apply(cfn: Any, s3: Any, template: dict[str, Any], given: dict[str, str]) ->
 @pytest.fixture
 def aws() -> Any:
     with mock_aws():
-        ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        image = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"  # the hosts' default image
-        ssm = boto3.client("ssm", region_name=REGION)
-        if not ssm.get_parameters(Names=[image])["Parameters"]:
-            ssm.put_parameter(Name=image, Value=ec2.describe_images()["Images"][0]["ImageId"], Type="String")
-        cfn = boto3.client("cloudformation", region_name=REGION)
-        yield cfn, boto3.client("s3", region_name=REGION), {"VpcId": vpc, "PublicSubnetIds": subnet}
+        network = prepare(boto3.client("ec2", region_name=REGION), boto3.client("ssm", region_name=REGION))
+        yield boto3.client("cloudformation", region_name=REGION), boto3.client("s3", region_name=REGION), network
 
 
 def test_an_update_from_the_older_stack_sends_previous_values_only_for_what_it_had(aws: Any) -> None:
