@@ -12,6 +12,7 @@
 #   COINSTREAM_SOURCES            the producer's runs, KIND:SOURCE separated by spaces
 #   COINSTREAM_X_TOKEN_PARAMETER  the SSM SecureString with X's bearer token (read at run time; empty: none)
 #   COINSTREAM_SIGNAL_RESOURCE    the Auto Scaling group (logical id) this host signals: ready, or failed
+#   COINSTREAM_READY_SECONDS      a worker: how long its daemon must run without a restart to be ready (60)
 #   AWS_REGION, COINSTREAM_STACK_NAME
 #
 # The stack waits for each host's signal (CreationPolicy, UpdatePolicy WaitOnResourceSignals): cfn-signal says

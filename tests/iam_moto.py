@@ -5,7 +5,7 @@ does not, so a least-privilege policy would pass or fail for the wrong reasons. 
 
 - the resource a request is about: moto asks only SQS, IAM and STS for it and checks every other service's calls
   against `*`, which never matches a policy scoped to one stream or table; here Kinesis, DynamoDB, SSM, CloudWatch
-  Logs and CloudFormation name it as AWS does (the stream's, table's, parameter's, log group's, stack's ARN);
+  Logs, Firehose and CloudFormation name it as AWS does (the stream's, table's, parameter's, log group's, stack's ARN);
 - conditions: moto fails every statement that has one, so an Allow with `s3:prefix` denies the whole request; here
   `StringLike` / `StringEquals` on `s3:prefix` are evaluated (ListObjectsV2's prefix), an unknown key fails closed,
   and a statement whose condition does not hold neither allows nor denies (AWS's rule);
@@ -31,6 +31,7 @@ from moto.cloudformation.responses import CloudFormationResponse
 from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.dynamodb.responses import DynamoHandler
+from moto.firehose.responses import FirehoseResponse
 from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 from moto.kinesis.responses import KinesisResponse
 from moto.logs.responses import LogsResponse
@@ -72,6 +73,11 @@ def _logs(self: Any) -> str:
 def _cloudformation(self: Any) -> str:
     name = self._get_param("StackName")
     return _arn("cloudformation", f"stack/{name}/moto") if name else "*"
+
+
+def _firehose(self: Any) -> str:
+    name = self._get_param("DeliveryStreamName")
+    return _arn("firehose", f"deliverystream/{name}") if name else "*"
 
 
 def _cloudwatch(self: Any) -> str:
@@ -213,6 +219,7 @@ def enforced(cfn: Any, stack: str, template: dict[str, Any], monkeypatch: Any) -
         (LogsResponse, _logs),
         (CloudFormationResponse, _cloudformation),
         (CloudWatchResponse, _cloudwatch),
+        (FirehoseResponse, _firehose),
     ):
         monkeypatch.setattr(response, "_determine_resource", find, raising=False)
     monkeypatch.setattr(IAMPolicyStatement, "is_action_permitted", _is_action_permitted)

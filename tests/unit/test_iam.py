@@ -25,6 +25,8 @@ from tests.conftest import make_post
 from tests.iam_moto import enforced
 
 STACK = "cs"
+#: the delivery stream moto_subset's policies name in place of the ones moto's CloudFormation cannot create
+DELIVERY = "removed-for-moto"
 TOKEN = "/coinstream/x-token"
 
 
@@ -59,6 +61,14 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Callable[[str], Any
         for key in ("artifacts/v1/coinstream-1.0-py3-none-any.whl", "artifacts/v1/requirements-core.txt"):
             s3.put_object(Bucket=names["LandingBucket"], Key=key, Body=b"x")
         s3.put_object(Bucket=names["LandingBucket"], Key="state/producer/cursor.json", Body=b"{}")
+        # moto's CloudFormation creates no delivery stream: the policies name a stand-in one (moto_subset), made here
+        boto3.client("firehose", region_name=REGION).create_delivery_stream(
+            DeliveryStreamName=DELIVERY,
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/firehose",
+                "BucketARN": f"arn:aws:s3:::{names['LandingBucket']}",
+            },
+        )
         with enforced(cfn, STACK, template, monkeypatch) as as_role:
             yield as_role, names, template
 
@@ -101,6 +111,7 @@ def test_the_producer_host_may_do_what_it_does_and_no_more(stack: Any) -> None:
     assert denied(lambda: s3.list_objects_v2(Bucket=bucket, Prefix="firehose/"))
     assert denied(lambda: producer.client("dynamodb").scan(TableName="coinstream-warehouse"))
     assert denied(lambda: producer.client("ssm").get_parameter(Name="/other/secret"))
+    assert denied(lambda: producer.client("firehose").put_record(DeliveryStreamName=DELIVERY, Record={"Data": b"x"}))
 
 
 def test_a_worker_host_may_do_what_its_kcl_worker_does_and_never_read_the_x_token(stack: Any) -> None:
@@ -143,6 +154,7 @@ def test_a_worker_host_may_do_what_its_kcl_worker_does_and_never_read_the_x_toke
     worker.client("cloudwatch").put_metric_data(
         Namespace="coinstream-warehouse", MetricData=[{"MetricName": "RecordsProcessed", "Value": 1.0}]
     )
+    worker.client("firehose").put_record_batch(DeliveryStreamName=DELIVERY, Records=[{"Data": b"{}\n"}])
     worker.client("s3").put_object(Bucket=names["LandingBucket"], Key="dead-letter/warehouse/x.json", Body=b"{}")
     worker.client("cloudformation").describe_stacks(StackName=STACK)
     # the X token is the producer's alone; the stream is read, never written; no other namespace's metrics

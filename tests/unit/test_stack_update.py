@@ -5,6 +5,7 @@ changes that add parameters must keep this passing."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,13 @@ def test_an_update_from_the_older_stack_sends_previous_values_only_for_what_it_h
     [update] = sent
     kept = {p["ParameterKey"] for p in update["Parameters"] if p.get("UsePreviousValue")}
     assert kept and kept == (set(today["Parameters"]) & had) - set(again)
+    # a parameter today's template adds (WorkerReadySeconds) is not sent: it takes its default
+    new = set(today["Parameters"]) - had
+    assert new and not new & {p["ParameterKey"] for p in update["Parameters"]}
+    now = {
+        p["ParameterKey"]: p["ParameterValue"] for p in cfn.describe_stacks(StackName="cs")["Stacks"][0]["Parameters"]
+    }
+    assert all(now[k] == str(today["Parameters"][k]["Default"]) for k in new), {k: now[k] for k in new}
     assert {"ParameterKey": "ArtifactVersion", "ParameterValue": "new"} in update["Parameters"]
     assert "TemplateURL" in update and "TemplateBody" not in update
     assert cfn.describe_stacks(StackName="cs")["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
@@ -111,3 +119,59 @@ def test_the_deploy_bucket_refuses_plain_http_and_names_its_region_right() -> No
     assert json.loads(lifecycle.tls_only_policy("b", "us-gov-west-1"))["Statement"][0]["Resource"][0].startswith(
         "arn:aws-us-gov:"
     )
+
+
+def test_a_group_whose_host_signalled_failure_brings_its_bootstrap_log_into_the_error() -> None:
+    """moto implements no resource signals, so the stack's events are stubbed (as CloudFormation words them) and the
+    log group is moto's: the host's own last lines come with the group's failure, read while the stack rolls back."""
+    from botocore.stub import Stubber
+
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    with mock_aws():
+        logs = boto3.client("logs", region_name=REGION)
+        logs.create_log_group(logGroupName="/coinstream/cs/worker-warehouse")
+        logs.create_log_stream(logGroupName="/coinstream/cs/worker-warehouse", logStreamName="i-0abc-bootstrap")
+        logs.put_log_events(
+            logGroupName="/coinstream/cs/worker-warehouse",
+            logStreamName="i-0abc-bootstrap",
+            logEvents=[
+                {"timestamp": now - 1000, "message": "bootstrap: waiting for the artifacts (try 60)"},
+                {"timestamp": now, "message": "bootstrap: no coinstream wheel under s3://landing/artifacts/v1"},
+            ],
+        )
+        cfn = boto3.client("cloudformation", region_name=REGION)
+        with Stubber(cfn) as stub:
+            reason = "Received 1 FAILURE signal(s) out of 1. Unable to satisfy 100% MinSuccessfulInstancesPercent"
+            stub.add_response(
+                "describe_stack_events",
+                {
+                    "StackEvents": [
+                        {
+                            "StackId": "id",
+                            "EventId": "e",
+                            "StackName": "cs",
+                            "LogicalResourceId": "WarehouseWorkers",
+                            "ResourceStatus": "CREATE_FAILED",
+                            "ResourceStatusReason": reason,
+                            "Timestamp": datetime(2026, 12, 7, tzinfo=UTC),
+                        }
+                    ]
+                },
+            )
+            stub.add_response(
+                "describe_stack_resource",
+                {
+                    "StackResourceDetail": {
+                        "LogicalResourceId": "WarehouseWorkerLogGroup",
+                        "PhysicalResourceId": "/coinstream/cs/worker-warehouse",
+                        "ResourceType": "AWS::Logs::LogGroup",
+                        "LastUpdatedTimestamp": datetime(2026, 12, 7, tzinfo=UTC),
+                        "ResourceStatus": "CREATE_COMPLETE",
+                    }
+                },
+            )
+            hosts = lifecycle.HostReasons(cfn, logs, "cs")
+            hosts.poll()
+        told = hosts.told()
+    assert told.startswith(f"WarehouseWorkers: {reason}")
+    assert "i-0abc-bootstrap: bootstrap: no coinstream wheel under s3://landing/artifacts/v1" in told
