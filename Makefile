@@ -81,10 +81,10 @@ e2e: setup
 	$(BIN)/pytest tests/e2e
 
 # Everything CI runs. pytest exits non-zero (5) when it collects no test, which fails this target too.
-# TEST_WORKERS tests at a time (pytest-xdist): the KCL tests mostly wait on KCL's timers, so three share two
-# cores. Each test goes to whichever worker is free next, in collection order, which tests/conftest.py sorts
+# TEST_WORKERS tests at a time (pytest-xdist): the KCL tests mostly wait on KCL's timers, so four share two
+# cores (three left a core idle most of the run: 1.15 cores busy on average). Each test goes to whichever worker is free next, in collection order, which tests/conftest.py sorts
 # longest first (with pytest 9 every test is its own "loadgroup" unit: xdist 3.8 cannot tag groups on its node ids).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: setup lint browser
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests/unit tests/integration tests/e2e
 
