@@ -171,6 +171,26 @@ def policy_documents(resources: dict[str, Any], role: str) -> dict[str, Any]:
     return out
 
 
+#: The IAM actions each role was allowed in the test, by role (botocore's after-call hook).
+CALLED: dict[str, set[str]] = {}
+
+
+def granted(resources: dict[str, Any], role: str) -> set[str]:
+    """Every action a template role's policies grant (inline, attached, managed)."""
+    documents = list(policy_documents(resources, role).values())
+    documents += [
+        resources[m["Ref"]]["Properties"]["PolicyDocument"]
+        for m in resources[role]["Properties"].get("ManagedPolicyArns", [])
+        if isinstance(m, dict) and "Ref" in m
+    ]
+    return {
+        action
+        for document in documents
+        for statement in document["Statement"]
+        for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    }
+
+
 @contextmanager
 def enforced(cfn: Any, stack: str, template: dict[str, Any], monkeypatch: Any) -> Iterator[Any]:
     """IAM enforced from here on, as AWS would; yields `as_role(logical id)`: a boto3 session with that role's
@@ -231,15 +251,26 @@ def enforced(cfn: Any, stack: str, template: dict[str, Any], monkeypatch: Any) -
     )
 
     def as_role(role: str) -> Any:
+        """A session with the role's credentials; `CALLED[role]` collects the IAM actions it was allowed."""
         credentials = sts.assume_role(RoleArn=iam_arn(physical[role]), RoleSessionName=f"{role}-test")["Credentials"]
-        return boto3.Session(
+        session = boto3.Session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"],
             region_name=REGION,
         )
+        called = CALLED.setdefault(role, set())
+
+        def record(http_response: Any, model: Any, **_: Any) -> None:
+            if http_response.status_code < 300:
+                action = f"{model.service_model.signing_name}:{model.name}"
+                called.add(_IAM_ACTIONS.get(action, action).replace("monitoring:", "cloudwatch:"))
+
+        session.events.register("after-call", record)
+        return session
 
     def iam_arn(name: str) -> str:
         return name if name.startswith("arn:") else f"arn:aws:iam::{ACCOUNT}:role/{name}"
 
+    CALLED.clear()
     yield as_role
