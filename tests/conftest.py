@@ -52,6 +52,8 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # boto3's default session keeps the credentials it first found: an earlier test's would leak into this one
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     for name in (
         "COINSTREAM_TARGET",
         "AWS_ENDPOINT_URL",
