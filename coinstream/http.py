@@ -87,7 +87,14 @@ def classify_response(response: httpx.Response, what: str) -> None:
             f"{what}: HTTP 418, the API has banned this client for a while after too many requests; "
             "lower the request rate and wait before the next run"
         )
-    raise Refused(f"{what}: HTTP {status}: {response.text[:200]}", status)
+    body = " ".join(response.text[:600].split())[:200]  # one line, whatever the body's layout
+    if status == 451:
+        raise Refused(
+            f"{what}: HTTP 451, the API refuses requests from this host's location ({body}); "
+            "leave this source out, or run the producer where the API serves",
+            status,
+        )
+    raise Refused(f"{what}: HTTP {status}: {body}", status)
 
 
 class Refused(FatalError):

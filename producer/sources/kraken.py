@@ -45,7 +45,9 @@ def parse_ohlc(body: Any, market: str, fetched_at: datetime, on_skip: OnSkip | N
     errors = [str(e) for e in body.get("error") or []]
     if errors:
         said = f"{what}: {', '.join(errors)[:200]}"
-        if any(e.startswith(("EAPI:Rate limit", "EService:Unavailable", "EService:Busy")) for e in errors):
+        # Kraken's own words for "not now" (EGeneral:Too many requests is what real answers carry besides EAPI's)
+        busy = ("EAPI:Rate limit", "EService:Unavailable", "EService:Busy", "EGeneral:Too many requests")
+        if any(e.startswith(busy) for e in errors):
             raise TryLater(f"{said}; try later")
         raise BadPayload(said)
     result = body.get("result")

@@ -136,3 +136,24 @@ def test_a_request_that_never_got_an_answer_names_what_to_check() -> None:
     refused = httpx.ConnectError("[Errno 111] Connection refused")
     assert transport_error(refused, "127.0.0.1").startswith("cannot connect to 127.0.0.1")
     assert "did not answer in time" in transport_error(httpx.ReadTimeout("timed out"), "api.upbit.com")
+
+
+def test_kraken_too_many_requests_is_try_later_and_binance_451_is_one_line() -> None:
+    """Real answers' edges (issue 38): Kraken's EGeneral:Too many requests says "not now", as EAPI:Rate limit does;
+    Binance's 451 for a restricted location comes pretty-printed, and is one line naming what to do."""
+    import httpx
+
+    from coinstream.errors import TryLater
+    from coinstream.http import Refused, classify_response
+    from producer.sources.kraken import parse_ohlc
+
+    with pytest.raises(TryLater, match="EGeneral:Too many requests; try later"):
+        parse_ohlc({"error": ["EGeneral:Too many requests"]}, "USD-BTC", datetime(2026, 12, 7, tzinfo=UTC))
+    body = (
+        '{\n  "code": 0,\n  "msg": "Service unavailable from a restricted location according to \'b. Eligibility\'."\n}'
+    )
+    with pytest.raises(Refused) as refused:
+        classify_response(httpx.Response(451, text=body), "binance klines USDT-BTC")
+    said = str(refused.value)
+    assert "\n" not in said and said.startswith("binance klines USDT-BTC: HTTP 451, the API refuses requests from")
+    assert "restricted location" in said and "leave this source out" in said
