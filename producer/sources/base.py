@@ -225,7 +225,8 @@ class CandleHistory(History):
         return math.ceil((end - start) / timedelta(minutes=self.page_minutes))
 
     def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
-        """Pages before `end` (or the token's time), until one reaches `start` or the API has nothing older."""
+        """Pages before `end` (or the token's time), until one reaches `start` or the API says it has nothing older;
+        an empty answer covers only the span it was asked for."""
         before = datetime.fromisoformat(token) if token else end
         while before > start:
             path, params, what = self.candles.page(before)
@@ -235,8 +236,15 @@ class CandleHistory(History):
             candles = self.candles.parse(body, now, self.skips)
             kept = [c for c in candles if start <= c.event_time < before]
             oldest = min((c.event_time for c in candles), default=None)
+            if oldest is None and not self.candles.is_last_page(body):
+                # an empty answer proves nothing about older minutes (a quiet stretch, maintenance: Coinbase
+                # answers [] for a range nobody traded in); only the page's own span is read, then the one before
+                lower = max(start, before - timedelta(minutes=self.page_minutes))
+                yield Page(kept, lower, lower.isoformat() if lower > start else None, requests)
+                before = lower
+                continue
             if oldest is None or oldest >= before or oldest <= start or self.candles.is_last_page(body):
-                yield Page(kept, start, None, requests)  # nothing older in the window (or at all)
+                yield Page(kept, start, None, requests)  # nothing older in the window (or at all, as the API says)
                 return
             yield Page(kept, oldest, oldest.isoformat(), requests)
             before = oldest

@@ -272,3 +272,25 @@ def test_a_market_the_exchange_does_not_list_is_one_line_naming_those_it_does(ex
         with pytest.raises(CoinstreamError) as other:
             source(listed, server.url).fetch(None, NOW)
         assert "does not list" not in str(other.value)
+
+
+def test_an_empty_answer_covers_only_its_own_span_and_the_pager_goes_on_behind_it() -> None:
+    """Coinbase answers [] for a range nobody traded in (issue 38): that proves nothing about older minutes. The
+    history steps back one page span at a time past the quiet stretch, finds the older candles, and records as read
+    only the spans that were asked, down to the window's start."""
+    from producer.sources.base import CandleHistory
+    from producer.sources.coinbase import PAGE
+
+    body = json.loads((PAYLOADS / RECORDINGS["coinbase"][0]).read_text())  # 12:00..12:29
+    start, end = datetime(2026, 11, 27, 0, 0, tzinfo=UTC), datetime(2026, 11, 27, 12, 30, tzinfo=UTC)
+    with api_server() as server:
+        # the newest page, then five quiet hours, then trades again six hours earlier, then nothing
+        server.on("/products/BTC-USD/candles", Reply(body), Reply([]), Reply(shifted("coinbase", body, 6)), Reply([]))
+        history = CandleHistory("coinbase", CoinbaseCandles("USD-BTC", ApiClient(server.url, max_attempts=1)), PAGE)
+        pages = list(history.pages(start, end, None, NOW))
+    found = {c.event_time for p in pages for c in p.records}
+    assert datetime(2026, 11, 27, 6, 29, tzinfo=UTC) in found  # behind the quiet stretch: read, not assumed away
+    reached = [p.reached for p in pages]
+    assert reached == sorted(reached, reverse=True) and reached[-1] == start and pages[-1].token is None
+    # each answer covered at most the span it was asked for: no stretch is recorded as read unasked
+    assert all(newer - older <= timedelta(minutes=PAGE) for newer, older in zip([end, *reached], reached, strict=False))
