@@ -32,9 +32,14 @@ README_LINES = (
 )
 
 
+def with_unit(amount: float, unit: str) -> str:
+    """An amount as the docs print it with its unit: `2.38x`, `88.3% of ideal`, `10.9 s`."""
+    return f"{number(amount)} {unit}".replace(" %", "%").replace(" x", "x")
+
+
 def value(figure: Figure) -> str:
     """A figure's value with its unit."""
-    return f"{number(figure.value)} {figure.unit}".replace(" %", "%").replace(" x", "x")
+    return with_unit(figure.value, figure.unit)
 
 
 def measured(entry: dict[str, Any]) -> str:
@@ -47,9 +52,9 @@ def compared(figure: Figure) -> str:
     """The baseline and the ratio, as one table cell."""
     if figure.baseline is None:
         return ""
-    text = f"{figure.baseline_what}: {number(figure.baseline)} {figure.unit}".replace(" %", "%")
+    text = f"{figure.baseline_what}: {with_unit(figure.baseline, figure.unit)}"
     if figure.ratio is not None:
-        text += f" ({number(figure.ratio)}x {figure.ratio_what})".replace("x  ", "x ").replace(" )", ")")
+        text += f" ({' '.join(filter(None, [with_unit(figure.ratio, 'x'), figure.ratio_what]))})"
     return text
 
 
@@ -84,9 +89,9 @@ def substitute(markdown: str, data: dict[str, Any]) -> str:
             raise KeyError(f"{key} is not in the results file: run `make bench` (benchmarks/results.json)")
         figure, entry = found[key]
         if part == "baseline":
-            return f"{number(figure.baseline or 0)} {figure.unit}".replace(" %", "%")
+            return with_unit(figure.baseline or 0, figure.unit)
         if part == "ratio":
-            return f"{number(figure.ratio or 0)}x"
+            return with_unit(figure.ratio or 0, "x")
         if part == "measured":
             return measured(entry)
         return value(figure)

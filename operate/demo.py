@@ -42,26 +42,28 @@ class Summary:
     note: str = ""
 
 
-def records_by_kind(settings: Settings, pipeline: Pipeline, app: str | None = None) -> Counter[str]:
-    """Records on the whole stream by record kind (aggregates taken apart); with `app`, only those it checkpointed."""
+def records_by_kind(settings: Settings, pipeline: Pipeline, app: str) -> tuple[Counter[str], Counter[str]]:
+    """Records on the whole stream by record kind (aggregates taken apart), and those of them `app` checkpointed:
+    one read of every shard for both."""
     kinesis = client("kinesis", settings)
-    checkpoints = (
-        {lease.shard_id: lease.checkpoint for lease in leases(client("dynamodb", settings), application_name(app))}
-        if app
-        else {}
-    )
-    counts: Counter[str] = Counter()
+    checkpoints = {
+        lease.shard_id: lease.checkpoint for lease in leases(client("dynamodb", settings), application_name(app))
+    }
+    on_stream: Counter[str] = Counter()
+    checkpointed: Counter[str] = Counter()
     for shard_id in list_shard_ids(kinesis, pipeline.stream_name):
         checkpoint = checkpoints.get(shard_id)
         for record in shard_records(kinesis, pipeline.stream_name, shard_id):
-            if app and not is_checkpointed(record.sequence_number, checkpoint):
-                continue
+            done = is_checkpointed(record.sequence_number, checkpoint)
             for data in user_records(record.data):  # a backfill's aggregate carries many
                 try:
-                    counts[str(json.loads(data)["kind"])] += 1
+                    kind = str(json.loads(data)["kind"])
                 except (ValueError, KeyError, TypeError):
-                    counts["unparseable"] += 1
-    return counts
+                    kind = "unparseable"
+                on_stream[kind] += 1
+                if done:
+                    checkpointed[kind] += 1
+    return on_stream, checkpointed
 
 
 def backfill_history(settings: Settings, pipeline: Pipeline, live_minutes: int, minutes: int) -> None:
@@ -93,7 +95,7 @@ def run_demo(
     streams = load_delivery_streams(pipeline)
     s3 = client("s3", settings)
     # every column of the summary counts this run: what the stack held before it is taken off
-    on_stream_before, consumed_before = records_by_kind(settings, pipeline), records_by_kind(settings, pipeline, APP)
+    on_stream_before, consumed_before = records_by_kind(settings, pipeline, APP)
     delivered_before = {kind: delivered_rows(s3, pipeline.bucket, s.prefix)[1] for kind, s in streams.items()}
     for kind in (Kind.CANDLE, Kind.POST):
         where = f"recorded payloads in {from_dir}" if source == "offline" else f"the {source} source"
@@ -102,13 +104,13 @@ def run_demo(
     if source == "simulated" and history_minutes:
         say(f"backfilling the {history_minutes // 60} hours before them: the simulation's history, through the stream")
         backfill_history(settings, pipeline, minutes, history_minutes)
-    # by the kind each record is (a posts run also puts X's per-minute counts), not by the command that put it
-    produced = records_by_kind(settings, pipeline) - on_stream_before
     say("consuming with the KCL MultiLangDaemon until every record is checkpointed (a new KCL app starts in ~15 s)")
     run_until_caught_up(settings, pipeline, APP)
     say("loading delivered S3 objects into the local warehouse")
     report, totals = local_warehouse.copy_delivered(settings, pipeline)
-    consumed = records_by_kind(settings, pipeline, APP) - consumed_before
+    on_stream, checkpointed = records_by_kind(settings, pipeline, APP)
+    # by the kind each record is (a posts run also puts X's per-minute counts), not by the command that put it
+    produced, consumed = on_stream - on_stream_before, checkpointed - consumed_before
     summary = Summary()
     for kind_name, stream in streams.items():
         delivered = delivered_rows(s3, pipeline.bucket, stream.prefix)[1] - delivered_before[kind_name]

@@ -116,11 +116,16 @@ _IAM_ACTIONS = {
 }
 
 
+def iam_action(action: str) -> str:
+    """The IAM action a request moto names `action` is authorised under."""
+    return _IAM_ACTIONS.get(action, action).replace("monitoring:", "cloudwatch:")  # CloudWatch's endpoint name
+
+
 def _is_action_permitted(
     self: Any, action: str, resource: str = "*", principal: str | None = None, incoming_condition_values: Any = None
 ) -> PermissionResult:
     """AWS's rule for one statement: it speaks only where its action, resource and condition all match."""
-    action = _IAM_ACTIONS.get(action, action).replace("monitoring:", "cloudwatch:")  # CloudWatch's endpoint name
+    action = iam_action(action)
     matched = (
         not self._check_element_matches("NotAction", action)
         if "NotAction" in self._statement
@@ -263,8 +268,7 @@ def enforced(cfn: Any, stack: str, template: dict[str, Any], monkeypatch: Any) -
 
         def record(http_response: Any, model: Any, **_: Any) -> None:
             if http_response.status_code < 300:
-                action = f"{model.service_model.signing_name}:{model.name}"
-                called.add(_IAM_ACTIONS.get(action, action).replace("monitoring:", "cloudwatch:"))
+                called.add(iam_action(f"{model.service_model.signing_name}:{model.name}"))
 
         session.events.register("after-call", record)
         return session

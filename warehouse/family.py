@@ -127,10 +127,11 @@ def family_title(pairs: Sequence[Pair]) -> str:
 def judge(pairs: Sequence[PairData], *, alpha: float = ALPHA, window: int = 60) -> list[Pair]:
     """Every pair analysed, adjusted over the family, and checked for stability where a lead is in question."""
     out = [Pair(data, analyze(data.minutes, data.post_counts, data.volume, window=window)) for data in pairs]
-    ps = [claim_p(p.result) for p in out]
-    over = plural(sum(not np.isnan(p) for p in ps), "pair")
-    for pair, adjusted in zip(out, holm(ps), strict=True):
-        pair.p, pair.adjusted = claim_p(pair.result), adjusted
+    for pair in out:
+        pair.p = claim_p(pair.result)
+    over = plural(tested(out), "pair")
+    for pair, adjusted in zip(out, holm([p.p for p in out]), strict=True):
+        pair.adjusted = adjusted
         r = pair.result
         if not r.enough:
             pair.verdict, pair.lead = r.verdict, "too little data"
