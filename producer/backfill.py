@@ -24,7 +24,7 @@ from coinstream.config import Settings
 from coinstream.errors import CoinstreamError, FatalError
 from coinstream.timeutil import epoch_minute, minute_start
 from producer.kinesis_writer import KinesisWriter
-from producer.sources.base import History, Page
+from producer.sources.history import History, Page
 from producer.sources.registry import SOURCES
 from producer.spool import Spool
 from producer.state import StateFile
@@ -247,7 +247,7 @@ def plan(
 def drop_unlisted(settings: Settings, found: Plan, markets: list[str], now: datetime) -> tuple[Plan, dict[str, str]]:
     """The plan without the series of `markets` (as asked by --market) that their exchange does not list, and why
     each went; an exchange whose list cannot be had keeps its series (a refused request then says why)."""
-    from producer.sources.base import ExchangeSource
+    from producer.sources.candles import ExchangeSource
 
     dropped: dict[str, str] = {}
     listings: dict[str, tuple[list[str], datetime] | None] = {}

@@ -26,17 +26,9 @@ from coinstream.errors import BadPayload, CoinstreamError, FatalError, Transient
 from coinstream.http import USER_AGENT, ApiClient, Pacer, classify_response
 from coinstream.records import Envelope, Kind
 from coinstream.text import matched_terms
-from producer.sources.base import (
-    Cursor,
-    History,
-    OnSkip,
-    Page,
-    Probe,
-    RecordedParser,
-    RunOptions,
-    Source,
-    parse_items,
-)
+from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source
+from producer.sources.history import History, Page
+from producer.sources.parsing import OnSkip, parse_items
 
 logger = logging.getLogger(__name__)
 

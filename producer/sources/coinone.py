@@ -8,16 +8,9 @@ from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload, CoinstreamError, TryLater
 from coinstream.records import Envelope
-from producer.sources.base import (
-    CandleFetcher,
-    ExchangeSource,
-    OnSkip,
-    RecordedParser,
-    closed_candle,
-    exact_number,
-    pairs_of,
-    parse_items,
-)
+from producer.sources.base import RecordedParser
+from producer.sources.candles import CandleFetcher, ExchangeSource, pairs_of
+from producer.sources.parsing import OnSkip, closed_candle, exact_number, parse_items
 
 SOURCE = "coinone"
 _PRICE_FIELDS = {

@@ -14,15 +14,9 @@ from typing import Any, ClassVar
 from coinstream.errors import BadPayload, TryLater
 from coinstream.records import Envelope
 from coinstream.timeutil import epoch_minute, minute_start
-from producer.sources.base import (
-    CandleFetcher,
-    CandleHistory,
-    ExchangeSource,
-    OnSkip,
-    RecordedParser,
-    array_candles,
-    epoch_s_minute,
-)
+from producer.sources.base import RecordedParser
+from producer.sources.candles import CandleFetcher, CandleHistory, ExchangeSource
+from producer.sources.parsing import OnSkip, array_candles, epoch_s_minute
 
 SOURCE = "kraken"
 RECORDED_MARKET = "USD-BTC"

@@ -16,18 +16,9 @@ from coinstream.config import Settings
 from coinstream.errors import BadPayload, CoinstreamError, FatalError
 from coinstream.http import ApiClient, Pacer, Refused, link_params
 from coinstream.records import Envelope, Kind
-from producer.sources.base import (
-    Cursor,
-    History,
-    OnSkip,
-    Page,
-    Probe,
-    RecordedParser,
-    RunOptions,
-    Source,
-    api_probe,
-    parse_items,
-)
+from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source, api_probe
+from producer.sources.history import History, Page
+from producer.sources.parsing import OnSkip, parse_items
 
 SOURCE = "mastodon"
 logger = logging.getLogger(__name__)

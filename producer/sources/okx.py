@@ -12,15 +12,9 @@ from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload
 from coinstream.records import Envelope
-from producer.sources.base import (
-    CandleFetcher,
-    ExchangeSource,
-    OnSkip,
-    RecordedParser,
-    array_candles,
-    epoch_ms_minute,
-    pairs_of,
-)
+from producer.sources.base import RecordedParser
+from producer.sources.candles import CandleFetcher, ExchangeSource, pairs_of
+from producer.sources.parsing import OnSkip, array_candles, epoch_ms_minute
 
 SOURCE = "okx"
 RECORDED_MARKET = "USDT-BTC"

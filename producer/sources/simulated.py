@@ -18,7 +18,8 @@ from coinstream import records
 from coinstream.config import Settings
 from coinstream.records import Envelope, Kind
 from coinstream.timeutil import epoch_minute, minute_start
-from producer.sources.base import History, MinuteCursor, Page, RunOptions, Source
+from producer.sources.base import MinuteCursor, RunOptions, Source
+from producer.sources.history import History, Page
 
 SOURCE_CANDLES = "simulated"
 SOURCE_POSTS = "simulated"

@@ -12,14 +12,9 @@ from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload
 from coinstream.records import Envelope
-from producer.sources.base import (
-    CandleFetcher,
-    ExchangeSource,
-    OnSkip,
-    RecordedParser,
-    closed_candle,
-    parse_items,
-)
+from producer.sources.base import RecordedParser
+from producer.sources.candles import CandleFetcher, ExchangeSource
+from producer.sources.parsing import OnSkip, closed_candle, parse_items
 
 SOURCE = "upbit"
 _FIELDS = {

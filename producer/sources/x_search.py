@@ -24,17 +24,9 @@ from coinstream.secrets import x_token
 from coinstream.timeutil import epoch_minute, minute_start
 from coinstream.x_bill import BudgetSpent, XBudget, XPrices, XUsage, carry_old_reads
 from producer.lock import run_lock
-from producer.sources.base import (
-    Cursor,
-    History,
-    OnSkip,
-    Page,
-    Probe,
-    RecordedParser,
-    RunOptions,
-    Source,
-    parse_items,
-)
+from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source
+from producer.sources.history import History, Page
+from producer.sources.parsing import OnSkip, parse_items
 from producer.state import StateFile
 
 SOURCE = "x"

@@ -11,8 +11,8 @@ import pytest
 
 from coinstream.errors import BadPayload, FatalError, TransientError, TryLater
 from coinstream.http import ApiClient
-from producer.sources.base import Skips
 from producer.sources.coinone import CoinoneCandles
+from producer.sources.parsing import Skips
 from producer.sources.upbit import UpbitCandles
 from tests.conftest import payload
 from tests.http_server import Reply, api_server

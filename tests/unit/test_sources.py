@@ -12,9 +12,9 @@ import pytest
 
 from coinstream.errors import FatalError
 from coinstream.records import Kind
-from producer.sources.base import Skips
 from producer.sources.coinone import BadPayload, parse_chart
 from producer.sources.offline import replay
+from producer.sources.parsing import Skips
 from producer.sources.x_search import parse_recent_search
 from tests.conftest import PAYLOADS, payload
 from tests.recordings import recording

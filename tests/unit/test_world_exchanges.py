@@ -13,12 +13,12 @@ import pytest
 from coinstream.errors import TryLater
 from coinstream.http import ApiClient
 from coinstream.records import Envelope
-from producer.sources.base import CandleFetcher
 from producer.sources.binance import BinanceCandles, parse_klines
 from producer.sources.bitstamp import BitstampCandles
 from producer.sources.bitstamp import parse_ohlc as bitstamp_ohlc
 from producer.sources.bybit import BybitCandles
 from producer.sources.bybit import parse_klines as bybit_klines
+from producer.sources.candles import CandleFetcher
 from producer.sources.coinbase import CoinbaseCandles
 from producer.sources.coinbase import parse_candles as coinbase_candles
 from producer.sources.kraken import parse_ohlc as kraken_ohlc
@@ -242,7 +242,8 @@ def test_a_market_the_exchange_does_not_list_is_one_line_naming_those_it_does(ex
     from coinstream.errors import CoinstreamError, FatalError
     from coinstream.records import Kind
     from producer.sources import registry
-    from producer.sources.base import ExchangeSource, RunOptions
+    from producer.sources.base import RunOptions
+    from producer.sources.candles import ExchangeSource
 
     kind = registry.SOURCES[exchange]
     assert issubclass(kind, ExchangeSource)
@@ -278,7 +279,7 @@ def test_an_empty_answer_covers_only_its_own_span_and_the_pager_goes_on_behind_i
     """Coinbase answers [] for a range nobody traded in (issue 38): that proves nothing about older minutes. The
     history steps back one page span at a time past the quiet stretch, finds the older candles, and records as read
     only the spans that were asked, down to the window's start."""
-    from producer.sources.base import CandleHistory
+    from producer.sources.candles import CandleHistory
     from producer.sources.coinbase import PAGE
 
     body = json.loads((PAYLOADS / RECORDINGS["coinbase"][0]).read_text())  # 12:00..12:29
