@@ -22,7 +22,7 @@ from producer.sources.bluesky import post_from_event
 from producer.sources.coinone import parse_chart
 from producer.sources.mastodon import parse_statuses
 from producer.sources.upbit import parse_candles
-from producer.sources.x_search import parse_counts, parse_recent_search
+from producer.sources.x_answers import parse_counts, parse_recent_search
 from tests.conftest import payload
 
 NOW = datetime(2026, 11, 28, 12, 0, 30, tzinfo=UTC)

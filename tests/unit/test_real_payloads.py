@@ -27,7 +27,7 @@ from producer.sources.coinone import CoinoneCandles
 from producer.sources.mastodon import MastodonTag, parse_statuses
 from producer.sources.offline import replay
 from producer.sources.upbit import parse_candles
-from producer.sources.x_search import XRecentSearch
+from producer.sources.x_client import XRecentSearch
 from tests.http_server import Reply, api_server
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "real-payloads"
@@ -328,7 +328,7 @@ def test_mastodon_pages_follow_the_link_header_and_a_401_names_the_fix() -> None
 def test_a_partial_edge_bucket_is_not_called_malformed(caplog: pytest.LogCaptureFixture) -> None:
     """X's partial edge buckets are what it always sends for a window off the minute: skipped quietly (info),
     never a WARNING that something was malformed; a partial bucket inside a page still is one."""
-    from producer.sources.x_search import parse_counts
+    from producer.sources.x_answers import parse_counts
 
     def bucket(start: str, end: str) -> dict[str, Any]:
         return {"start": f"2026-12-04T11:{start}Z", "end": f"2026-12-04T11:{end}Z", "tweet_count": 1}

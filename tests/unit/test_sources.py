@@ -15,7 +15,7 @@ from coinstream.records import Kind
 from producer.sources.coinone import BadPayload, parse_chart
 from producer.sources.offline import replay
 from producer.sources.parsing import Skips
-from producer.sources.x_search import parse_recent_search
+from producer.sources.x_answers import parse_recent_search
 from tests.conftest import PAYLOADS, payload
 from tests.recordings import recording
 

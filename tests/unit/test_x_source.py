@@ -16,7 +16,7 @@ from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
 from coinstream.records import Kind
 from producer.run import Code, produce
-from producer.sources.x_search import XRecentSearch
+from producer.sources.x_client import XRecentSearch
 from tests.conftest import PAYLOADS, payload
 
 URL = "https://api.twitter.com/2/tweets/search/recent"
