@@ -2,7 +2,8 @@
 
     python -m benchmarks.backfill [--days 7] [--runs 5] [--memory-days 7 30] [--smoke] [--results FILE]
 
-Upbit and Coinone candle history servers (two markets each, 10 requests a second each, 429 past it), X's
+Upbit and Coinone candle history servers (two markets each; Upbit 10 requests a second, 429 past it; Coinone 300
+a minute, 500 candles a page, errorCode 4 "blocked" past it), X's
 counts endpoint and a stream, all on 127.0.0.1. Each run backfills `--days` of all of them into a fresh
 checkpoint folder. The baseline, measured in the same run, is what the APIs' rate limits alone impose: an API
 that allows r requests in any second lets request k (from 0) start k // r seconds in. Printed: the median wall time
@@ -47,21 +48,22 @@ from producer.spool import Spool
 from tests.history_api import Exchange, exchanges
 from tests.x_api import fake_x
 
-RATE = 10  # Upbit's and Coinone's published requests per second (each API's own limit)
+RATE = 10  # Upbit's published requests per second
+COINONE_PER_MINUTE = 300  # Coinone's published requests per minute (its public API)
 MARKETS = "KRW-BTC,KRW-ETH"
 
 
-def imposed(requests: int, per_second: int = RATE) -> float:
-    """Seconds before the last of `requests` may start, under a limit of `per_second` in any one second (request
-    k, from 0, may start k // per_second seconds in)."""
-    return float((requests - 1) // per_second) if requests else 0.0
+def imposed(requests: int, per_window: int = RATE, window: float = 1.0) -> float:
+    """Seconds before the last of `requests` may start, under a limit of `per_window` in any one window (request
+    k, from 0, may start k // per_window windows in)."""
+    return float((requests - 1) // per_window) * window if requests else 0.0
 
 
 def serve_fakes(days: int, end_minute: int, now: datetime, conn: Connection) -> None:
     """In a process of its own, as the real APIs are: the fake exchanges and X; their URLs, then their counts."""
     minutes = days * 1440
     upbit = Exchange(first=end_minute - minutes - 10, last=end_minute - 1)
-    coinone = Exchange(first=end_minute - minutes - 10, last=end_minute - 1)
+    coinone = Exchange(first=end_minute - minutes - 10, last=end_minute - 1, per_minute=COINONE_PER_MINUTE)
     with exchanges(upbit, coinone), fake_x() as x:
         x.now, x.page_buckets = now, 1440
         conn.send((upbit.url, coinone.url, x.url))
@@ -118,7 +120,7 @@ def backfill_once(kinesis: Any, stream: str, days: int) -> dict[str, float]:
         raise SystemExit(f"the backfill did not finish: {[s.stopped for s in done.series]}, {done.spooled} spooled")
     return {
         "wall": wall,
-        "baseline": max(imposed(stats["upbit_requests"]), imposed(stats["coinone_requests"])),
+        "baseline": max(imposed(stats["upbit_requests"]), imposed(stats["coinone_requests"], COINONE_PER_MINUTE, 60.0)),
         "requests": stats["upbit_requests"] + stats["coinone_requests"] + stats["x_requests"],
         "rate_limited": stats["rate_limited"],
         "records": sum(s.records for s in done.series),

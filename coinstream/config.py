@@ -87,9 +87,10 @@ class Settings(BaseSettings):
     #: (and replaces the earlier copy), an unchanged one is not.
     candle_reread_minutes: int = Field(default=3, ge=0, le=60)
     #: Requests per second each API is asked at most (`coinstream backfill` reads pages as fast as these allow):
-    #: Upbit publishes 10/s for its quotation endpoints; Coinone's public API, Mastodon's 300 per 5 minutes.
+    #: Upbit publishes 10/s for its quotation endpoints; Mastodon 300 per 5 minutes.
     upbit_requests_per_second: float = Field(default=10.0, gt=0, le=10)
-    coinone_requests_per_second: float = Field(default=10.0, gt=0, le=20)
+    #: Coinone publishes 300 requests a minute for its public API (over it, a client is blocked for a minute).
+    coinone_requests_per_second: float = Field(default=5.0, gt=0, le=5)
     mastodon_requests_per_second: float = Field(default=1.0, gt=0, le=5)
     #: the published public limits, with room: Binance 6,000 weight a minute (a kline request weighs 2),
     #: Coinbase 10 a second, OKX 20 per 2 s, Bybit 600 per 5 s, Kraken about 1 a second, Bitstamp 8,000 per 10 min
@@ -107,8 +108,14 @@ class Settings(BaseSettings):
     bluesky_app_password: SecretStr | None = None
     bluesky_api_url: str = "https://bsky.social"
     bluesky_query: str = "bitcoin"
+    #: Bluesky's search orders by `sortAt` (the earlier of `createdAt` and `indexedAt`), a post counts at `indexedAt`:
+    #: a history asks this many minutes beyond both ends of its window (a post written earlier can be missed).
+    bluesky_sort_margin_minutes: int = Field(default=60, ge=15, le=1440)
     #: Mastodon instances whose #bitcoin timeline the posts producer reads, comma separated.
     mastodon_instances: str = "https://mastodon.social"
+    #: A tag timeline is in arrival order and remote statuses arrive late: a Mastodon history reads back until its
+    #: posts were written this many hours before the window's start (a status later than that can be missed).
+    mastodon_late_hours: float = Field(default=24.0, ge=0, le=168)
     #: Bluesky Jetstream: where to listen and how long one run listens.
     bluesky_url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
     bluesky_seconds: float = Field(default=50.0, gt=0)

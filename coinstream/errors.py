@@ -21,7 +21,12 @@ class RetryAfter(TransientError):
 
 class TryLater(TransientError):
     """The API is closed for now (maintenance, this client rate-limited or blocked for a while): the run keeps its
-    state and ends as "nothing to do", so the next scheduled run simply asks again."""
+    state and ends as "nothing to do", so the next scheduled run simply asks again. `wait` is how long the API
+    says the closure lasts, where it says (Coinone blocks a client for a minute): a backfill waits that out."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 class FatalError(CoinstreamError):

@@ -171,6 +171,10 @@ class XBudget:
             raise self._refuse("a counts request", cost)
         self.spent[self.day] = self.today.plus(counts_requests=1)
 
+    def refund_counts_request(self) -> None:
+        """Take back a booked counts request X refused with a 429 (X bills what it answers, not what it refuses)."""
+        self.spent[self.day] = self.today.plus(counts_requests=-1)
+
     def reads_affordable(self, wanted: int) -> int:
         """How many posts one read may ask for (X returns at least MIN_READ), or raise BudgetSpent."""
         affordable = math.floor((self.left + 1e-9) / self.prices.post_read) if self.prices.post_read else wanted

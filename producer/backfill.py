@@ -133,7 +133,7 @@ class Checkpoints:
     def advance(self, series: str, reached: datetime, end: datetime, token: str | None) -> None:
         """[reached, end) is read and its records are safe; the window resumes at `token` (None: it is done)."""
         covered, _ = self.load(series)
-        joined = merge([*covered, (reached, end)])
+        joined = merge([*covered, *([(reached, end)] if reached < end else [])])
         state: dict[str, Any] = {"covered": [[s.isoformat(), e.isoformat()] for s, e in joined]}
         if token is not None:
             state["resume"] = {"reached": reached.isoformat(), "token": token}

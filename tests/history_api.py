@@ -3,7 +3,7 @@
 Upbit: `GET /v1/candles/minutes/1?market=&count<=200&to=` (exclusive), newest first, numbers as JSON numbers,
 `candle_date_time_utc` without a zone, no candle for a minute without trades, a `Remaining-Req` header, and
 429 (then 418) past 10 requests a second. Coinone: `GET /public/v2/chart/KRW/{target}?interval=1m&timestamp=`
-(candles at or before it, 200 a page), numbers as strings, `is_last` once nothing older exists, and an empty
+(candles at or before it, `size` a page: 200 unless asked, 500 at most), numbers as strings, `is_last` once nothing older exists, and an empty
 chart before the first candle. Each minute's figures come from the minute itself, so a test knows them.
 """
 
@@ -48,6 +48,8 @@ class Exchange:
     #: request numbers (1-based) answered 429 with Retry-After: 0, as a rate limiter would
     fail_requests: set[int] = field(default_factory=set)
     per_second: int = 10
+    #: a limit per minute instead (Coinone's 300): over it, Coinone's errorCode 4 ("blocked") in an HTTP 200
+    per_minute: int | None = None
     requests: int = 0
     asked: list[dict[str, str]] = field(default_factory=list)
     rate_limited: int = 0
@@ -72,10 +74,14 @@ class Exchange:
             self.asked.append(query)
             now = time.monotonic()
             self._recent.append(now)
-            while self._recent and self._recent[0] <= now - 1.0:
+            window, limit = (60.0, self.per_minute) if self.per_minute else (1.0, self.per_second)
+            while self._recent and self._recent[0] <= now - window:
                 self._recent.popleft()
             scripted = self.requests in self.fail_requests
-            if scripted or len(self._recent) > self.per_second:
+            if self.per_minute and not scripted and len(self._recent) > limit:
+                self.rate_limited += 1
+                return Reply({"result": "error", "errorCode": "4", "errorMsg": "Blocked user access."})
+            if scripted or len(self._recent) > limit:
                 self.rate_limited += 1
                 # a scripted 429 says when to come back; one over the rate says nothing (the client backs off)
                 headers = {"Retry-After": "0"} if scripted else {}
@@ -117,7 +123,7 @@ class Exchange:
             return refused
         stamp = query.get("timestamp")
         before = int(stamp) // 60_000 + 1 if stamp else self.last + 1
-        minutes = self.minutes_before(before, 200)
+        minutes = self.minutes_before(before, min(500, int(query.get("size", "200"))))
         chart = []
         for m in minutes:
             f = figures(m, f"KRW-{target}")

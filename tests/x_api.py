@@ -8,7 +8,8 @@ old, `max_results` is 10..100. Posts are indexed late: a minute's count grows fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,9 @@ class FakeX:
     posts_returned: int = 0
     errors: list[str] = field(default_factory=list)
     url: str = ""
+    #: counts request numbers (1-based) answered 429, each with its reset this many seconds after `clock()`
+    rate_limited: dict[int, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
 
     @staticmethod
     def posts_in(minute: int) -> int:
@@ -57,9 +61,18 @@ class FakeX:
             self.errors.append(f"{name}={value!r} is not YYYY-MM-DDTHH:mm:ssZ")
             return None
 
-    def counts(self, query: dict[str, str]) -> dict[str, Any]:
+    def counts(self, query: dict[str, str]) -> dict[str, Any] | Reply:
         """`GET /2/tweets/counts/recent`."""
         self.counts_requests += 1
+        if self.counts_requests in self.rate_limited:
+            reset = int(self.clock() + self.rate_limited[self.counts_requests])
+            problem = {
+                "title": "Too Many Requests",
+                "detail": "Too Many Requests",
+                "type": "about:blank",
+                "status": 429,
+            }
+            return Reply(problem, 429, {"x-rate-limit-reset": str(reset), "content-type": "application/problem+json"})
         if query.get("granularity") != "minute":
             self.errors.append(f"granularity={query.get('granularity')!r}")
         start, end = self._time(query, "start_time"), self._time(query, "end_time")

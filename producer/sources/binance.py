@@ -17,7 +17,6 @@ from producer.sources.candles import CandleFetcher, ExchangeSource, pairs_of
 from producer.sources.parsing import OnSkip, array_candles, epoch_ms_minute
 
 SOURCE = "binance"
-RECORDED_MARKET = "USDT-BTC"
 COLUMNS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5, "quote_volume": 7}
 
 
@@ -62,8 +61,7 @@ class Binance(ExchangeSource):
     name = "binance"
     summary = "Binance 1-minute spot klines (public API, no key; markets COINSTREAM_BINANCE_MARKETS)"
     recorded: ClassVar[Mapping[str, RecordedParser]] = {
-        # the recording is of the exchange's own default market (its file says which symbol)
-        "binance": lambda body, options, now: parse_klines(body, RECORDED_MARKET, now)
+        "binance": lambda body, options, now: parse_klines(body, options.market, now)
     }
     client = BinanceCandles
     url_setting = "binance_url"
@@ -71,6 +69,11 @@ class Binance(ExchangeSource):
     page_minutes = 1000
     probe_request = ("/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 1})
     markets_request = ("/api/v3/exchangeInfo", {"permissions": "SPOT", "symbolStatus": "TRADING"})
+
+    @staticmethod
+    def symbol(market: str) -> str:
+        """BTCUSDT."""
+        return symbol(market)
 
     @staticmethod
     def listed(body: Any) -> list[str]:

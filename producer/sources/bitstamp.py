@@ -7,7 +7,7 @@ decimal text, oldest first; the newest is still open while its minute runs. `end
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 from coinstream.errors import BadPayload
@@ -17,7 +17,6 @@ from producer.sources.candles import CandleFetcher, ExchangeSource
 from producer.sources.parsing import OnSkip, closed_candle, epoch_s_minute, exact_number, parse_items
 
 SOURCE = "bitstamp"
-RECORDED_MARKET = "USD-BTC"
 FIELDS = {"open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"}
 
 
@@ -49,10 +48,11 @@ class BitstampCandles(CandleFetcher):
     read = staticmethod(parse_ohlc)
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
-        """Up to 1000 candles that started before `before`."""
+        """Up to 1000 candles up to `before`: whether `end` includes its own candle is not documented, so the page
+        asks up to `before` itself and the pager drops the candle at `before` (already read) if it comes."""
         params: dict[str, Any] = {"step": 60, "limit": 1000}
         if before is not None:
-            params["end"] = int((before - timedelta(minutes=1)).timestamp())  # `end` is the last candle's start
+            params["end"] = int(before.timestamp())
         return f"/api/v2/ohlc/{self.target.lower()}{self.quote.lower()}/", params, f"bitstamp ohlc {self.market}"
 
 
@@ -62,8 +62,7 @@ class Bitstamp(ExchangeSource):
     name = "bitstamp"
     summary = "Bitstamp 1-minute OHLC (public API, no key; markets COINSTREAM_BITSTAMP_MARKETS)"
     recorded: ClassVar[Mapping[str, RecordedParser]] = {
-        # the recording is of the exchange's own default market (its file says which symbol)
-        "bitstamp": lambda body, options, now: parse_ohlc(body, RECORDED_MARKET, now)
+        "bitstamp": lambda body, options, now: parse_ohlc(body, options.market, now)
     }
     client = BitstampCandles
     url_setting = "bitstamp_url"
@@ -71,6 +70,22 @@ class Bitstamp(ExchangeSource):
     page_minutes = 1000
     probe_request = ("/api/v2/ohlc/btcusd/", {"step": 60, "limit": 1})
     markets_request = ("/api/v2/trading-pairs-info/", {})
+
+    @staticmethod
+    def symbol(market: str) -> str:
+        """btcusd."""
+        quote, _, target = market.partition("-")
+        return f"{target}{quote}".lower()
+
+    @staticmethod
+    def said_market(body: Any) -> str | None:
+        """`data.pair` (BTC/USD)."""
+        data = body.get("data") if isinstance(body, dict) else None
+        pair_ = data.get("pair") if isinstance(data, dict) else None
+        if not isinstance(pair_, str) or "/" not in pair_:
+            return None
+        target, _, quote = pair_.partition("/")
+        return f"{quote}-{target}".upper()
 
     @staticmethod
     def listed(body: Any) -> list[str]:

@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
@@ -119,8 +119,37 @@ def _post(
         lang=first_lang(record.get("langs")),
         is_retweet=False,
         is_reply="reply" in record,
-        seen_at=seen(),
+        seen_at=counted_at(uri, seen()),
     )
+
+
+#: The alphabet of atproto's TIDs (base32, sortable).
+_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+#: How far a post's TID may be from the network's own time for it (Jetstream's `time_us`, the AppView's `indexedAt`)
+#: and still be the time it counts at. The app writes the TID with the author's clock, as it writes `createdAt`: a
+#: clock that far off is not the network's, and the post counts at the network's own time instead.
+TID_TOLERANCE = timedelta(seconds=10)
+
+
+def tid_time(rkey: str) -> datetime | None:
+    """The time in a record key that is a TID (13 base32-sortable characters: 53 bits of microseconds since the
+    epoch, 10 of clock id), as whoever made the key wrote it; None for any other key."""
+    if len(rkey) != 13 or any(c not in _TID_ALPHABET for c in rkey) or rkey[0] not in _TID_ALPHABET[:16]:
+        return None
+    value = 0
+    for c in rkey:
+        value = value * 32 + _TID_ALPHABET.index(c)
+    return datetime.fromtimestamp(0, UTC) + timedelta(microseconds=value >> 10)
+
+
+def counted_at(uri: str, network: datetime) -> datetime:
+    """When a post counts: the network's time for it (Jetstream's `time_us`, the AppView's `indexedAt`: two machines,
+    often a second apart across a minute's edge), taken as its record key's TID where that lies within TID_TOLERANCE
+    of it. The TID is in the URI both paths carry, so the live path and the history count the post in one minute."""
+    written = tid_time(uri.rsplit("/", 1)[-1])
+    if written is not None and abs(written - network) <= TID_TOLERANCE:
+        return written
+    return network
 
 
 def seen_at(event: dict[str, Any], uri: str) -> datetime:
@@ -334,25 +363,69 @@ class SearchHistory(History):
         return ApiClient(s.bluesky_api_url, http, pacer=Pacer(self.PER_SECOND))
 
     def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
-        """Newest first within [start, end), then older pages by the answer's `cursor`."""
+        """Newest first, asked by `sortAt` with the margin on both sides of [start, end), counted by `indexedAt`.
+
+        searchPosts orders and filters by `sortAt` (the earlier of `createdAt` and `indexedAt`), while a post counts
+        at `indexedAt`: a post indexed inside the window can be sorted before it. So the search asks from the margin
+        before `start` to the margin after `end`, keeps the posts indexed inside the window (each post counts in
+        exactly one window), and records as read only the minutes from a page's oldest `sortAt` plus the margin on
+        (no post is indexed later than that after it was written). Where the cursor stops before the window's start
+        ("may not scroll the entire result set"), the search is asked again below the oldest `sortAt` it reached.
+        The token is `<until>|<cursor>`.
+        """
         api = self._signed_in()
-        cursor = token
-        window = {"since": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "until": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        margin = timedelta(minutes=self.settings.bluesky_sort_margin_minutes)
+        until, _, cursor_text = (token or "").rpartition("|") if token and "|" in token else ("", "", token or "")
+        upper = datetime.fromisoformat(until) if until else end + margin
+        cursor: str | None = cursor_text or None
+        reached = end
+        floor: datetime | None = None
         while True:
-            params = {"q": self.settings.bluesky_query, "sort": "latest", "limit": 100, **window}
-            body = api.get_json(
-                "/xrpc/app.bsky.feed.searchPosts",
-                {**params, **({"cursor": cursor} if cursor else {})},
-                "bluesky search",
-            )
+            params = {
+                "q": self.settings.bluesky_query,
+                "sort": "latest",
+                "limit": 100,
+                "since": _zulu(start - margin),
+                "until": _zulu(upper),
+                **({"cursor": cursor} if cursor else {}),
+            }
+            body = api.get_json("/xrpc/app.bsky.feed.searchPosts", params, "bluesky search")
             said = xrpc_error(body)
             if said or not isinstance(body, dict) or not isinstance(body.get("posts"), list):
                 raise BadPayload(f"bluesky search: {said or 'the answer has no posts list'}")
             posts = parse_items(body["posts"], lambda v: post_from_view(v, now), "bluesky search", self.skips)
-            cursor = body.get("cursor") if isinstance(body.get("cursor"), str) else None
-            times = [p.event_time for p in posts]
-            reached = max(start, min(times)) if times else start
-            done = not cursor or not body["posts"] or reached <= start
-            yield Page([p for p in posts if start <= p.event_time < end], reached, None if done else cursor)
+            sorted_at = [t for t in map(sort_at, body["posts"]) if t is not None]
+            if sorted_at:  # a post counts within TID_TOLERANCE of its indexedAt, which is within the margin of sortAt
+                reached = max(start, min(reached, min(sorted_at) + margin - TID_TOLERANCE))
+            cursor = body.get("cursor") if isinstance(body.get("cursor"), str) and body.get("cursor") else None
+            lowest = min(sorted_at, default=None)
+            if cursor is None and lowest is not None and reached > start and (floor is None or lowest < floor):
+                floor, upper = lowest, lowest + timedelta(seconds=1)  # the cursor ended early: ask below it again
+            elif cursor is None or not body["posts"]:
+                reached = start  # the search has nothing older in the window
+            done = reached <= start
+            kept = [p for p in posts if start <= p.event_time < end]
+            yield Page(kept, reached, None if done else f"{upper.isoformat()}|{cursor or ''}")
             if done:
                 return
+
+
+def _zulu(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sort_at(view: Any) -> datetime | None:
+    """A PostView's `sortAt` as searchPosts orders by it: the earlier of `indexedAt` and the record's `createdAt`
+    (None where neither is a time with a zone)."""
+    if not isinstance(view, dict):
+        return None
+    record = view.get("record")
+    times = []
+    for text in (view.get("indexedAt"), record.get("createdAt") if isinstance(record, dict) else None):
+        try:
+            at = datetime.fromisoformat(str(text))
+        except ValueError:
+            continue
+        if at.tzinfo is not None:
+            times.append(at)
+    return min(times, default=None)

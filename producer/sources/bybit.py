@@ -13,11 +13,10 @@ from typing import Any, ClassVar
 from coinstream.errors import BadPayload, TryLater
 from coinstream.records import Envelope
 from producer.sources.base import RecordedParser
-from producer.sources.candles import CandleFetcher, ExchangeSource, pairs_of
+from producer.sources.candles import CandleFetcher, ExchangeSource, pairs_of, split_symbol
 from producer.sources.parsing import OnSkip, array_candles, epoch_ms_minute
 
 SOURCE = "bybit"
-RECORDED_MARKET = "USDT-BTC"
 COLUMNS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5, "quote_volume": 6}
 #: retCode 10006: too many visits (rate limited), 10016: server busy
 TRY_LATER = {10006, 10016}
@@ -65,8 +64,7 @@ class Bybit(ExchangeSource):
     name = "bybit"
     summary = "Bybit 1-minute spot klines (public API, no key; markets COINSTREAM_BYBIT_MARKETS)"
     recorded: ClassVar[Mapping[str, RecordedParser]] = {
-        # the recording is of the exchange's own default market (its file says which symbol)
-        "bybit": lambda body, options, now: parse_klines(body, RECORDED_MARKET, now)
+        "bybit": lambda body, options, now: parse_klines(body, options.market, now)
     }
     client = BybitCandles
     url_setting = "bybit_url"
@@ -74,6 +72,19 @@ class Bybit(ExchangeSource):
     page_minutes = 1000
     probe_request = ("/v5/market/kline", {"category": "spot", "symbol": "BTCUSDT", "interval": "1", "limit": 1})
     markets_request = ("/v5/market/instruments-info", {"category": "spot"})
+
+    @staticmethod
+    def symbol(market: str) -> str:
+        """BTCUSDT."""
+        quote, _, target = market.partition("-")
+        return f"{target}{quote}"
+
+    @staticmethod
+    def said_market(body: Any) -> str | None:
+        """`result.symbol` (BTCUSDT), split at a known quote currency."""
+        result = body.get("result") if isinstance(body, dict) else None
+        said = result.get("symbol") if isinstance(result, dict) else None
+        return split_symbol(said) if isinstance(said, str) else None
 
     @staticmethod
     def listed(body: Any) -> list[str]:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, ClassVar, Self
 from pydantic import Field
 
 from coinstream.config import Settings
-from coinstream.errors import BadPayload, CoinstreamError, FatalError
+from coinstream.errors import BadPayload, CoinstreamError, FatalError, TryLater
 from coinstream.http import ApiClient, Pacer, Refused
 from coinstream.records import Envelope, Kind
 from coinstream.timeutil import epoch_minute, minute_start
@@ -42,41 +43,73 @@ def fingerprint(envelope: Envelope) -> str:
 
 
 class CandleHistory(History):
-    """An exchange's closed 1-minute candles of one market, paging back with the live client's own requests."""
+    """An exchange's closed 1-minute candles of one market, paging back with the live client's own requests.
 
-    def __init__(self, source: str, candles: CandleFetcher, page_minutes: int) -> None:
+    The rule: a page records as read only the minutes its answer covered. An answer's candles cover the span from
+    its oldest candle to the page's upper end; an empty answer covers only the span it was asked for (a quiet
+    stretch proves nothing about older minutes); nothing older than the window's start is assumed unless the API
+    says it has nothing older (Coinone's `is_last`). An API that serves only its newest minutes (Kraken) covers
+    what it answered, not what the plan hoped for.
+    """
+
+    #: the longest closure an API announces (Coinone blocks a client for a minute) that a backfill waits out
+    LONGEST_WAIT = 120.0
+    #: closures waited out for one page before the series stops with the API's reason
+    WAITS = 3
+
+    def __init__(
+        self, source: str, candles: CandleFetcher, page_minutes: int, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.source = source
         self.series = f"{source} {candles.market}"
         self.candles = candles
         self.page_minutes = page_minutes
+        self.sleep = sleep
 
     def plan(self, start: datetime, end: datetime) -> int:
         """One request per page of candles (fewer where minutes without trades have no candle)."""
         return math.ceil((end - start) / timedelta(minutes=self.page_minutes))
 
-    def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
-        """Pages before `end` (or the token's time), until one reaches `start` or the API says it has nothing older;
-        an empty answer covers only the span it was asked for."""
-        before = datetime.fromisoformat(token) if token else end
-        while before > start:
+    def ask(self, before: datetime, now: datetime) -> tuple[Any, list[Envelope], int]:
+        """(answer, its closed candles, requests it took) of the page before `before`; a closure the API says will
+        end soon is waited out, a longer one stops the series with the API's reason."""
+        waited = 0
+        while True:
             path, params, what = self.candles.page(before)
             asked = self.candles.api.requests
-            body = self.candles.api.get_json(path, params, what)
-            requests = self.candles.api.requests - asked  # retries of a 429 or a 5xx count: the API counts them
-            candles = self.candles.parse(body, now, self.skips)
+            try:
+                body = self.candles.api.get_json(path, params, what)
+                return body, self.candles.parse(body, now, self.skips), self.candles.api.requests - asked
+            except TryLater as exc:
+                if exc.wait is None or exc.wait > self.LONGEST_WAIT or waited >= self.WAITS:
+                    raise
+                waited += 1
+                logger.warning("%s: %s; waiting %.0f s, then going on", self.series, exc, exc.wait)
+                self.sleep(exc.wait)
+
+    def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
+        """Pages before `end` (or the token's time), each recording as read only what its answer covered, until
+        the window's start is covered or the API says it has nothing older."""
+        before = datetime.fromisoformat(token) if token else end
+        while before > start:
+            body, candles, requests = self.ask(before, now)
             kept = [c for c in candles if start <= c.event_time < before]
-            oldest = min((c.event_time for c in candles), default=None)
-            if oldest is None and not self.candles.is_last_page(body):
-                # an empty answer proves nothing about older minutes (a quiet stretch, maintenance: Coinbase
-                # answers [] for a range nobody traded in); only the page's own span is read, then the one before
-                lower = max(start, before - timedelta(minutes=self.page_minutes))
-                yield Page(kept, lower, lower.isoformat() if lower > start else None, requests)
-                before = lower
-                continue
-            if oldest is None or oldest >= before or oldest <= start or self.candles.is_last_page(body):
-                yield Page(kept, start, None, requests)  # nothing older in the window (or at all, as the API says)
+            inside = [c.event_time for c in candles if c.event_time < before]
+            oldest = min(inside, default=None)
+            if self.candles.is_last_page(body) or (oldest is not None and oldest <= start):
+                yield Page(kept, start, None, requests)  # the window's start is reached (or nothing older exists)
                 return
-            yield Page(kept, oldest, oldest.isoformat(), requests)
+            if not self.candles.pages_back:
+                # only the newest minutes are served (Kraken's 720): what is older than its oldest answer is a gap
+                served = self.candles.served_from(body)
+                reached = max(start, served or oldest or before)
+                yield Page(kept, reached, None, requests)
+                return
+            if oldest is None:
+                # an empty answer proves nothing about older minutes (a quiet stretch, maintenance: Coinbase answers
+                # [] for a range nobody traded in); only the page's own span is read, then the one before
+                oldest = max(start, before - timedelta(minutes=self.page_minutes))
+            yield Page(kept, oldest, oldest.isoformat() if oldest > start else None, requests)
             before = oldest
 
 
@@ -107,8 +140,16 @@ class CandleFetcher(ABC):
         """The closed candles of one answer, oldest first."""
         return self.read(body, self.market, now, on_skip)
 
+    #: whether older pages can be asked for (Kraken serves its newest 720 minutes and nothing older)
+    pages_back: ClassVar[bool] = True
+
+    def served_from(self, body: Any) -> datetime | None:
+        """The oldest minute an answer covers where the API says so (Kraken: its open frame less 719 minutes,
+        quiet minutes included), else None: its oldest candle."""
+        return None
+
     def is_last_page(self, body: Any) -> bool:
-        """Whether the API says there is nothing older (by default it never does: paging stops at `since`)."""
+        """Whether the API says nothing older exists (by default it never does: paging stops at `since`)."""
         return False
 
     def fetch(self, since: datetime | None, now: datetime, on_skip: OnSkip | None = None) -> list[Envelope]:
@@ -120,7 +161,8 @@ class CandleFetcher(ABC):
             body = self.api.get_json(path, params, what)
             candles = self.parse(body, now, on_skip)
             found.update((c.key, c) for c in candles if since is None or c.event_time > since)
-            if since is None or not candles or candles[0].event_time <= since or self.is_last_page(body):
+            done = since is None or not candles or candles[0].event_time <= since
+            if done or self.is_last_page(body) or not self.pages_back:
                 break
             before = candles[0].event_time
         return sorted(found.values(), key=lambda e: e.event_time)
@@ -178,6 +220,19 @@ class Listing:
         )
 
 
+#: Quote currencies a run-together symbol (BTCUSDT) is split at, longest first, and the targets a recording's name
+#: is matched against.
+QUOTES = ("USDT", "USDC", "KRW", "USD", "EUR", "BTC")
+TARGETS = ("BTC", "ETH", "XRP", "SOL", "DOGE")
+
+
+def split_symbol(symbol: str) -> str | None:
+    """A run-together symbol (BTCUSDT, XBTUSD after Kraken's renaming) as QUOTE-TARGET, split at a known quote."""
+    upper = symbol.upper()
+    quote = next((q for q in QUOTES if upper.endswith(q) and len(upper) > len(q)), None)
+    return f"{quote}-{upper[: -len(quote)]}" if quote else None
+
+
 def pairs_of(items: Any, base: str, quote: str) -> list[str]:
     """QUOTE-TARGET names of a market list whose entries name their base and quote currencies."""
     return [f"{i[quote]}-{i[base]}".upper() for i in items if isinstance(i, dict) and i.get(base) and i.get(quote)]
@@ -210,6 +265,38 @@ class ExchangeSource(Source[CandleCursor]):
     def listed(body: Any) -> list[str]:
         """The markets (QUOTE-TARGET) of the exchange's market list."""
         raise NotImplementedError
+
+    @staticmethod
+    def symbol(market: str) -> str:
+        """The market (QUOTE-TARGET) as the exchange spells it, in its requests and in recordings' file names."""
+        raise NotImplementedError
+
+    @staticmethod
+    def said_market(body: Any) -> str | None:
+        """The market (QUOTE-TARGET) an answer names, where its body names one (None: it does not say)."""
+        return None
+
+    @classmethod
+    def recorded_market(cls, body: Any, file: Path, settings: Settings) -> str:
+        """The market of a recorded answer: what its body names, else what its file name names in the exchange's
+        own spelling (candles_BTC-USD_60.json), else the exchange's first configured market. A body that names
+        another market than its file name is refused."""
+        stem = f"_{file.stem.lower()}_"
+        named = next(
+            (
+                m
+                for m in (f"{q}-{t}" for q in QUOTES for t in TARGETS if q != t)
+                if f"_{cls.symbol(m).lower()}_" in stem
+            ),
+            None,
+        )
+        said = cls.said_market(body)
+        if said and named and said != named:
+            raise FatalError(
+                f"{file}: the answer is for {said} but its name says {named} ({cls.symbol(named)}): rename the file "
+                "or re-record it"
+            )
+        return said or named or settings.markets(cls.name)[0]
 
     @staticmethod
     def spent(headers: Any) -> float | None:

@@ -17,7 +17,6 @@ from producer.sources.candles import CandleFetcher, ExchangeSource, pairs_of
 from producer.sources.parsing import OnSkip, array_candles, epoch_s_minute
 
 SOURCE = "coinbase"
-RECORDED_MARKET = "USD-BTC"
 COLUMNS = {"low": 1, "high": 2, "open": 3, "close": 4, "volume": 5}
 PAGE = 300
 
@@ -59,8 +58,7 @@ class Coinbase(ExchangeSource):
     name = "coinbase"
     summary = "Coinbase 1-minute candles (public API, no key; markets COINSTREAM_COINBASE_MARKETS)"
     recorded: ClassVar[Mapping[str, RecordedParser]] = {
-        # the recording is of the exchange's own default market (its file says which symbol)
-        "coinbase": lambda body, options, now: parse_candles(body, RECORDED_MARKET, now)
+        "coinbase": lambda body, options, now: parse_candles(body, options.market, now)
     }
     client = CoinbaseCandles
     url_setting = "coinbase_url"
@@ -68,6 +66,12 @@ class Coinbase(ExchangeSource):
     page_minutes = PAGE
     probe_request = ("/products/BTC-USD/candles", {"granularity": 60})
     markets_request = ("/products", {})
+
+    @staticmethod
+    def symbol(market: str) -> str:
+        """BTC-USD."""
+        quote, _, target = market.partition("-")
+        return f"{target}-{quote}"
 
     @staticmethod
     def listed(body: Any) -> list[str]:

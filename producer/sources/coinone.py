@@ -13,6 +13,8 @@ from producer.sources.candles import CandleFetcher, ExchangeSource, pairs_of
 from producer.sources.parsing import OnSkip, closed_candle, exact_number, parse_items
 
 SOURCE = "coinone"
+#: Candles a chart page holds at most (`size`; Coinone answers 200 when none is asked).
+PAGE = 500
 _PRICE_FIELDS = {
     "open": "open",
     "high": "high",
@@ -28,6 +30,8 @@ _NUMBER = exact_number("coinone chart")
 
 #: Codes that close the API for a while: 4 "Blocked user access" (too many requests), 405 server maintenance.
 TRY_LATER_CODES = frozenset({"4", "405"})
+#: How long Coinone blocks a client that asked more than its 300 requests a minute (errorCode 4).
+BLOCKED_SECONDS = 60.0
 
 
 def answer_error(body: dict[str, Any], what: str) -> CoinstreamError:
@@ -42,7 +46,8 @@ def answer_error(body: dict[str, Any], what: str) -> CoinstreamError:
     )
     if status == "maintenance" or str(code) in TRY_LATER_CODES:
         why = "under maintenance" if status == "maintenance" or str(code) == "405" else "rate-limiting this client"
-        return TryLater(f"{what}: Coinone is {why}: {said}; try later (the next scheduled run asks again)")
+        wait = BLOCKED_SECONDS if str(code) == "4" and status != "maintenance" else None
+        return TryLater(f"{what}: Coinone is {why}: {said}; try later (the next scheduled run asks again)", wait)
     return BadPayload(f"{what}: {said}")
 
 
@@ -80,7 +85,7 @@ class CoinoneCandles(CandleFetcher):
 
     def page(self, before: datetime | None) -> tuple[str, dict[str, Any], str]:
         """The chart ending just before `before` (Coinone pages back with `timestamp`, ms)."""
-        params: dict[str, Any] = {"interval": "1m"}
+        params: dict[str, Any] = {"interval": "1m", "size": PAGE}
         if before is not None:
             params["timestamp"] = int(before.timestamp() * 1000) - 1
         return f"/public/v2/chart/{self.quote}/{self.target}", params, f"coinone chart {self.market}"
@@ -102,8 +107,14 @@ class Coinone(ExchangeSource):
     client = CoinoneCandles
     url_setting = "coinone_url"
     rate_setting = "coinone_requests_per_second"
+    page_minutes = PAGE
     probe_request = ("/public/v2/chart/KRW/BTC", {"interval": "1m"})
     markets_request = ("/public/v2/markets/KRW", {})
+
+    @staticmethod
+    def symbol(market: str) -> str:
+        """KRW_BTC (its chart path is /KRW/BTC)."""
+        return market.replace("-", "_")
 
     @staticmethod
     def listed(body: Any) -> list[str]:

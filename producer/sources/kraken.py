@@ -15,11 +15,10 @@ from coinstream.errors import BadPayload, TryLater
 from coinstream.records import Envelope
 from coinstream.timeutil import epoch_minute, minute_start
 from producer.sources.base import RecordedParser
-from producer.sources.candles import CandleFetcher, CandleHistory, ExchangeSource
+from producer.sources.candles import CandleFetcher, CandleHistory, ExchangeSource, split_symbol
 from producer.sources.parsing import OnSkip, array_candles, epoch_s_minute
 
 SOURCE = "kraken"
-RECORDED_MARKET = "USD-BTC"
 COLUMNS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 6}
 #: What Kraken keeps of 1-minute OHLC.
 KEPT_MINUTES = 720
@@ -71,9 +70,15 @@ class KrakenCandles(CandleFetcher):
         """The last 720 minutes, whatever `before` is."""
         return "/0/public/OHLC", {"pair": pair(self.market), "interval": 1}, f"kraken ohlc {self.market}"
 
-    def is_last_page(self, body: Any) -> bool:
-        """There is never an older page."""
-        return True
+    pages_back = False
+
+    def served_from(self, body: Any) -> datetime | None:
+        """The 720 minutes served end with the open frame (the answer's last row), whatever traded in them."""
+        try:
+            rows = next(v for k, v in body["result"].items() if k != "last" and isinstance(v, list))
+            return epoch_s_minute(rows[-1][0]) - timedelta(minutes=KEPT_MINUTES - 1)
+        except (KeyError, TypeError, ValueError, IndexError, StopIteration, AttributeError, OverflowError, OSError):
+            return None
 
 
 class KrakenHistory(CandleHistory):
@@ -90,8 +95,7 @@ class Kraken(ExchangeSource):
     name = "kraken"
     summary = "Kraken 1-minute OHLC (public API, no key; the last 720 minutes; markets COINSTREAM_KRAKEN_MARKETS)"
     recorded: ClassVar[Mapping[str, RecordedParser]] = {
-        # the recording is of the exchange's own default market (its file says which symbol)
-        "kraken": lambda body, options, now: parse_ohlc(body, RECORDED_MARKET, now)
+        "kraken": lambda body, options, now: parse_ohlc(body, options.market, now)
     }
     client = KrakenCandles
     history = KrakenHistory
@@ -100,6 +104,22 @@ class Kraken(ExchangeSource):
     page_minutes = KEPT_MINUTES
     probe_request = ("/0/public/OHLC", {"pair": "XBTUSD", "interval": 1})
     markets_request = ("/0/public/AssetPairs", {})
+
+    @staticmethod
+    def symbol(market: str) -> str:
+        """XBTUSD."""
+        return pair(market)
+
+    @staticmethod
+    def said_market(body: Any) -> str | None:
+        """The result's pair key (XXBTZUSD, XBTUSDT): Kraken's XBT is BTC, its X and Z prefixes mark the old codes."""
+        result = body.get("result") if isinstance(body, dict) else None
+        key = next((k for k in result if k != "last"), None) if isinstance(result, dict) else None
+        if not isinstance(key, str):
+            return None
+        if len(key) == 8 and key[0] == "X" and key[4] in "XZ":
+            key = key[1:4] + key[5:]
+        return split_symbol(key.replace("XBT", "BTC", 1) if key.startswith("XBT") else key)
 
     @staticmethod
     def listed(body: Any) -> list[str]:

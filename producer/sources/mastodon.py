@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any, ClassVar
 
@@ -111,7 +111,13 @@ class MastodonTag:
         posts = parse_statuses(body, now, on_skip)
         ids = [str(s["id"]) for s in body if isinstance(s, dict) and isinstance(s.get("id"), str | int)]
         link = headers.get("link")
-        return TagPage(posts, ids, link_params(link, "prev"), link_params(link, "next"))
+        created = {}
+        for status in body if isinstance(body, list) else []:
+            try:
+                created[str(status["id"])] = datetime.fromisoformat(str(status["created_at"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return TagPage(posts, ids, link_params(link, "prev"), link_params(link, "next"), created)
 
     def fetch(
         self, min_id: str | None, now: datetime, on_skip: OnSkip | None = None
@@ -147,6 +153,8 @@ class TagPage:
     newer: dict[str, str]
     #: the query of the next older page (`Link` rel="next"), {} at the end of the timeline
     older: dict[str, str]
+    #: each status's `created_at` by its id (where it has one that reads)
+    created: dict[str, datetime] = field(default_factory=dict)
 
 
 class InstanceCursors(Cursor):
@@ -201,7 +209,8 @@ class Mastodon(Source[InstanceCursors]):
     @classmethod
     def histories(cls, settings: Settings, markets: list[str] | None) -> list[History]:
         """Each configured instance's tag timeline, each within Mastodon's rate (300 requests per 5 minutes)."""
-        return [TagHistory(i, Pacer(settings.mastodon_requests_per_second)) for i in cls.instances_of(settings)]
+        late = timedelta(hours=settings.mastodon_late_hours)
+        return [TagHistory(i, Pacer(settings.mastodon_requests_per_second), late) for i in cls.instances_of(settings)]
 
     @classmethod
     def probes(cls, settings: Settings) -> list[Probe]:
@@ -218,32 +227,59 @@ class Mastodon(Source[InstanceCursors]):
         ]
 
 
+#: Mastodon's snowflake ids hold milliseconds since the epoch above 16 bits; a smaller decimal id is no snowflake.
+SNOWFLAKES_FROM = datetime(2016, 1, 1, tzinfo=UTC)
+
+
 class TagHistory(History):
     """One instance's #bitcoin timeline read back page by page (the `Link` header's next page) until its posts
-    are older than the window. How many pages that takes depends on how much was posted: not known before."""
+    are older than the window by the lateness margin. How many pages that takes depends on how much was posted.
+
+    A tag timeline is in the order the instance received statuses, not `created_at` order: a remote status that
+    arrives late sits among newer ones. A page records as read only the minutes from its oldest status's arrival on
+    (`arrived_by`), and paging stops once that is older than the window's start, not at the first old post.
+    """
 
     source = SOURCE
 
-    def __init__(self, instance: str, pacer: Pacer) -> None:
+    def __init__(self, instance: str, pacer: Pacer, late: timedelta = timedelta(hours=24)) -> None:
         self.series = f"mastodon {instance}"
         self.tag = MastodonTag(ApiClient(instance, pacer=pacer))
+        self.late = late
 
     def plan(self, start: datetime, end: datetime) -> None:
         """Pages until the posts reach the start: as many as were posted."""
         return None
 
+    def arrived_by(self, page: TagPage) -> datetime | None:
+        """A time no later than the arrival of the page's oldest status: every status written since then is read
+        once this page is. Mastodon's ids are snowflakes of that arrival (milliseconds << 16), read exactly; other
+        servers' (Pleroma's, Akkoma's flake ids) are bounded by the oldest status's `created_at` plus the margin."""
+        if not page.ids:
+            return None
+        oldest = min(page.ids, key=lambda i: (len(i), i))
+        if oldest.isdigit():
+            at = datetime.fromtimestamp((int(oldest) >> 16) / 1000, UTC)
+            if SNOWFLAKES_FROM <= at:
+                return at
+        created = page.created.get(oldest)
+        return created + self.late if created is not None else None
+
     def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
         """Newest page first (or the page after `token`, a status id), then older ones, to the window's start."""
         max_id = token
+        reached = end
         while True:
             asked = self.tag.api.requests
             page = self.tag.back(max_id, now, self.skips)
             requests = self.tag.api.requests - asked
             older = page.older.get("max_id") or (min(page.ids, key=lambda i: (len(i), i)) if page.ids else None)
-            times = [p.event_time for p in page.posts]
-            # remote posts arrive late, so a page's oldest post says how far back it reached, not its first
-            reached = max(start, min(times)) if times else start
+            bound = self.arrived_by(page)
+            if bound is not None:
+                reached = max(start, min(reached, bound))
             done = not page.ids or not older or reached <= start
+            if done:
+                reached = start  # the timeline's end, or every post of the window read
             kept = [p for p in page.posts if start <= p.event_time < end]
             yield Page(kept, reached, None if done else older, requests)
             if done:

@@ -8,6 +8,7 @@ bluesky, ...). Every folder present is replayed through its source's own parser,
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +18,7 @@ from coinstream.errors import FatalError, SkippableError, TryLater
 from coinstream.records import Envelope, Kind
 from producer.sources import apis
 from producer.sources.base import NoCursor, RecordedParser, RunOptions, Source
+from producer.sources.candles import ExchangeSource
 
 
 class Offline(Source[NoCursor]):
@@ -26,10 +28,20 @@ class Offline(Source[NoCursor]):
     kinds = frozenset({Kind.CANDLE, Kind.POST})
     summary = "recorded API answers from --from-dir (or COINSTREAM_OFFLINE_DIR), folders named like the sources"
 
-    def __init__(self, folder: Path, options: RunOptions, parsers: dict[str, RecordedParser]) -> None:
+    def __init__(
+        self, folder: Path, options: RunOptions, parsers: dict[str, RecordedParser], settings: Settings | None = None
+    ) -> None:
         self.folder = folder
         self.options = options
         self.parsers = parsers
+        self.settings = settings or Settings()
+        #: the exchange of each exchange's folder: its recordings are labelled with the market they are of
+        self.exchanges = {
+            name: source
+            for source in apis.API_SOURCES
+            if isinstance(source, type) and issubclass(source, ExchangeSource)
+            for name in source.recorded
+        }
 
     @classmethod
     def build(cls, settings: Settings, options: RunOptions) -> Offline:
@@ -46,7 +58,7 @@ class Offline(Source[NoCursor]):
             if options.kind in source.kinds
             for name, parser in source.recorded.items()
         }
-        return cls(folder, options, parsers)
+        return cls(folder, options, parsers, settings)
 
     def fetch(self, cursor: NoCursor | None, now: datetime) -> tuple[list[Envelope], NoCursor | None]:
         """Envelopes of the asked kind (and its companions, such as X's counts with posts), in file-name order."""
@@ -65,8 +77,11 @@ class Offline(Source[NoCursor]):
                     body = json.loads(file.read_bytes(), parse_float=Decimal)  # as ApiClient reads answers
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     raise FatalError(f"{file}: not valid JSON ({exc}); re-record it or remove it") from None
+                options = self.options
+                if name in self.exchanges:
+                    options = replace(options, market=self.exchanges[name].recorded_market(body, file, self.settings))
                 try:
-                    out.extend(self.parsers[name](body, self.options, now))
+                    out.extend(self.parsers[name](body, options, now))
                 except (SkippableError, TryLater) as exc:  # a recorded error answer: the recording says why
                     raise FatalError(f"{file}: {exc}; re-record it or remove it") from None
         return out, None

@@ -17,7 +17,6 @@ from producer.sources.candles import CandleFetcher, ExchangeSource, pairs_of
 from producer.sources.parsing import OnSkip, array_candles, epoch_ms_minute
 
 SOURCE = "okx"
-RECORDED_MARKET = "USDT-BTC"
 COLUMNS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5, "quote_volume": 7}
 
 
@@ -59,8 +58,7 @@ class Okx(ExchangeSource):
     name = "okx"
     summary = "OKX 1-minute spot candles (public API, no key; markets COINSTREAM_OKX_MARKETS)"
     recorded: ClassVar[Mapping[str, RecordedParser]] = {
-        # the recording is of the exchange's own default market (its file says which symbol)
-        "okx": lambda body, options, now: parse_candles(body, RECORDED_MARKET, now)
+        "okx": lambda body, options, now: parse_candles(body, options.market, now)
     }
     client = OkxCandles
     url_setting = "okx_url"
@@ -68,6 +66,12 @@ class Okx(ExchangeSource):
     page_minutes = 100
     probe_request = ("/api/v5/market/candles", {"instId": "BTC-USDT", "bar": "1m", "limit": 1})
     markets_request = ("/api/v5/public/instruments", {"instType": "SPOT"})
+
+    @staticmethod
+    def symbol(market: str) -> str:
+        """BTC-USDT."""
+        quote, _, target = market.partition("-")
+        return f"{target}-{quote}"
 
     @staticmethod
     def listed(body: Any) -> list[str]:

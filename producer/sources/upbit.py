@@ -106,6 +106,17 @@ class Upbit(ExchangeSource):
     markets_request = ("/v1/market/all", {})
 
     @staticmethod
+    def symbol(market: str) -> str:
+        """KRW-BTC: already QUOTE-TARGET."""
+        return market
+
+    @staticmethod
+    def said_market(body: Any) -> str | None:
+        """Each candle's `market` (KRW-BTC)."""
+        said = {c.get("market") for c in body if isinstance(c, dict)} if isinstance(body, list) else set()
+        return str(next(iter(said))) if len(said) == 1 else None
+
+    @staticmethod
     def listed(body: Any) -> list[str]:
         """`[{"market": "KRW-BTC", "korean_name": ..., "english_name": "Bitcoin"}]`: already QUOTE-TARGET."""
         return [str(m["market"]) for m in body if isinstance(m, dict) and "market" in m]

@@ -156,6 +156,7 @@ class XRecentSearch:
             try:
                 body = self._call("x counts", request)
             except RateLimited as exc:
+                budget.refund_counts_request()
                 return CountsResult(found, complete=False, stopped_by=str(exc), rate_limited_until=exc.until)
             found.extend(c for c in parse_counts(body, self.query, now, on_skip) if start <= c.event_time < end)
             partial = partial_start(body)

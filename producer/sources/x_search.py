@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -22,7 +23,7 @@ from producer.lock import run_lock
 from producer.sources.base import Cursor, Probe, RecordedParser, RunOptions, Source
 from producer.sources.history import History, Page
 from producer.sources.x_answers import SOURCE, parse_counts, parse_recent_search
-from producer.sources.x_client import XRecentSearch
+from producer.sources.x_client import CountsResult, XRecentSearch
 from producer.state import StateFile
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,10 @@ class XCountsHistory(History):
 
     source = SOURCE
     series = "x counts"
+    #: a 429 whose reset is this near is waited out (X's rate limits run in 15-minute windows); a later one stops
+    LONGEST_WAIT = 15 * 60.0
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
+    clock: Callable[[], float] = staticmethod(time.time)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -218,6 +223,25 @@ class XCountsHistory(History):
         s = self.settings
         return XBudget(self.prices, s.x_dollars_per_day, s.x_dollars_per_month, spent, now)
 
+    def wait_out(self, until: int | None) -> bool:
+        """Wait for a 429's reset when it is near (within X's 15-minute rate window), and say whether it was."""
+        if until is None:
+            return False
+        wait = until - self.clock() + 1  # X's reset is a whole second: one more is past it
+        if wait > self.LONGEST_WAIT:
+            return False
+        logger.warning("x counts: rate limited (HTTP 429); waiting %.0f s for X's reset, then going on", max(0, wait))
+        self.sleep(max(0.0, wait))
+        return True
+
+    @staticmethod
+    def why(result: CountsResult) -> str:
+        """Why a counts window stopped: a far reset names when to run the command again."""
+        if result.rate_limited_until is not None:
+            at = datetime.fromtimestamp(result.rate_limited_until, UTC)
+            return f"rate limited (HTTP 429) until {at:%Y-%m-%d %H:%M:%S} UTC: run the command again after that"
+        return result.stopped_by
+
     def pages(self, start: datetime, end: datetime, token: str | None, now: datetime) -> Iterator[Page]:
         """Windows from the end back to the start, each one billed request (or more) booked before it is made."""
         search = XRecentSearch(x_token(self.settings), self.settings.x_query, base_url=self.settings.x_url)
@@ -232,7 +256,9 @@ class XCountsHistory(History):
                 state = state_file.load() or {}
                 state_file.save({**state, "spent": {d: u.model_dump() for d, u in budget.spent.items()}})
                 requests = budget.today.counts_requests - before
+                if not result.complete and self.wait_out(result.rate_limited_until):
+                    continue  # the same window again, once X's window has reset
                 if not result.complete:
-                    raise TransientError(f"x counts {lower:%Y-%m-%dT%H:%MZ}..{upper:%H:%MZ}: {result.stopped_by}")
+                    raise TransientError(f"x counts {lower:%Y-%m-%dT%H:%MZ}..{upper:%H:%MZ}: {self.why(result)}")
                 yield Page(result.counts, lower, lower.isoformat() if lower > start else None, requests)
                 upper = lower

@@ -38,6 +38,7 @@ from producer.run import Code, produce
 from producer.spool import Spool
 from tests.history_api import Exchange, exchanges, expected_rows
 from tests.http_server import Reply, api_server
+from tests.post_apis import BskyPost, Search
 from tests.x_api import fake_x
 
 NOW = datetime(2026, 11, 28, 12, 0, 30, tzinfo=UTC)
@@ -179,9 +180,9 @@ def test_a_dry_runs_request_count_is_what_a_real_run_asks(
         planned = {s.name: s.planned_requests() for s in found.series}
         done = backfill(settings, pipeline, kinesis, found)
         assert x.errors == []
-    assert planned == {"upbit KRW-BTC": 5, "upbit KRW-ETH": 5, "coinone KRW-BTC": 5, "x counts": 1}
+    assert planned == {"upbit KRW-BTC": 5, "upbit KRW-ETH": 5, "coinone KRW-BTC": 2, "x counts": 1}
     assert {s.name: s.requests for s in done.series} == planned
-    assert upbit.requests == 10 and coinone.requests == 5 and x.counts_requests == 1
+    assert upbit.requests == 10 and coinone.requests == 2 and x.counts_requests == 1
     counts = [r for r in stream_records(kinesis, pipeline.stream_name) if r["kind"] == Kind.POST_COUNT.value]
     assert len(counts) == MINUTES and {r["key"] for r in counts} == {
         f"x:count:{minute_start(m):%Y-%m-%dT%H:%MZ}" for m in range(epoch_minute(END) - MINUTES, epoch_minute(END))
@@ -310,16 +311,18 @@ def test_mastodon_history_pages_back_by_the_link_header_to_the_window_start(
             return Reply(page, headers={"Link": link} if link else {})
 
         instance.on("/api/v1/timelines/tag/bitcoin", Reply(tag))
-        settings = Settings(state_dir=tmp_path, mastodon_instances=instance.url, mastodon_requests_per_second=5)
+        settings = Settings(
+            state_dir=tmp_path, mastodon_instances=instance.url, mastodon_requests_per_second=5, mastodon_late_hours=1
+        )
         found = plan(settings, END - timedelta(minutes=100), END, sources=["mastodon"], now=NOW)
         assert found.series[0].planned_requests() is None  # as many pages as were posted
         done = backfill(settings, pipeline, kinesis, found)
     assert done.complete
     keys = {r["key"] for r in stream_records(kinesis, pipeline.stream_name)}
+    # pages until the posts were written an hour (the lateness margin) before the window's start
     assert len(keys) == 100 and [q.get("max_id") for _, q in instance.requests] == [
         None,
-        str(113_000_000 + newest - 39),
-        str(113_000_000 + newest - 79),
+        *(str(113_000_000 + newest - n) for n in (39, 79, 119)),
     ]
 
 
@@ -328,26 +331,15 @@ def test_bluesky_history_signs_in_and_pages_search_by_cursor_counted_at_indexed_
 ) -> None:
     pipeline, kinesis = moto_kinesis
     newest = epoch_minute(END) - 1
-    views = [
-        {
-            "uri": f"at://did:plc:a/app.bsky.feed.post/{m}",
-            "author": {"did": "did:plc:a"},
-            "record": {
-                "text": "bitcoin",
-                "createdAt": f"{minute_start(m - 20):%Y-%m-%dT%H:%M:%S}.000Z",
-                "langs": ["en"],
-            },
-            "indexedAt": f"{minute_start(m):%Y-%m-%dT%H:%M:%S}.500Z",
-        }
-        for m in range(newest, newest - 150, -1)
-    ]
+    # written 20 minutes before each is indexed: search sorts them by that (sortAt), the history counts at indexedAt
+    search = Search(
+        [
+            BskyPost(minute_start(m - 20), minute_start(m) + timedelta(seconds=0.5), m)
+            for m in range(newest, newest - 150, -1)
+        ]
+    )
     with api_server() as bsky:
-        bsky.on("/xrpc/app.bsky.feed.searchPosts", Reply(lambda q: search(q)))
-
-        def search(query: dict[str, str]) -> Reply:
-            offset = int(query.get("cursor", "0"))
-            page = views[offset : offset + 100]
-            return Reply({"posts": page, **({"cursor": str(offset + 100)} if offset + 100 < len(views) else {})})
+        bsky.on("/xrpc/app.bsky.feed.searchPosts", Reply(search.reply))
 
         sessions: list[Any] = []
         with _session_server(bsky.url, sessions) as api_url:
@@ -365,7 +357,7 @@ def test_bluesky_history_signs_in_and_pages_search_by_cursor_counted_at_indexed_
             )
     assert done.complete and sessions == [{"identifier": "me.bsky.social", "password": "abcd-efgh-ijkl-mnop"}]
     records = stream_records(kinesis, pipeline.stream_name)
-    assert len(records) == 150
+    assert len({r["key"] for r in records}) == 150  # the last page is asked again below its oldest: one copy twice
     first = min(records, key=lambda r: r["event_time"])
     assert first["event_time"].startswith(f"{minute_start(newest - 149):%Y-%m-%dT%H:%M}:00.5")  # indexedAt
     assert first["payload"]["authored_at"].startswith(f"{minute_start(newest - 169):%Y-%m-%dT%H:%M}")
@@ -445,3 +437,36 @@ def test_a_market_an_exchange_does_not_list_is_left_out_with_its_list_and_the_ot
     assert "binance does not list USDT-NOPE" in dropped["binance USDT-NOPE"]
     assert "USDT-BTC" in dropped["binance USDT-NOPE"]
     assert [path for path, _ in binance.requests] == ["/api/v3/exchangeInfo"]  # no candle was asked
+
+
+@pytest.mark.parametrize(("reset_in", "waits"), [(2.0, True), (2 * 3600.0, False)])
+def test_x_waits_out_a_near_429_and_stops_at_a_far_one_naming_when(
+    tmp_path: Path, moto_kinesis: tuple[Pipeline, Any], reset_in: float, waits: bool
+) -> None:
+    """A 429 whose reset is seconds away stopped the X series before ("the user must run the command again"); it is
+    waited out now (and the refused request is not booked as billed). One hours away stops it, naming when."""
+    from producer.sources.x_search import XCountsHistory
+
+    pipeline, kinesis = moto_kinesis
+    clock = [1_800_000_000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    with fake_x() as x, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(XCountsHistory, "sleep", staticmethod(sleep))
+        patch.setattr(XCountsHistory, "clock", staticmethod(lambda: clock[0]))
+        x.now, x.page_buckets, x.rate_limited, x.clock = NOW, 1440, {1: reset_in}, lambda: clock[0]
+        settings = Settings(state_dir=tmp_path, x_url=x.url, x_bearer_token=SecretStr("t" * 24))
+        found = plan(settings, END - timedelta(minutes=MINUTES), END, sources=["x"], now=NOW)
+        done = backfill(settings, pipeline, kinesis, found)
+    series = done.series[0]
+    if waits:
+        assert done.complete and slept and max(slept) <= reset_in + 1 and x.counts_requests == 2
+        assert series.requests == 1  # the refused request is not on the bill
+    else:
+        reset = datetime.fromtimestamp(int(clock[0] + reset_in), UTC)
+        assert not done.complete and not slept
+        assert f"until {reset:%Y-%m-%d %H:%M:%S} UTC: run the command again after that" in series.stopped

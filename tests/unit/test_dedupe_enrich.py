@@ -11,6 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from msgspec.structs import replace
 
+from coinstream import REPO_ROOT
 from coinstream.text import DEFAULT_TERMS, matched_terms
 from consumer.dedupe import Deduper
 from consumer.enrich import decimal_column, enrich, fit_list
@@ -79,6 +80,15 @@ def test_a_wide_price_is_rounded_to_the_columns_scale_not_refused() -> None:
     # (found by the property test of coinone's near-miss answers)
     assert decimal_column("102922537955748077209.802576849") == "102922537955748077209.80257685"
     assert decimal_column("999999999999999999999999999999.123456789") == "999999999999999999999999999999.12345679"
+
+
+def test_more_than_8_places_are_rounded_half_even_in_the_consumer_as_the_guarantees_say() -> None:
+    """Real answers carry more places than DECIMAL(38,8) keeps: Coinbase's float noise, OKX's 9-place quote volumes.
+    The consumer rounds them half-even (a tie goes to the even digit), so no warehouse rounds them its own way."""
+    assert decimal_column("22.028889700000004") == "22.02888970"
+    assert decimal_column("123.456789125") == "123.45678912"  # a tie: to the even 2, not up
+    assert decimal_column("123.456789135") == "123.45678914"  # a tie: to the even 4
+    assert "rounded half-even to 8 places in the consumer" in (REPO_ROOT / "docs" / "guarantees.md").read_text()
 
 
 def _texts(pieces: list[str], max_pieces: int) -> st.SearchStrategy[str]:

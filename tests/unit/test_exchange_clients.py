@@ -32,7 +32,7 @@ def test_coinone_closed_minutes_exact_and_sorted() -> None:
         candles = CoinoneCandles("KRW-BTC", api(server.url)).fetch(None, NOW)
     assert len(candles) == 29 and candles[0].key == "coinone:KRW-BTC:2026-11-27T12:00Z"
     assert all(a.event_time < b.event_time for a, b in itertools.pairwise(candles))
-    assert server.requests[0][1] == {"interval": "1m"}
+    assert server.requests[0][1] == {"interval": "1m", "size": "500"}
 
 
 def test_coinone_backfills_missed_minutes_by_paging_back_with_timestamp() -> None:

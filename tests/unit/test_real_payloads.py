@@ -288,13 +288,21 @@ def test_bluesky_langs_as_a_string_identity_account_and_cursor_fields_pass_quiet
     assert made is not None and made.post.lang == "en"
 
 
-def test_bluesky_post_views_count_at_indexed_at() -> None:
+def test_bluesky_post_views_count_at_their_record_keys_time_within_seconds_of_indexed_at() -> None:
+    """Real views: each record key is a TID within a second of `indexedAt`, so a post counts at the TID (the time
+    the Jetstream path counts it at too); never more than TID_TOLERANCE from the network's time."""
+    from producer.sources.bluesky import TID_TOLERANCE, tid_time
+
     feed = real("bluesky_getTimeline_postviews_skyblue_top10.json")["feed"]
     views = [item["post"] for item in feed]
     posts = [post_from_view(v, NOW, bitcoin_only=False) for v in views]
     assert len(posts) == 10 and all(p is not None for p in posts)
     for view, post in zip(views, posts, strict=True):
-        assert post is not None and post.event_time == datetime.fromisoformat(view["indexedAt"])
+        indexed = datetime.fromisoformat(view["indexedAt"])
+        written = tid_time(view["uri"].rsplit("/", 1)[-1])
+        assert post is not None and written is not None
+        assert post.event_time == (written if abs(written - indexed) <= TID_TOLERANCE else indexed)
+        assert abs(post.event_time - indexed) <= TID_TOLERANCE
         assert post.post.authored_at == datetime.fromisoformat(view["record"]["createdAt"])
 
 

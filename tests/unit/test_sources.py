@@ -167,3 +167,35 @@ def test_offline_replays_every_registered_source_in_a_recording() -> None:
         ("mastodon", "post"): 6,
         ("bluesky", "post"): 4,
     }
+
+
+def test_the_replayer_labels_each_recording_with_the_market_it_is_of(tmp_path: Path) -> None:
+    """Each recorded answer was labelled with one fixed market per exchange (issue 38): Kraken's XBTUSDT answer and
+    a Coinbase ETH-USD answer both landed as USD-BTC. The market comes from the body where it names one (Kraken's
+    result key, Bitstamp's pair, Bybit's symbol, Upbit's candles), else from the file's name in the exchange's own
+    spelling; a body that names another market than its file's name is refused in one line."""
+    kraken = json.loads((PAYLOADS / "kraken" / "ohlc_XBTUSD_1.json").read_text())
+    kraken["result"] = {"XBTUSDT": next(v for k, v in kraken["result"].items() if k != "last"), "last": 0}
+    (tmp_path / "kraken").mkdir()
+    (tmp_path / "kraken" / "ohlc.json").write_text(json.dumps(kraken))
+    (tmp_path / "coinbase").mkdir()
+    (tmp_path / "coinbase" / "candles_ETH-USD_60.json").write_text(
+        (PAYLOADS / "coinbase" / "candles_BTC-USD_60.json").read_text()
+    )
+    markets = {(e.source, e.candle.market) for e in replay(tmp_path, Kind.CANDLE)}
+    assert markets == {("kraken", "USDT-BTC"), ("coinbase", "USD-ETH")}
+    for e in replay(PAYLOADS, Kind.CANDLE):  # the project's own recordings: each as its name and body say
+        assert e.candle.market == {
+            "coinone": "KRW-BTC",
+            "upbit": "KRW-BTC",
+            "kraken": "USD-BTC",
+            "coinbase": "USD-BTC",
+            "bitstamp": "USD-BTC",
+        }.get(e.source, "USDT-BTC")
+    (tmp_path / "kraken" / "ohlc.json").rename(tmp_path / "kraken" / "ohlc_XBTUSD_1.json")
+    with pytest.raises(FatalError) as said:
+        replay(tmp_path, Kind.CANDLE)
+    assert str(said.value) == (
+        f"{tmp_path / 'kraken' / 'ohlc_XBTUSD_1.json'}: the answer is for USDT-BTC but its name says USD-BTC (XBTUSD): "
+        "rename the file or re-record it"
+    )
