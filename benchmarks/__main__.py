@@ -22,6 +22,7 @@ SUITE: dict[str, list[str]] = {
     "analysis_calibration": ["--seeds", "100", "--days", "2"],
     "dashboard_queries": ["--runs", "5"],
     "backfill": ["--runs", "5"],
+    "live_table": ["--posts", "3000"],
     "seed_baseline": ["--records", "1000", "--runs", "3"],
     "end_to_end": ["--records", "5000", "--runs", "3"],
     "kcl_start": ["--runs", "3"],

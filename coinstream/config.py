@@ -244,6 +244,18 @@ class Pipeline:
     delivery_files: dict[str, Path]
     live_table: str
     live_ttl_days: int
+    #: the consumer applications `consume --app` and `replay --app` accept
+    apps: tuple[str, ...] = ("warehouse", "live")
+
+    def check_app(self, name: str) -> str:
+        """`name` if it is one of the pipeline's consumer applications, else one FatalError line naming them: a new
+        name would start a new application that reads (and delivers) the whole stream again."""
+        if name in self.apps:
+            return name
+        raise FatalError(
+            f"unknown consumer application {name!r}: use {' or '.join(self.apps)} (a new one reads and delivers the "
+            "whole stream again: add its name to [consumers] apps in pipeline.toml first)"
+        )
 
     @classmethod
     def load(cls, path: Path) -> Pipeline:
@@ -277,6 +289,7 @@ class Pipeline:
                 delivery_files=files,
                 live_table=str(live["table"]),
                 live_ttl_days=int(live.get("ttl_days", 8)),
+                apps=tuple(str(a) for a in doc.get("consumers", {}).get("apps", ["warehouse", "live"])),
             )
         except KeyError as exc:
             raise FatalError(f"{path}: missing key {exc.args[0]!r}; see the pipeline.toml in the repo") from None

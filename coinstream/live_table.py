@@ -10,6 +10,19 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
+def create(dynamodb: DynamoDBClient, table: str) -> None:
+    """The live table as the local stack makes it: keyed by `pk`, on demand, items expiring at `expires_at`."""
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
+
+
 def minute_pk(minute_utc: str) -> str:
     """Partition key of a minute item, from an enriched row's minute_utc."""
     return "minute#" + minute_utc[:16].replace(" ", "T") + "Z"

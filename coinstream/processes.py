@@ -67,6 +67,11 @@ class Managed:
         self.pid_file.write_text(str(proc.pid))
         return proc.pid
 
+    def register(self, pid: int) -> None:
+        """Record a process this one did not start here (a foreground command's own), so a stop reaches it."""
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(str(pid))
+
     def stop(self, timeout: float = 10.0) -> bool:
         """SIGTERM the process group, SIGKILL what is left after `timeout`; True if something was stopped."""
         pid = self.pid()
@@ -85,17 +90,25 @@ def _is_zombie(pid: int) -> bool:
 
 
 def stop_group(pid: int, timeout: float = 10.0) -> None:
-    """Stop a process and every process in its group: TERM, wait, then KILL."""
+    """Stop a process and every process in its group (the process alone where it leads no group, as a command run
+    in someone else's group does): TERM, wait, then KILL."""
+    try:
+        leads = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return
+    send = os.killpg if leads else os.kill
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            os.killpg(pid, sig)
+            send(pid, sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5)
         while time.monotonic() < deadline:
             try:
-                os.killpg(pid, 0)
+                send(pid, 0)
             except ProcessLookupError:
+                return
+            if _is_zombie(pid) and not leads:
                 return
             try:  # reap it if it is our child, so it does not linger as a zombie
                 os.waitpid(pid, os.WNOHANG)

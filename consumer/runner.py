@@ -17,7 +17,7 @@ from pathlib import Path
 from coinstream.aws import child_env, client
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import FatalError
-from coinstream.processes import stop_group
+from coinstream.processes import Managed, stop_group
 from consumer import leader_watchdog
 from consumer.checkpoints import ShardProgress, progress, seed_leases
 from consumer.daemon import application_name, command
@@ -136,6 +136,8 @@ def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str
         pass_fds=_fds(identity),
     )
     _release(identity)
+    me = Managed(worker_name(app, os.getpid()), settings.state_dir)
+    me.register(os.getpid())  # `coinstream local down` stops this command, which stops its worker gracefully
     watchdog = leader_watchdog.LeaderWatchdog(client("dynamodb", settings), application_name(app)).start()
     stopping: list[int] = []
 
@@ -154,6 +156,7 @@ def run_forever(settings: Settings, pipeline: Pipeline, app: str, worker_id: str
         _stop_worker(settings, app, identity, proc, processors)
     code = proc.wait()
     watchdog.stop()
+    me.pid_file.unlink(missing_ok=True)
     return 0 if stopping else code
 
 
@@ -192,6 +195,7 @@ def _stop_worker(
     """Stop the daemon gracefully; if it had to be killed, give up its leader lock as KCL's shutdown would have."""
     if stop_daemon(proc, processors, timeout):
         leader_watchdog.release(client("dynamodb", settings), application_name(app), identity.worker_id)
+    Managed(worker_name(app, proc.pid), settings.state_dir).pid_file.unlink(missing_ok=True)
 
 
 def children(pid: int) -> set[int]:
@@ -236,7 +240,13 @@ def _start(
             pass_fds=_fds(identity),
         )
     _release(identity)
+    Managed(worker_name(app, proc.pid), settings.state_dir).register(proc.pid)  # `coinstream local down` stops it
     return proc, identity
+
+
+def worker_name(app: str, pid: int) -> str:
+    """A worker's name under the state folder's run/ (its pid file: `coinstream local down` stops every one)."""
+    return f"kcl-{app}-{pid}"
 
 
 def app_progress(settings: Settings, pipeline: Pipeline, app: str) -> list[ShardProgress]:
@@ -262,6 +272,11 @@ def run_until_caught_up(
     proc, identity = _start(settings, pipeline, app, log_file)
     deadline = time.monotonic() + timeout
     processors: set[int] = set()
+
+    def stopped(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # the worker is stopped below (it checkpoints), never left running
+
+    previous = signal.signal(signal.SIGTERM, stopped)
     try:
         while True:
             time.sleep(2)
@@ -277,8 +292,10 @@ def run_until_caught_up(
                 behind = sum(s.behind for s in shards)
                 raise FatalError(f"the consumer is still {behind} records behind after {timeout:.0f}s; see {log_file}")
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the stop short
         _stop_worker(settings, app, identity, proc, processors, timeout=30)
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        signal.signal(signal.SIGTERM, previous)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coinstream import REPO_ROOT
+from coinstream import REPO_ROOT, live_table
 from coinstream.aws import child_env, classify, client
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import delivered_rows, load_delivery_streams, local_definition
@@ -97,12 +97,25 @@ def _wait(what: str, probe: Callable[[], Any], proc: Managed, timeout: float = 6
     raise FatalError(f"{what} did not answer within {timeout:.0f}s ({last}); see {proc.log_file}")
 
 
+def _check_local_extra() -> None:
+    """The stand-ins' Python parts come with the `local` extra: without it, one line naming the install."""
+    import importlib.util
+
+    missing = [name for name in ("moto", "flask") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise FatalError(
+            f"the local stack runs moto server (DynamoDB, S3 and Firehose), and this install lacks "
+            f"{' and '.join(missing)}: pip install 'coinstream[local]'"
+        )
+
+
 def up(settings: Settings, pipeline: Pipeline) -> list[str]:
     """Start the stack and create the pipeline's resources; on any failure stop what was started."""
     km, moto = kinesis_proc(settings), moto_proc(settings)
     if km.pid() and moto.pid():
         create_resources(settings, pipeline)
         return ["already running"]
+    _check_local_extra()
     node, mock = _check_node(), kinesis_mock_dir(settings)
     started: list[Managed] = []
     try:
@@ -158,16 +171,7 @@ def create_resources(settings: Settings, pipeline: Pipeline) -> None:
             s3.create_bucket(Bucket=pipeline.bucket)
         dynamodb = client("dynamodb", settings)
         if pipeline.live_table not in dynamodb.list_tables()["TableNames"]:
-            dynamodb.create_table(
-                TableName=pipeline.live_table,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            dynamodb.update_time_to_live(
-                TableName=pipeline.live_table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-            )
+            live_table.create(dynamodb, pipeline.live_table)
         existing = set(firehose.list_delivery_streams(Limit=100)["DeliveryStreamNames"])
         for stream in load_delivery_streams(pipeline).values():
             jsonpaths = pipeline.root / "s3" / stream.jsonpaths_file
@@ -183,8 +187,15 @@ def create_resources(settings: Settings, pipeline: Pipeline) -> None:
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop every process of the stack; returns the names of those that were running."""
-    return [p.name for p in (moto_proc(settings), kinesis_proc(settings)) if p.stop()]
+    """Stop every process of the stack, the consumers and dashboards that use it first (each worker checkpoints
+    what it delivered); returns the names of those that were running."""
+    stack = (moto_proc(settings), kinesis_proc(settings))
+    users = [
+        Managed(file.stem, settings.state_dir)
+        for file in sorted((settings.state_dir / "run").glob("*.pid"))
+        if file.stem not in {p.name for p in stack}
+    ]
+    return [p.name for p in (*users, *stack) if p.stop(timeout=30 if p.name.startswith("kcl-") else 10)]
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -33,6 +33,7 @@ def consume(
     from consumer import runner
 
     settings, pipeline = context()
+    pipeline.check_app(app_name)
     if not until_caught_up:
         raise typer.Exit(runner.run_forever(settings, pipeline, app_name, worker_id))
     with err.status("consuming...") as spinner:
@@ -73,6 +74,7 @@ def replay(
     from consumer.daemon import application_name
 
     settings, pipeline = context()
+    pipeline.check_app(app_name)
     since = parse_from(from_)
     table = application_name(app_name)
     dynamodb = client("dynamodb", settings)
@@ -112,8 +114,15 @@ def replay(
 
 @app.command()
 @friendly
-def live(minutes: Annotated[int, typer.Option(help="How many of the newest minutes to show.")] = 15) -> None:
-    """Per-minute figures the `live` consumer application keeps for the dashboard."""
+def live(
+    minutes: Annotated[int, typer.Option(help="How many of the newest minutes to show.", min=1)] = 15,
+    market: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this series: an exchange (upbit), a market (KRW-BTC) or both (upbit KRW-BTC); repeat."),
+    ] = None,
+) -> None:
+    """Per-minute figures the `live` consumer application keeps for the dashboard: posts per source, then each
+    market's candle, one row per minute and market."""
     from coinstream.aws import client
     from coinstream.live_table import read_minutes
 
@@ -122,15 +131,38 @@ def live(minutes: Annotated[int, typer.Option(help="How many of the newest minut
     if not rows:
         out.print("no live figures yet: run `coinstream consume --app live`")
         return
+    for table in live_tables(rows, market or [], pipeline.live_table):
+        out.print(table)
+
+
+#: A candle's figures as `coinstream live` shows them.
+CANDLE_FIGURES = ("volume", "high", "low", "close")
+
+
+def live_tables(rows: list[dict[str, Any]], chosen: list[str], name: str) -> list[Table]:
+    """The posts per minute, then one row per minute and market: a table as narrow as its figures, whatever the
+    number of markets. `chosen` (exchange, market, or both) narrows the markets; an unknown one is a FatalError
+    naming those there are."""
     sources = sorted({s for r in rows for s in r["posts"]})
     markets = sorted({m for r in rows for m in r["candles"]})
-    table = Table(
-        "minute (UTC)",
-        *(f"posts {s}" for s in sources),
-        *(f"{m.replace('#', ' ')} {f}" for m in markets for f in ("volume", "high", "low", "close")),
-        title=f"coinstream live ({pipeline.live_table})",
-    )
+
+    def matches(key: str, wanted: str) -> bool:
+        exchange, _, pair = key.partition("#")
+        return wanted.replace(" ", "#").lower() in (exchange.lower(), pair.lower(), key.lower())
+
+    for wanted in chosen:
+        if not any(matches(m, wanted) for m in markets):
+            shown = ", ".join(m.replace("#", " ") for m in markets) or "none yet"
+            raise FatalError(f"--market {wanted!r}: no live figures for it; the markets there are {shown}")
+    if chosen:
+        markets = [m for m in markets if any(matches(m, w) for w in chosen)]
+    posts = Table("minute (UTC)", *sources, title=f"posts per minute ({name})")
     for r in rows:
-        figures = [r["candles"].get(m, {}).get(f, "") for m in markets for f in ("volume", "high", "low", "close")]
-        table.add_row(r["minute"], *(str(r["posts"].get(s, 0)) for s in sources), *figures)
-    out.print(table)
+        posts.add_row(r["minute"], *(str(r["posts"].get(s, 0)) for s in sources))
+    candles = Table("minute (UTC)", "exchange", "market", *CANDLE_FIGURES, title=f"candles ({name})")
+    for r in rows:
+        for m in markets:
+            if m in r["candles"]:
+                exchange, _, pair = m.partition("#")
+                candles.add_row(r["minute"], exchange, pair, *(r["candles"][m].get(f, "") for f in CANDLE_FIGURES))
+    return [posts, candles] if sources else [candles]

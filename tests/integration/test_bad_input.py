@@ -113,3 +113,19 @@ def test_kcl_properties_we_write_are_properties_kcl_knows() -> None:
         for line in text.splitlines():
             key = line.split("=")[0].strip()
             assert key in special or f" {key};" in known, f"KCL has no property {key!r}"
+
+
+def test_an_unknown_consumer_application_is_one_line_naming_the_known_ones(tmp_path: Path) -> None:
+    """A typo (`--app warehous`) silently started a new application that read the whole stream and delivered it a
+    second time; `replay --app warehous` said "Reset 0 shards" (issue 39). Both refuse it now, before anything
+    starts or is asked."""
+    env = {**os.environ, **stack_env(tmp_path / "state")}
+    for args in (
+        ("consume", "--app", "warehous", "--until-caught-up"),
+        ("replay", "--app", "warehous", "--from", "trim-horizon"),
+    ):
+        line = one_error_line(coinstream(env, *args, timeout=60))
+        assert line == (
+            "error: unknown consumer application 'warehous': use warehouse or live (a new one reads and delivers the "
+            "whole stream again: add its name to [consumers] apps in pipeline.toml first)"
+        )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,9 +117,12 @@ def test_two_applications_read_independently_and_replay_from_a_time(tmp_path: Pa
 
         shown = coinstream(env, "live", "--minutes", "60")
         assert shown.returncode == 0, shown.stderr
-        rows = [line for line in shown.stdout.splitlines() if "2026-11-27T12:" in line]
+        posts_table = shown.stdout.split("candles (")[0]  # the posts per minute come first, the candles after
+        rows = [line for line in posts_table.splitlines() if "2026-11-27T12:" in line]
         assert len(rows) == 30  # 30 minutes of candles; posts per minute counted once each
         assert sum(int(line.split("│")[2]) for line in rows) == 40
+        candles = [line for line in shown.stdout.split("candles (")[1].splitlines() if "2026-11-27T12:" in line]
+        assert len(candles) == 30 and all("│ coinone " in line for line in candles)
 
         time.sleep(1.5)
         since = datetime.now(UTC)
@@ -144,6 +149,34 @@ def test_two_applications_read_independently_and_replay_from_a_time(tmp_path: Pa
         counts = view_counts(settings)
         assert counts["raw_posts"] == (60, 50)  # 40 + 10 late, the late 10 read twice
         assert counts["posts"] == (50, 50) and counts["candles"] == (30, 30)
+
+        # SIGTERM to `consume --until-caught-up` left the KCL daemon and its processors running (issue 39): the
+        # command stops its worker (which checkpoints) before it exits, and nothing of it is left
+        put(settings, pipeline, [make_post(f"after-{i}", minute=50) for i in range(5)])
+        command = subprocess.Popen(
+            [sys.executable, "-m", "operate", "consume", "--app", "live", "--until-caught-up", "--timeout", "420"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        run = settings.state_dir / "run"
+        wait_for("the KCL daemon", lambda: any(run.glob("kcl-live-*.pid")), timeout=60, every=0.2)
+        daemon = int(next(run.glob("kcl-live-*.pid")).read_text())
+        time.sleep(3)  # its record processors are starting
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=90) == 128 + signal.SIGTERM
+        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _group(p) == daemon]
+        assert left == [] and not any(run.glob("kcl-live-*.pid"))
+
+
+def _group(proc: Path) -> int | None:
+    """A process's group id (/proc/<pid>/stat), or None once it is gone."""
+    try:
+        stat = (proc / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(") ", 1)[1].split()
+    return None if fields[0] == "Z" else int(fields[2])
 
 
 def split_first_shard(settings: Settings, pipeline: Pipeline) -> str:

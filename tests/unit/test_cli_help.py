@@ -66,3 +66,46 @@ def test_aws_without_credentials_is_one_line_naming_how_to_give_them(
     assert "Traceback" not in output and done.exit_code == 1, output
     assert "no AWS credentials: set AWS_PROFILE" in output, output
     assert "deploy it with" not in output
+
+
+def test_live_stays_readable_with_eight_exchanges_and_picks_a_market() -> None:
+    """With eight exchanges `coinstream live` had about 35 columns, every cell cut to "9…" even 200 wide (issue 39).
+    Now the posts and the candles are two tables as narrow as their figures: no cell is cut at 100 columns, and
+    --market narrows the candles to one series (an unknown one is one line naming those there are)."""
+    import pytest
+    from rich.console import Console
+
+    from coinstream.errors import FatalError
+    from operate.cli.consume_command import live_tables
+
+    exchanges = ["binance", "bitstamp", "bybit", "coinbase", "coinone", "kraken", "okx", "upbit"]
+    rows = [
+        {
+            "minute": f"2026-11-28T12:{m:02d}Z",
+            "posts": {"bluesky": 3, "mastodon": 1, "x": 41},
+            "candles": {
+                f"{e}#{'KRW' if e in ('coinone', 'upbit') else 'USDT'}-BTC": {
+                    "volume": "123.45678912",
+                    "high": "131234567.5",
+                    "low": "131000000",
+                    "close": "131100000.25",
+                }
+                for e in exchanges
+            },
+        }
+        for m in range(15)
+    ]
+    console = Console(width=100, record=True, color_system=None)
+    for table in live_tables(rows, [], "coinstream-live-minutes"):
+        console.print(table)
+    shown = console.export_text()
+    assert "…" not in shown and "131100000.25" in shown and shown.count("upbit") == 15
+    console = Console(width=100, record=True, color_system=None)
+    for table in live_tables(rows, ["upbit KRW-BTC"], "t"):
+        console.print(table)
+    one = console.export_text()
+    assert "binance" not in one and one.count("KRW-BTC") == 15
+    with pytest.raises(
+        FatalError, match=r"--market 'bithumb': no live figures for it; the markets there are binance USDT-BTC, "
+    ):
+        live_tables(rows, ["bithumb"], "t")

@@ -38,3 +38,25 @@ def test_the_version_named_is_the_one_package_json_pins() -> None:
 
     pinned = json.loads((REPO_ROOT / "package.json").read_text())["dependencies"]["kinesis-local"]
     assert local_stack.KINESIS_MOCK_PACKAGE == f"kinesis-local@{pinned}"
+
+
+def test_an_install_without_the_local_extra_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`coinstream demo` from a `coinstream[consumer,warehouse]` install ended with "moto server exited while
+    starting; see …/moto.log: ModuleNotFoundError: No module named 'moto'" (issue 39): it says which extra to add."""
+    import importlib.util
+
+    from coinstream.config import Pipeline, Settings
+    from coinstream.errors import FatalError
+    from operate import local_stack
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "moto" else real(name, *a))
+    settings = Settings(state_dir=tmp_path)
+    with pytest.raises(FatalError) as said:
+        local_stack.up(settings, Pipeline.load(settings.pipeline_file))
+    assert str(said.value) == (
+        "the local stack runs moto server (DynamoDB, S3 and Firehose), and this install lacks moto: "
+        "pip install 'coinstream[local]'"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -68,3 +69,22 @@ def test_child_processes_get_every_setting_as_it_is_and_no_secret(monkeypatch: p
         monkeypatch.setenv(name, value)
     child = load_settings()  # a record processor reads its settings this way
     assert child.model_dump(exclude={"x_bearer_token"}) == settings.model_dump(exclude={"x_bearer_token"})
+
+
+def test_local_down_stops_the_workers_and_dashboards_that_use_the_stack(tmp_path: Path) -> None:
+    """`coinstream local down` said "no process left" while a `consume` worker (KCL and its processors) and a
+    dashboard kept running (issue 39): every process registered under run/ is stopped, the stack's users first."""
+    import subprocess
+
+    from coinstream.processes import Managed
+    from operate import local_stack
+
+    settings = Settings(state_dir=tmp_path)
+    worker = subprocess.Popen(["sleep", "60"], start_new_session=True)  # a KCL daemon leads its own group
+    command = subprocess.Popen(["sleep", "60"])  # a foreground `consume` or `dashboard` in the caller's group
+    Managed(f"kcl-warehouse-{worker.pid}", tmp_path).register(worker.pid)
+    Managed("dashboard-8050", tmp_path).register(command.pid)
+    stopped = local_stack.down(settings)
+    assert stopped == ["dashboard-8050", f"kcl-warehouse-{worker.pid}"]
+    worker.wait(timeout=10), command.wait(timeout=10)  # both gone (stop reaps a child of its own, so no code here)
+    assert list((tmp_path / "run").glob("*.pid")) == []
