@@ -20,6 +20,7 @@ from benchmarks.results import RESULTS
 SUITE: dict[str, list[str]] = {
     "processor": ["--records", "100000", "--runs", "7"],
     "analysis_calibration": ["--seeds", "100", "--days", "2"],
+    "judge": ["--days", "7", "--runs", "3"],
     "dashboard_queries": ["--runs", "5"],
     "backfill": ["--runs", "5"],
     "live_table": ["--posts", "3000"],

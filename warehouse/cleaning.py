@@ -95,20 +95,51 @@ def needs_differencing(x: np.ndarray, y: np.ndarray) -> tuple[bool, Check]:
 
 
 def prewhiten(x: np.ndarray, y: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Filter both series with posts' AR model (order by AIC); what is left of posts is white noise."""
-    from statsmodels.tsa.ar_model import AutoReg, ar_select_order
+    """Filter each series with its own AR model (order by AIC): Haugh's double prewhitening. What is left of each is
+    white noise, so their cross-correlation at a lag is not smeared by either one's memory, and a same-minute link
+    (news moving both, then fading) stays at lag 0 instead of spilling over the lags on both sides. Both keep the
+    same length (the longer order's). Returns (posts, volume, posts' order)."""
+    px, fx = _ar_filter(x, max_lag)
+    py, fy = _ar_filter(y, max_lag)
+    start = max(px, py)
+    return fx[start - px :], fy[start - py :], px
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        order = ar_select_order(x, maxlag=max_lag, ic="aic", trend="c").ar_lags
-        p = max(order) if order else 0
-        if p == 0:
-            return x - x.mean(), y - y.mean(), 0
-        phi = AutoReg(x, lags=p, trend="c").fit().params[1:]
 
-    def whiten(s: np.ndarray) -> np.ndarray:
-        s = s - s.mean()
-        past = sum(phi[i] * s[p - 1 - i : len(s) - 1 - i] for i in range(p))
-        return np.asarray(s[p:] - past, dtype=float)
+def _ar_filter(s: np.ndarray, max_lag: int) -> tuple[int, np.ndarray]:
+    """(the AR order AIC picks, the series filtered by that AR model: its innovations). The order is chosen as
+    `var_order` chooses it (one lag matrix, every order on the same rows), the model fitted by least squares."""
+    p = var_order(s[:, None], min(max_lag, (len(s) - 2) // 2))
+    centred = s - s.mean()
+    if p == 0:
+        return 0, np.asarray(centred, dtype=float)
+    design = np.column_stack([np.ones(len(s) - p), *(s[p - i : len(s) - i] for i in range(1, p + 1))])
+    phi = np.linalg.lstsq(design, s[p:], rcond=None)[0][1:]
+    past = sum(phi[i] * centred[p - 1 - i : len(s) - 1 - i] for i in range(p))
+    return p, np.asarray(centred[p:] - past, dtype=float)
 
-    return whiten(x), whiten(y), p
+
+def var_order(data: np.ndarray, maxlags: int) -> int:
+    """The lag order AIC picks for a VAR with a constant of the columns of `data`, from 0 to `maxlags`: what
+    statsmodels' `VAR(data).select_order(maxlags).aic` picks (every order fitted on the same last
+    n - maxlags rows; AIC = log det of the ML residual covariance + 2 x free parameters / rows), with the
+    lag matrix built and factored once (QR) instead of a VAR model per order (tests/unit/test_analysis.py
+    compares the two)."""
+    n, k = data.shape
+    if maxlags > (n - k - 1) // (1 + k):
+        raise ValueError(f"maxlags {maxlags} is too large for {n} observations of {k} series")
+    rows = n - maxlags
+    target = data[maxlags:]
+    design = np.column_stack(
+        [np.ones(rows), *(data[maxlags - lag : n - lag] for lag in range(1, maxlags + 1))]
+    )  # a constant, then every series at lag 1, lag 2, ...
+    # one QR of the whole lag matrix gives every order's residual cross-products: the columns of order p are a
+    # prefix of it, and what a prefix leaves of the target is the target less its projection on those columns
+    q, _ = np.linalg.qr(design)
+    projected = q.T @ target
+    total = target.T @ target
+    aic = []
+    for p in range(maxlags + 1):
+        used = projected[: 1 + k * p]
+        sign, logdet = np.linalg.slogdet((total - used.T @ used) / rows)
+        aic.append((logdet if sign > 0 else -np.inf) + 2 * (p * k * k + k) / rows)
+    return int(np.argmin(aic))

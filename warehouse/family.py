@@ -10,21 +10,24 @@ test alone is calibrated. So a pair's lead is reported only when
   correlation stays outside that half's noise band. A lead that changes sign or vanishes in a half is
   reported as unstable, not as a lead.
 
-A pair's p-value is the one its lead claim needs both parts of: the prewhitened peak over all lags and the
-Granger test in the peak's direction (an intersection-union test: the larger p of the two).
+Each pair makes three claims, each tested and counted: they move together within the minute, posts lead
+volume, volume leads posts (warehouse/analysis.py). A lead's p-value is the one it needs both parts of: the
+prewhitened peak beyond its mirror over that direction's lags and the Granger test in that direction with
+price moves held fixed (an intersection-union test: the larger p of the two). Holm runs over every claim of
+the family, and each claim that survives it is checked in both halves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from warehouse.analysis import ALPHA, MIN_MINUTES, Analysis, analyze
-from warehouse.series import Series, series, sources_counted
+from warehouse.series import WORLD, Series, price_moves, series, sources_counted
 
 #: The adjustment `coinstream analyze` applies across the pairs it tests.
 METHOD = "Holm"
@@ -39,6 +42,9 @@ class PairData:
     minutes: list[datetime]
     post_counts: np.ndarray
     volume: np.ndarray
+    #: the series' absolute 1-minute log return per minute (0 where nothing traded; None: not known), and in a
+    #: second column the market's (every BTC market's, volume-weighted) where that is another series
+    moves: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -47,29 +53,38 @@ class PairData:
 
 
 @dataclass
+class Claim:
+    """One claim of a pair (the same-minute link, posts leading, volume leading) and what the family makes of it."""
+
+    name: str
+    p: float
+    adjusted: float = float("nan")
+    #: "stable", "unstable: why", or "" where it was not in question
+    stability: str = ""
+
+    @property
+    def holds(self) -> bool:
+        """Adjusted over the family below alpha, and in both halves of the window."""
+        return self.stability == "stable"
+
+
+@dataclass
 class Pair:
     """One pair's analysis and what the family makes of it."""
 
     data: PairData
     result: Analysis
-    #: the p-value of the pair's claim (nan: it makes none)
+    #: its claims by name ("together", "posts", "volume")
+    claims: dict[str, Claim] = field(default_factory=dict)
+    #: the p-value of the pair's main claim (a lead's where it makes one, else the same-minute link's; nan: none)
     p: float = float("nan")
     adjusted: float = float("nan")
-    #: "stable", "unstable: why", or "" where no lead was in question
+    #: the main claim's stability
     stability: str = ""
+    #: "posts", "volume", "feedback" (both lead), "together" (only the same-minute link), "unstable", "none"
     lead: str = "none"
+    together: bool = False
     verdict: str = ""
-
-
-def claim_p(result: Analysis) -> float:
-    """The p-value of what the analysis would claim: a lead needs the peak and the Granger test in its direction."""
-    if not result.enough:
-        return float("nan")
-    if result.best_lag > 0:
-        return max(result.peak_p, result.granger_posts_to_volume_p)
-    if result.best_lag < 0:
-        return max(result.peak_p, result.granger_volume_to_posts_p)
-    return result.peak_p
 
 
 def holm(ps: Sequence[float]) -> list[float]:
@@ -84,21 +99,60 @@ def holm(ps: Sequence[float]) -> list[float]:
     return out
 
 
-def stability(data: PairData, result: Analysis) -> str:
-    """Whether the lead holds in each half of the window: its direction, and its lag outside the half's band."""
-    n = len(data.minutes)
-    if n < 2 * MIN_MINUTES:
-        return "unstable: too short to check in halves"
-    half = n // 2
-    for label, part in (("first", slice(0, half)), ("second", slice(half, n))):
-        alone = analyze(data.minutes[part], data.post_counts[part], data.volume[part])
-        if not alone.enough:
-            return f"unstable: the {label} half has too little variation to judge"
-        r = alone.cross.get(result.best_lag, float("nan"))
-        if np.isnan(r) or np.sign(r) != np.sign(result.best_lag_r) or abs(r) <= alone.band:
-            return f"unstable: at {result.best_lag:+d} min the {label} half's r={r:+.3f} (band +-{alone.band:.3f})"
-        if np.sign(alone.best_lag) != np.sign(result.best_lag):
-            return f"unstable: the {label} half's peak is at {alone.best_lag:+d} min, the other way round"
+class Halves:
+    """The pair analysed in each half of its window apart (computed once, for whichever claims need them)."""
+
+    def __init__(self, data: PairData, whole: Analysis) -> None:
+        self.data = data
+        self.whole = whole
+        self._found: list[tuple[str, Analysis]] | None = None
+
+    def each(self) -> list[tuple[str, Analysis]] | str:
+        """(label, analysis) per half, or why the halves cannot judge."""
+        n = len(self.data.minutes)
+        if n < 2 * MIN_MINUTES:
+            return "unstable: too short to check in halves"
+        if self._found is None:
+            half = n // 2
+            d = self.data
+            self._found = [
+                (
+                    label,
+                    analyze(
+                        d.minutes[part],
+                        d.post_counts[part],
+                        d.volume[part],
+                        differenced=self.whole.differenced,  # cleaned as the whole was: only r is compared
+                        correlations_only=True,
+                    ),
+                )
+                for label, part in (("first", slice(0, half)), ("second", slice(half, n)))
+            ]
+        for label, alone in self._found:
+            if not alone.enough:
+                return f"unstable: the {label} half has too little variation to judge"
+        return self._found
+
+
+def stability(halves: Halves, result: Analysis, claim: str) -> str:
+    """Whether a claim holds in each half of the window: the same-minute r keeps its sign outside the half's band;
+    a lead's r at its lag keeps its sign outside the band and still exceeds its mirror."""
+    found = halves.each()
+    if isinstance(found, str):
+        return found
+    for label, alone in found:
+        if claim == "together":
+            r = alone.together_r
+            if np.isnan(r) or np.sign(r) != np.sign(result.together_r) or abs(r) <= alone.band:
+                return f"unstable: in the same minute the {label} half's r={r:+.3f} (band +-{alone.band:.3f})"
+            continue
+        lead = result.posts_lead if claim == "posts" else result.volume_lead
+        lag = lead.lag if claim == "posts" else -lead.lag
+        r, mirror = alone.cross.get(lag, float("nan")), alone.cross.get(-lag, float("nan"))
+        if np.isnan(r) or np.sign(r) != np.sign(lead.r) or abs(r) <= alone.band:
+            return f"unstable: at {lag:+d} min the {label} half's r={r:+.3f} (band +-{alone.band:.3f})"
+        if abs(r) <= abs(mirror):
+            return f"unstable: at {lag:+d} min the {label} half's r={r:+.3f} does not exceed its mirror's {mirror:+.3f}"
     return "stable"
 
 
@@ -109,7 +163,12 @@ def plural(n: int, word: str) -> str:
 
 def tested(pairs: Sequence[Pair]) -> int:
     """How many pairs made a claim the family counts (a pair with too little data tests nothing)."""
-    return sum(not np.isnan(p.p) for p in pairs)
+    return sum(any(not np.isnan(c.p) for c in p.claims.values()) for p in pairs)
+
+
+def claims_tested(pairs: Sequence[Pair]) -> int:
+    """How many claims the family's adjustment counted."""
+    return sum(not np.isnan(c.p) for p in pairs for c in p.claims.values())
 
 
 def family_title(pairs: Sequence[Pair]) -> str:
@@ -119,38 +178,89 @@ def family_title(pairs: Sequence[Pair]) -> str:
     return (
         f"{plural(counted, 'pair')} tested"
         + (f" ({plural(short, 'other')} with too little data)" if short else "")
-        + f": a lead is reported only where its {METHOD}-adjusted p < {ALPHA:g} and it holds in both halves of the "
-        "window"
+        + f": a claim (moving together within the minute, posts leading, volume leading) is reported only where "
+        f"its {METHOD}-adjusted p < {ALPHA:g} over "
+        + (f"all {plural(claims_tested(pairs), 'claim')}" if claims_tested(pairs) else "every claim made")
+        + " and it holds in both halves of the window"
     )
 
 
 def judge(pairs: Sequence[PairData], *, alpha: float = ALPHA, window: int = 60) -> list[Pair]:
-    """Every pair analysed, adjusted over the family, and checked for stability where a lead is in question."""
-    out = [Pair(data, analyze(data.minutes, data.post_counts, data.volume, window=window)) for data in pairs]
+    """Every pair analysed, each of its claims adjusted over every claim of the family, and checked for stability
+    where it survives the adjustment."""
+    out = [
+        Pair(data, analyze(data.minutes, data.post_counts, data.volume, moves=data.moves, window=window))
+        for data in pairs
+    ]
     for pair in out:
-        pair.p = claim_p(pair.result)
-    over = plural(tested(out), "pair")
-    for pair, adjusted in zip(out, holm([p.p for p in out]), strict=True):
-        pair.adjusted = adjusted
-        r = pair.result
-        if not r.enough:
-            pair.verdict, pair.lead = r.verdict, "too little data"
-            continue
-        if r.lead == "none" or np.isnan(adjusted) or adjusted >= alpha:
-            pair.lead = "none"
-            pair.verdict = (
-                f"no lead: p={pair.p:.3g} for the {r.best_lag:+d} min peak, {adjusted:.3g} after {METHOD} over "
-                f"{over}" + (f" (alone it would read: {r.lead} lead)" if r.lead in ("posts", "volume") else "")
-            )
-            continue
-        pair.stability = stability(pair.data, r)
-        if pair.stability != "stable":
-            pair.lead = "unstable"
-            pair.verdict = f"{r.verdict.split(':')[0]}, but {pair.stability}: not reported as a lead"
-            continue
-        pair.lead = r.lead
-        pair.verdict = f"{r.verdict} [{METHOD}-adjusted p={adjusted:.3g} over {over}; holds in both halves]"
+        pair.claims = {name: Claim(name, p) for name, p in pair.result.claims().items()} if pair.result.enough else {}
+    every = [claim for pair in out for claim in pair.claims.values()]
+    for claim, adjusted in zip(every, holm([c.p for c in every]), strict=True):
+        claim.adjusted = adjusted
+    over = plural(claims_tested(out), "claim")
+    for pair in out:
+        _conclude(pair, alpha, over)
     return out
+
+
+def _conclude(pair: Pair, alpha: float, over: str) -> None:
+    """The pair's lead, stability and verdict from its claims."""
+    r = pair.result
+    if not r.enough:
+        pair.verdict, pair.lead = r.verdict, "too little data"
+        return
+    halves = Halves(pair.data, r)
+    for claim in pair.claims.values():
+        if not np.isnan(claim.adjusted) and claim.adjusted < alpha:
+            claim.stability = stability(halves, r, claim.name)
+    together, posts, volume = (pair.claims[name] for name in ("together", "posts", "volume"))
+    pair.together = together.holds
+    leads = [c for c in (posts, volume) if c.holds]
+    main = (
+        min(leads, key=lambda c: c.adjusted)
+        if leads
+        else (min((c for c in (posts, volume) if c.stability), key=lambda c: c.adjusted, default=together))
+    )
+    pair.p, pair.adjusted, pair.stability = main.p, main.adjusted, main.stability
+    pair.lead = (
+        "feedback"
+        if len(leads) == 2
+        else leads[0].name
+        if leads
+        else "unstable"
+        if any(c.stability.startswith("unstable") for c in (posts, volume))
+        else "together"
+        if together.holds
+        else "none"
+    )
+    parts = []
+    if together.holds:
+        parts.append(
+            f"they move together within the minute (r={r.together_r:+.2f}, adjusted p={together.adjusted:.3g})"
+        )
+    for claim in leads:
+        lead = r.posts_lead if claim.name == "posts" else r.volume_lead
+        said = f"{lead.phrase()}, adjusted p={claim.adjusted:.3g}"
+        parts.append(f"and {claim.name} also {said.split(' ', 1)[1]}" if parts else said)
+    for claim in (posts, volume):
+        if claim.stability.startswith("unstable"):
+            lead = r.posts_lead if claim.name == "posts" else r.volume_lead
+            parts.append(f"{claim.name} would lead by {lead.lag} min, but {claim.stability}: not reported as a lead")
+    for lead in (r.posts_lead, r.volume_lead):
+        if lead.only_without_price:
+            parts.append(
+                f"{lead.leader} {'appear' if lead.leader == 'posts' else 'appears'} to lead by {lead.lag} min only "
+                f"while price moves are not held fixed (Granger p={lead.granger_p:.3g} held, "
+                f"{lead.granger_unheld_p:.3g} not held): not a lead"
+            )
+    if not parts:
+        best = min((posts, volume, together), key=lambda c: c.p)
+        parts.append(
+            f"no claim holds: the strongest ({best.name}) has p={best.p:.3g}, {best.adjusted:.3g} after {METHOD}"
+        )
+    elif not leads:
+        parts.append("no evidence that either leads")
+    pair.verdict = "; ".join(parts) + f" [{METHOD} over {over}]"
 
 
 def family_of(
@@ -160,6 +270,7 @@ def family_of(
     judge. `posts` names one source for every series; "auto" sets each real series against each real source
     collected beside it, and the simulated series against the simulated posts."""
     family = []
+    world = Series(WORLD, "BTC", 0, datetime.min, datetime.min)
     for one in chosen:
         if posts != "auto":
             sources = [posts]
@@ -167,20 +278,39 @@ def family_of(
             sources = sources_counted(db, one, "real") or ["real"]
         else:
             sources = [one.posts_for(posts)]
-        for source in sources:
-            minutes, counts, volume = series(db, one, start, end, source)
-            family.append(PairData(one.name, source, minutes, counts, volume))
+        per_source = [(source, *series(db, one, start, end, source)) for source in sources]
+        every = sorted({m for _, minutes, _, _ in per_source for m in minutes})
+        # once per series: its own moves and, beside them, the market's (a price is one price across exchanges)
+        own = price_moves(db, one, every)
+        measured = own if one.name == world.name else np.column_stack([own, price_moves(db, world, every)])
+        moves = dict(zip(every, measured, strict=True)) if every else {}
+        for source, minutes, counts, volume in per_source:
+            held = np.array([moves[m] for m in minutes]) if moves else None
+            family.append(PairData(one.name, source, minutes, counts, volume, held))
     return family
 
 
 def pair_row(pair: Pair) -> dict[str, str]:
     """One line of the pair table, as the terminal, the dashboard and the saved report show it."""
     r = pair.result
+
+    def shown(claim: str, text: str) -> str:
+        c = pair.claims.get(claim)
+        if c is None or np.isnan(c.p):
+            return "-"
+        mark = " holds" if c.holds else ""
+        return f"{text}, p {c.p:.2g} (adj. {c.adjusted:.2g}){mark}"
+
     return {
         "pair": pair.data.name,
         "series": pair.data.series,
         "posts": pair.data.posts,
-        "peak": f"{r.best_lag:+d} min, r = {r.best_lag_r:+.3f}" if r.enough else "-",
+        "together": shown("together", f"r {r.together_r:+.2f}") if r.enough else "-",
+        "peak": shown("posts", f"posts +{r.posts_lead.lag} min")
+        + " / "
+        + shown("volume", f"volume +{r.volume_lead.lag} min")
+        if r.enough
+        else "-",
         "p": "-" if np.isnan(pair.p) else f"{pair.p:.3g}",
         "adjusted": "-" if np.isnan(pair.adjusted) else f"{pair.adjusted:.3g}",
         "halves": pair.stability or "-",

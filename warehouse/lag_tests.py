@@ -61,15 +61,31 @@ def peak_p(a: np.ndarray, b: np.ndarray, limit: int) -> float:
     """Share of circular shifts of posts against volume whose largest |r| over lags -limit..limit reaches the
     unshifted one's: a p-value that pays for having searched every lag. Both sides use the circular r, so
     the comparison is like for like."""
+    return shift_p(a, b, np.arange(-limit, limit + 1), mirrored=False, limit=limit)[1]
+
+
+def shift_p(a: np.ndarray, b: np.ndarray, searched: np.ndarray, *, mirrored: bool, limit: int) -> tuple[int, float]:
+    """(the lag of the searched lags where the statistic peaks, its p-value against every circular shift of volume).
+
+    The statistic at lag k is |r(k)|, or with `mirrored` |r(k)| - |r(-k)|: how much more posts k minutes earlier
+    go with volume than posts k minutes later do. A same-minute link that persists a few minutes (news that moves
+    both for a while) spreads over +-1, +-2 alike; a lead is what its mirror lacks. The p-value pays for the
+    search over `searched` (the largest statistic of each shift is compared), and no shifted window overlaps
+    the real one (shifts from 2 x limit + 1 on)."""
     n = len(a)
     full = np.abs(circular_ccf(a, b))
-    window = np.arange(-limit, limit + 1)
-    shifts = np.arange(2 * limit + 1, n - 2 * limit)  # no shifted window overlaps the real one
+    shifts = np.arange(2 * limit + 1, n - 2 * limit)
     if len(shifts) < 20:
-        return math.nan
-    observed = full[window % n].max()
-    peaks = full[(shifts[:, None] + window[None, :]) % n].max(axis=1)
-    return float((1 + np.sum(peaks >= observed - 1e-12)) / (1 + len(shifts)))
+        return int(searched[0]), math.nan
+
+    def stat(offset: np.ndarray) -> np.ndarray:
+        here = full[(offset[..., None] + searched) % n]
+        return np.asarray(here - full[(offset[..., None] - searched) % n] if mirrored else here, dtype=float)
+
+    observed = stat(np.zeros(1, dtype=int))[0]
+    best = int(np.argmax(observed))
+    peaks = stat(shifts).max(axis=1)
+    return int(searched[best]), float((1 + np.sum(peaks >= observed[best] - 1e-12)) / (1 + len(shifts)))
 
 
 def lags(series: np.ndarray, p: int) -> np.ndarray:
@@ -78,42 +94,32 @@ def lags(series: np.ndarray, p: int) -> np.ndarray:
     return np.column_stack([series[p - i : n - i] for i in range(1, p + 1)])
 
 
-def granger_p(effect: np.ndarray, cause: np.ndarray, order: int) -> float:
-    """p-value that `cause`'s past `order` minutes help predict `effect` beyond `effect`'s own past: a Wald
+#: Minutes of price moves a Granger test holds fixed besides the same minute's (a price move brings trading and
+#: posting for several minutes, whatever the VAR's order)
+HELD_LAGS = 10
+
+
+def granger_p(effect: np.ndarray, cause: np.ndarray, order: int, held: np.ndarray | None = None) -> float:
+    """p-value that `cause`'s past `order` minutes help predict `effect` beyond `effect`'s own past and `cause`'s
+    value in the same minute (a same-minute link is a claim of its own, and news that moves both at once and
+    fades would otherwise read as the past predicting), and, with `held`, beyond each of its columns in the same
+    minute and the HELD_LAGS before (the price moves): a Wald
     F test with Newey-West (HAC) errors, robust to volatility bursts and to what autocorrelation a
     finite lag order leaves (count noise, differenced, is a moving average no short AR fully absorbs)."""
     import statsmodels.api as sm
 
-    design = sm.add_constant(np.column_stack([lags(effect, order), lags(cause, order)]))
+    start = max(order, HELD_LAGS if held is not None else order)
+    columns = [lags(effect, order)[start - order :], lags(cause, order)[start - order :], cause[start:, None]]
+    for regressor in [] if held is None else np.asarray(held).reshape(len(effect), -1).T:
+        columns += [regressor[start:, None], lags(regressor, HELD_LAGS)[start - HELD_LAGS :]]
+    if np.ptp(effect) == 0 or np.ptp(cause) == 0:
+        return math.nan  # a series that does not vary: nothing can be tested
+    design = sm.add_constant(np.column_stack(columns), has_constant="add")
     bandwidth = int(4 * (len(effect) / 100) ** (2 / 9))  # Newey-West's rule of thumb
-    fit = sm.OLS(effect[order:], design).fit(cov_type="HAC", cov_kwds={"maxlags": bandwidth})
+    fit = sm.OLS(effect[start:], design).fit(cov_type="HAC", cov_kwds={"maxlags": bandwidth})
     restriction = np.zeros((order, design.shape[1]))
-    restriction[:, 1 + order :] = np.eye(order)
+    restriction[:, 1 + order : 1 + 2 * order] = np.eye(order)
     return float(fit.f_test(restriction).pvalue)
-
-
-def var_order(data: np.ndarray, maxlags: int) -> int:
-    """The lag order AIC picks for a VAR with a constant of the columns of `data`, from 0 to `maxlags`: what
-    statsmodels' `VAR(data).select_order(maxlags).aic` picks (every order fitted on the same last
-    n - maxlags rows; AIC = log det of the ML residual covariance + 2 x free parameters / rows), with the
-    lag matrix built once and one least-squares fit per order instead of a VAR model per order (10x
-    cheaper; tests/unit/test_analysis.py compares the two)."""
-    n, k = data.shape
-    if maxlags > (n - k - 1) // (1 + k):
-        raise ValueError(f"maxlags {maxlags} is too large for {n} observations of {k} series")
-    rows = n - maxlags
-    target = data[maxlags:]
-    design = np.column_stack(
-        [np.ones(rows), *(data[maxlags - lag : n - lag] for lag in range(1, maxlags + 1))]
-    )  # a constant, then every series at lag 1, lag 2, ...
-    aic = []
-    for p in range(maxlags + 1):
-        columns = design[:, : 1 + k * p]
-        coefficients = np.linalg.lstsq(columns, target, rcond=1e-15)[0]
-        resid = target - columns @ coefficients
-        sign, logdet = np.linalg.slogdet(resid.T @ resid / rows)
-        aic.append((logdet if sign > 0 else -np.inf) + 2 * (p * k * k + k) / rows)
-    return int(np.argmin(aic))
 
 
 def effect(x: np.ndarray, y: np.ndarray, lag: int, order: int) -> tuple[float, float, float]:

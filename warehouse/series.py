@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from coinstream.errors import FatalError
+from warehouse.rollups import readable
 
 #: What `--posts` may name: the column of minute_metrics each choice reads.
 POSTS = {
@@ -103,6 +104,42 @@ def series(
     rows = db.execute(sql + " ORDER BY minute_utc", params).fetchall()
     minutes = [r[0] for r in rows]
     return minutes, np.array([float(r[1]) for r in rows]), np.array([float(r[2]) for r in rows])
+
+
+def price_moves(db: Any, chosen: Series, minutes: list[datetime]) -> np.ndarray:
+    """The series' absolute 1-minute log return in each of `minutes` (0 where it did not trade; after a quiet
+    stretch, the move from its last price): what the analysis holds fixed. For the world series, the
+    volume-weighted mean of its markets' moves (all 0 where no minute has a price: the analysis then holds none)."""
+    if not minutes:
+        return np.zeros(0)
+    world = chosen.exchange == WORLD
+    where = "market LIKE '%-BTC' AND exchange NOT IN (?, 'simulated')" if world else "exchange = ? AND market = ?"
+    params: list[Any] = [WORLD] if world else [chosen.exchange, chosen.market]
+    names = {
+        n
+        for (n,) in db.execute(
+            "SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()"
+        ).fetchall()
+    }
+    # the candles' rollup where the warehouse has raw tables (the minute spine's view costs seconds a month)
+    table = readable(db)["latest_candles"] if "raw_candles" in names else "minute_metrics"
+    rows = db.execute(
+        "SELECT minute_utc, abs(ln(close_price / lag(close_price) OVER (PARTITION BY exchange, market "  # noqa: S608
+        f"ORDER BY minute_utc))), volume FROM {table} AS candles "
+        f"WHERE {where} AND minute_utc >= ? AND minute_utc <= ? AND close_price > 0",
+        [*params, minutes[0].replace(tzinfo=None) - timedelta(minutes=1), minutes[-1].replace(tzinfo=None)],
+    ).fetchall()
+    index = {m.replace(tzinfo=None): i for i, m in enumerate(minutes)}
+    weighted, weights = np.zeros(len(minutes)), np.zeros(len(minutes))
+    for minute, move, volume in rows:
+        i = index.get(minute)
+        if i is None or move is None:
+            continue
+        weight = float(volume or 0) if world else 1.0
+        weighted[i] += weight * float(move)
+        weights[i] += weight
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weights > 0, weighted / np.where(weights > 0, weights, 1), 0.0)
 
 
 def sources_counted(db: Any, chosen: Series, posts: str = "auto") -> list[str]:

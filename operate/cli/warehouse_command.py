@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -104,12 +105,14 @@ def _report(results: list[tuple[Any, Any]], covered: dict[str, Any]) -> Table:
 
 
 def _family_table(pairs: list[Any]) -> Table:
-    """Every pair tested, its claim's p, the same after the family's adjustment, and whether it held in halves."""
+    """Every pair tested: its same-minute link and its two leads (each p, and adjusted over every claim of the
+    family), the main claim's p, whether it held in halves, and what the pair reads as."""
     from warehouse.family import METHOD, family_title, pair_row
 
     table = Table(
         "pair",
-        "peak",
+        "same minute",
+        "leads (posts / volume)",
         "p",
         f"{METHOD}-adjusted p",
         "in halves",
@@ -118,7 +121,7 @@ def _family_table(pairs: list[Any]) -> Table:
     )
     for p in pairs:
         row = pair_row(p)
-        table.add_row(row["pair"], row["peak"], row["p"], row["adjusted"], row["halves"], row["lead"])
+        table.add_row(row["pair"], row["together"], row["peak"], row["p"], row["adjusted"], row["halves"], row["lead"])
     return table
 
 
@@ -126,7 +129,7 @@ def _family_table(pairs: list[Any]) -> Table:
 @friendly
 def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8050) -> None:
     """Serve the dashboard on 127.0.0.1 (offline: no CDN): posts vs volume, price band, correlations, freshness."""
-    from coinstream.processes import ensure_port_free
+    from coinstream.processes import Managed, ensure_port_free
     from operate import local_stack
     from warehouse.dashboard.data import within_minutes
     from warehouse.dashboard.server import chart_library, serve
@@ -145,10 +148,13 @@ def dashboard(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1
     )
     where = settings.warehouse_path if settings.warehouse == "redshift" else "the Iceberg tables (COINSTREAM_WAREHOUSE)"
     out.print(f"dashboard on http://{settings.host}:{port}/ (Ctrl-C stops it); warehouse {where}")
+    me = Managed(f"dashboard-{port}", settings.state_dir)
+    me.register(os.getpid())  # `coinstream local down` stops it too
     try:
         server.serve_forever()
     finally:
         server.server_close()
+        me.pid_file.unlink(missing_ok=True)
 
 
 @app.command()

@@ -155,8 +155,11 @@ def test_every_chart_draws_the_known_points_and_the_tooltip_shows_exact_values(
         page.wait_for_selector("body[data-judging=false]", timeout=30_000)
         assert page.text_content("#report-series") == "simulated KRW-BTC"
         assert page.text_content("#verdict").startswith("posts lead volume by 5 min")
-        # two pairs, but the Upbit one has too little data and tests nothing: the adjustment counts the one claim
-        assert "Holm-adjusted p=" in page.text_content("#verdict") and "over 1 pair;" in page.text_content("#verdict")
+        # two pairs, but the Upbit one has too little data and tests nothing: the adjustment counts the one pair's
+        # three claims (together, posts lead, volume leads)
+        assert "adjusted p=" in page.text_content("#verdict") and "[Holm over 3 claims]" in page.text_content(
+            "#verdict"
+        )
         assert page.text_content("#family-title").startswith("1 pair tested (1 other with too little data)")
         rows = page.eval_on_selector_all("#pairs tr", "rs => rs.map(r => [r.className, r.cells[0].textContent])")
         assert rows == [["selected", "simulated KRW-BTC x simulated"], ["", "upbit KRW-BTC x real"]]

@@ -17,7 +17,7 @@ from benchmarks.analysis_calibration import NULLS, PLANTED_LAG, planted, verdict
 from producer.sources import simulated
 from tests.warehouse_data import simulated_warehouse
 from warehouse.analysis import MIN_MINUTES, analyze
-from warehouse.lag_tests import var_order
+from warehouse.cleaning import var_order
 from warehouse.series import all_series, series
 
 

@@ -140,7 +140,7 @@ function drawReport(data) {
   for (const r of pairs) {
     const row = document.createElement("tr");
     if (report && r.series === report.series) row.className = "selected";
-    for (const k of ["pair", "peak", "p", "adjusted", "halves", "lead"]) cell(row, r[k]);
+    for (const k of ["pair", "together", "peak", "p", "adjusted", "halves", "lead"]) cell(row, r[k]);
     row.title = r.verdict;
     body.appendChild(row);
   }
