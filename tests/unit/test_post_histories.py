@@ -14,7 +14,8 @@ from pydantic import SecretStr
 
 from coinstream.config import Settings
 from coinstream.http import Pacer
-from producer.sources.bluesky import SearchHistory, post_from_event, post_from_view, tid_time
+from producer.sources.bluesky import SearchHistory
+from producer.sources.bluesky_posts import post_from_event, post_from_view, tid_time
 from producer.sources.history import Page
 from producer.sources.mastodon import TagHistory
 from tests.http_server import Reply, api_server

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from coinstream.errors import CoinstreamError
 from coinstream.records import Envelope, Kind
 from consumer.enrich import enrich
-from producer.sources.bluesky import post_from_event
+from producer.sources.bluesky_posts import post_from_event
 from producer.sources.coinone import parse_chart
 from producer.sources.mastodon import parse_statuses
 from producer.sources.upbit import parse_candles

@@ -22,7 +22,7 @@ from coinstream.errors import BadPayload, FatalError, TryLater
 from coinstream.http import ApiClient
 from coinstream.records import Envelope, Kind
 from consumer.enrich import enrich
-from producer.sources.bluesky import post_from_event, post_from_view
+from producer.sources.bluesky_posts import post_from_event, post_from_view
 from producer.sources.coinone import CoinoneCandles
 from producer.sources.mastodon import MastodonTag, parse_statuses
 from producer.sources.offline import replay
@@ -291,7 +291,7 @@ def test_bluesky_langs_as_a_string_identity_account_and_cursor_fields_pass_quiet
 def test_bluesky_post_views_count_at_their_record_keys_time_within_seconds_of_indexed_at() -> None:
     """Real views: each record key is a TID within a second of `indexedAt`, so a post counts at the TID (the time
     the Jetstream path counts it at too); never more than TID_TOLERANCE from the network's time."""
-    from producer.sources.bluesky import TID_TOLERANCE, tid_time
+    from producer.sources.bluesky_posts import TID_TOLERANCE, tid_time
 
     feed = real("bluesky_getTimeline_postviews_skyblue_top10.json")["feed"]
     views = [item["post"] for item in feed]
