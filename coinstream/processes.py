@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -136,7 +137,26 @@ def ensure_port_free(port: int, what: str, setting: str, host: str = "") -> None
 
 
 def free_port() -> int:
-    """A currently free TCP port on loopback (for tests and parallel stacks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A currently free TCP port on loopback (for tests and parallel stacks), below the kernel's ephemeral range:
+    a port the kernel handed out (bind to port 0) can be taken as the source port of any outgoing connection
+    before the server that was meant to listen there binds it ("Port … is in use")."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded machine: any free one
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux; 32768 elsewhere, its default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768

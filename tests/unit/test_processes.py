@@ -88,3 +88,13 @@ def test_local_down_stops_the_workers_and_dashboards_that_use_the_stack(tmp_path
     assert stopped == ["dashboard-8050", f"kcl-warehouse-{worker.pid}"]
     worker.wait(timeout=10), command.wait(timeout=10)  # both gone (stop reaps a child of its own, so no code here)
     assert list((tmp_path / "run").glob("*.pid")) == []
+
+
+def test_free_ports_are_below_the_ephemeral_range() -> None:
+    """A port the kernel handed out (bind to 0) can become an outgoing connection's source port before the server
+    meant for it binds it: CI saw "moto server exited while starting: Port 54081 is in use". Ports come from below
+    the ephemeral range, where no outgoing connection takes one."""
+    from coinstream.processes import _ephemeral_low, free_port
+
+    low = _ephemeral_low()
+    assert all(1024 <= free_port() < low for _ in range(20))
