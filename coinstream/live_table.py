@@ -47,3 +47,23 @@ def read_minutes(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
                 minute["candles"][name.removeprefix("candle#")] = {k: v["S"] for k, v in value["M"].items()}
         out.append(minute)
     return sorted(out, key=lambda m: m["minute"])
+
+
+def expire(dynamodb: DynamoDBClient, table: str, now: float) -> int:
+    """Delete the items whose `expires_at` has passed, as DynamoDB's time to live does on AWS (moto keeps them
+    for ever); how many went. `coinstream run` calls it while the live application's workers are stopped."""
+    try:
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=table,
+            FilterExpression="expires_at < :now",
+            ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            ProjectionExpression="pk",
+        )
+        keys = [{"pk": item["pk"]} for page in pages for item in page.get("Items", [])]
+        for at in range(0, len(keys), 25):  # BatchWriteItem's limit
+            dynamodb.batch_write_item(
+                RequestItems={table: [{"DeleteRequest": {"Key": key}} for key in keys[at : at + 25]]}
+            )
+    except Exception as exc:
+        raise classify(exc, f"expiring old items of {table}") from None
+    return len(keys)

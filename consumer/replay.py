@@ -132,6 +132,11 @@ def start_over(dynamodb: DynamoDBClient, table: str, *, watch_seconds: float) ->
     live = live_owners(dynamodb, table, watch_seconds)
     if live:
         raise FatalError(f"workers {', '.join(sorted(live))} hold live leases in {table}; stop them before --fresh")
+    return delete_tables(dynamodb, table)
+
+
+def delete_tables(dynamodb: DynamoDBClient, table: str) -> list[str]:
+    """Delete an application's KCL tables (leases, coordinator state, worker metrics); the names deleted."""
     deleted = []
     for name in (table, f"{table}-CoordinatorState", f"{table}-WorkerMetricStats"):
         try:

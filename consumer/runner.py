@@ -224,8 +224,37 @@ def start_worker(
     return _start(settings, pipeline, app, log_file, worker_id)[0]
 
 
+@dataclass
+class Worker:
+    """A worker a supervisor started: stopped with `stop()` (it checkpoints), and told to stop if the supervisor
+    dies, however it dies."""
+
+    settings: Settings
+    app: str
+    proc: subprocess.Popen[bytes]
+    identity: Identity
+    processors: set[int]
+
+    def alive(self) -> bool:
+        """The daemon still runs (its record processors noted for the stop)."""
+        self.processors = children(self.proc.pid) or self.processors
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop it gracefully: every record processor delivers and checkpoints, then it exits."""
+        _stop_worker(self.settings, self.app, self.identity, self.proc, self.processors, timeout=timeout)
+
+
+def supervised_worker(settings: Settings, pipeline: Pipeline, app: str, log_file: Path) -> Worker:
+    """Start an application's only worker for a supervisor (`coinstream run`): in its own process group, so the
+    terminal's Ctrl-C reaches the supervisor alone (it stops the worker in order), and sent SIGTERM by Linux when
+    the supervisor dies (a SIGKILL'd supervisor leaves no worker behind: the daemon's shutdown hook checkpoints)."""
+    proc, identity = _start(settings, pipeline, app, log_file, bound=True)
+    return Worker(settings, app, proc, identity, set())
+
+
 def _start(
-    settings: Settings, pipeline: Pipeline, app: str, log_file: Path, worker_id: str | None = None
+    settings: Settings, pipeline: Pipeline, app: str, log_file: Path, worker_id: str | None = None, bound: bool = False
 ) -> tuple[subprocess.Popen[bytes], Identity]:
     argv, identity = _prepare(settings, pipeline, app, worker_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +267,7 @@ def _start(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             pass_fds=_fds(identity),
+            preexec_fn=_die_with_parent if bound else None,
         )
     _release(identity)
     Managed(worker_name(app, proc.pid), settings.state_dir).register(proc.pid)  # `coinstream local down` stops it

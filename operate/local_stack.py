@@ -109,10 +109,32 @@ def _check_local_extra() -> None:
         )
 
 
-def up(settings: Settings, pipeline: Pipeline) -> list[str]:
-    """Start the stack and create the pipeline's resources; on any failure stop what was started."""
+#: kinesis-mock writes its whole state to disk this often when durable (`coinstream run`).
+PERSIST_SECONDS = 5
+
+
+def kinesis_data_dir(settings: Settings) -> Path:
+    """Where a durable kinesis-mock keeps its state (`up(durable=True)`)."""
+    return settings.state_dir / "kinesis-mock"
+
+
+def durable(settings: Settings) -> bool:
+    """Whether the running kinesis-mock keeps its stream on disk (started by `coinstream run`)."""
+    return (kinesis_data_dir(settings) / ".durable").exists() and kinesis_proc(settings).pid() is not None
+
+
+def up(settings: Settings, pipeline: Pipeline, *, durable: bool = False) -> list[str]:
+    """Start the stack and create the pipeline's resources; on any failure stop what was started.
+
+    `durable`: kinesis-mock writes its stream to the state folder every PERSIST_SECONDS and reads it back when it
+    starts (a restart or a reboot keeps what the consumers had not read yet). moto's state is not kept: what it
+    holds is rebuilt (leases: the applications read the kept stream again; the warehouse's views drop the copies),
+    or copied to the state folder as it comes (dead letters; `coinstream run`)."""
     km, moto = kinesis_proc(settings), moto_proc(settings)
     if km.pid() and moto.pid():
+        # started by a command that may not have seen them answer (killed while starting): wait for both
+        _wait("kinesis-mock", lambda: _stream_active(client("kinesis", settings), pipeline.stream_name), km)
+        _wait("moto server", lambda: client("s3", settings).list_buckets(), moto)
         create_resources(settings, pipeline)
         return ["already running"]
     _check_local_extra()
@@ -134,6 +156,17 @@ def up(settings: Settings, pipeline: Pipeline) -> list[str]:
                 AWS_REGION=settings.region,
                 LOG_LEVEL="WARN",
             )
+            marker = kinesis_data_dir(settings) / ".durable"
+            marker.unlink(missing_ok=True)
+            if durable:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                env.update(
+                    SHOULD_PERSIST_DATA="true",
+                    LOAD_DATA_IF_EXISTS="true",
+                    PERSIST_PATH=str(marker.parent),
+                    PERSIST_INTERVAL=f"{PERSIST_SECONDS}s",
+                )
+                marker.touch()
             km.start([node, str(mock / "main.js")], env)
             started.append(km)
         if moto.pid() is None:
@@ -154,6 +187,36 @@ def _stream_active(kinesis: Any, name: str) -> None:
     status = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
     if status != "ACTIVE":
         raise RuntimeError(f"stream {name} is {status}")
+
+
+def renew_stream(settings: Settings, pipeline: Pipeline, timeout: float = 60.0) -> None:
+    """Delete the stream and create it again, empty, with the pipeline's shards: kinesis-mock never trims by
+    retention, so this is how `coinstream run` bounds it, once every application has read and the warehouse
+    loaded what it held (the applications' KCL tables must go too: the new shards reuse the old ids)."""
+    kinesis = client("kinesis", settings)
+    deadline = time.monotonic() + timeout
+    try:
+        kinesis.delete_stream(StreamName=pipeline.stream_name, EnforceConsumerDeletion=True)
+        while time.monotonic() < deadline:
+            try:
+                kinesis.describe_stream_summary(StreamName=pipeline.stream_name)
+            except kinesis.exceptions.ResourceNotFoundException:
+                break
+            time.sleep(0.2)
+        kinesis.create_stream(StreamName=pipeline.stream_name, ShardCount=pipeline.shards)
+        while time.monotonic() < deadline:
+            try:
+                _stream_active(kinesis, pipeline.stream_name)
+                break
+            except RuntimeError:
+                time.sleep(0.2)
+        else:
+            raise FatalError(f"stream {pipeline.stream_name} did not become active within {timeout:.0f}s")
+    except CoinstreamError:
+        raise
+    except Exception as exc:
+        raise classify(exc, f"renewing the stream {pipeline.stream_name}") from None
+    create_resources(settings, pipeline)
 
 
 def create_resources(settings: Settings, pipeline: Pipeline) -> None:

@@ -76,3 +76,22 @@ def coverage(db: Any, now: datetime) -> list[Coverage]:
     for one in found.values():
         one.behind = max(0, int((closed - one.last) / timedelta(minutes=1)))
     return list(found.values())
+
+
+def missing(found: Coverage | None, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The minutes of [start, end) (aware UTC) a series has no row for, as intervals, oldest first: before its first
+    minute, its gaps, after its last; the whole window for a series the warehouse does not hold."""
+    if start >= end:
+        return []
+    if found is None:
+        return [(start, end)]
+
+    def aware(at: datetime) -> datetime:
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+    minute = timedelta(minutes=1)
+    holes = [(start, aware(found.first))]
+    holes += [(aware(first), aware(first) + n * minute) for first, n in found.gaps]
+    holes.append((aware(found.last) + minute, end))
+    out = [(max(s, start), min(e, end)) for s, e in holes]
+    return [(s, e) for s, e in out if s < e]

@@ -74,6 +74,9 @@ class LoadReport:
     errors: int = 0
     #: objects whose COPY failed whole (more rejected rows than MAXERROR): left unloaded, retried next time
     objects_failed: int = 0
+    #: loaded objects deleted from the bucket, and dead letters moved to disk (`coinstream run`)
+    pruned: int = 0
+    dead_letters: int = 0
 
 
 class Warehouse:
@@ -153,7 +156,7 @@ class Warehouse:
         """COPY every not-yet-loaded object under each delivery stream's prefix into its table; `on_copied(key,
         table)` runs after each object's COPY committed (loaded or failed whole)."""
         report = LoadReport()
-        loaded = {r[0] for r in self.db.execute("SELECT object_key FROM coinstream_loaded_objects").fetchall()}
+        loaded = self.loaded_keys()
         for stream in streams:
             columns = self.columns(stream.table)
             paths = load_jsonpaths(jsonpaths_dir / stream.jsonpaths_file)
@@ -195,6 +198,10 @@ class Warehouse:
                 report.rows[stream.table] += rows
                 report.errors += errors
         return report
+
+    def loaded_keys(self) -> set[str]:
+        """Keys of every object a COPY has taken (loaded, or failed whole and parked)."""
+        return {r[0] for r in self.db.execute("SELECT object_key FROM coinstream_loaded_objects").fetchall()}
 
     def _types(self, table: str) -> list[tuple[str, str, bool]]:
         rows = self.db.execute(

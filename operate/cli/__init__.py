@@ -21,6 +21,7 @@ from operate.cli import (
     deploy_command,
     local_command,
     produce_command,
+    run_command,
     warehouse_command,
 )
 from operate.cli.common import EXIT_FAILURE, err, print_error
@@ -31,6 +32,7 @@ ORDER = (
     "produce",
     "consume",
     "load",
+    "run",
     "analyze",
     "dashboard",
     "backfill",
@@ -62,7 +64,7 @@ app = typer.Typer(
 )
 app.add_typer(local_command.app, name="local")
 app.add_typer(produce_command.app, name="produce")
-for group in (consume_command, deploy_command, warehouse_command, demo_command, backfill_command):
+for group in (consume_command, deploy_command, warehouse_command, demo_command, backfill_command, run_command):
     app.registered_commands += group.app.registered_commands
 
 

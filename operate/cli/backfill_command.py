@@ -198,7 +198,12 @@ def coverage(
         found = measure(db, datetime.now(UTC))
     finally:
         db.close()
+    from operate.healing import explain
+
+    why = explain(settings, found)
     table = Table("kind", "series", "from (UTC)", "to (UTC)", "minutes", "missing", "behind", "gaps", title="coverage")
+    if why:
+        table.add_column("why")
     for one in found:
         longest = sorted(one.gaps, key=lambda g: (-g[1], g[0]))[:gaps]
         said = ", ".join(f"{start:%m-%d %H:%M} +{n} min" for start, n in longest)
@@ -212,9 +217,11 @@ def coverage(
             f"{one.missing:,}",
             f"{one.behind:,} min",
             (f"{len(one.gaps)}: {said}" + (f" (+{more} more)" if more else "")) if one.gaps else "none",
+            *([why.get((one.kind, one.series), "")] if why else []),
         )
     out.print(table)
     out.print(
         "missing: minutes of the span without a row (on Upbit also minutes nobody traded; a quiet post source "
-        "has minutes without posts); behind: minutes to the last closed minute. `coinstream backfill` fills gaps."
+        "has minutes without posts); behind: minutes to the last closed minute. `coinstream backfill` fills gaps "
+        "(`coinstream run` heals them as it collects)."
     )
