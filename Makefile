@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.coinstream-installed
 NATIVE := $(VENV)/.coinstream-native-installed
 # rustup puts cargo here; a shell that did not read its profile may not have it on PATH
 export PATH := $(PATH):$(HOME)/.cargo/bin
-# checkov scans the rendered templates in `make lint`; it lives in a venv of its own (its pins are not ours).
+# checkov scans the rendered templates in `make test` (tests/unit/test_deploy.py); it lives in a venv of its own (its pins are not ours).
 CHECKOV := .tools/checkov/bin/checkov
 # The dashboard's chart library, from the npm package into the Python package's static files (not committed).
 CHARTS := warehouse/dashboard/static/vendor/echarts.min.js
@@ -66,9 +66,7 @@ lint: setup $(CHECKOV)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/cfn-lint -c I -- deploy/cloudformation.json deploy/cloudformation-iceberg.json
-	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation \
-	  -f deploy/cloudformation.json -f deploy/cloudformation-iceberg.json
+# cfn-lint and checkov scan both templates in tests/unit/test_deploy.py (beside the other tests, not before them)
 	@if command -v cargo >/dev/null; then cd native && cargo fmt --check && cargo clippy --release --locked -q -- -D warnings; fi
 
 unit: setup

@@ -29,6 +29,7 @@ SUITE: dict[str, list[str]] = {
     "kcl_start": ["--runs", "3"],
     "steady_state": ["--minutes", "60", "--baseline-minutes", "3"],
     "demo": ["--runs", "3"],
+    "collect": ["--minutes", "10", "--days", "7"],
     "ci_run": ["--runs", "3", "--uncached-bases"],
 }
 

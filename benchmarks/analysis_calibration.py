@@ -188,16 +188,18 @@ def main() -> None:
         ),
     ]
     market_seeds = max(1, args.seeds // 10) if args.market_seeds is None else args.market_seeds
+    # the smoke run checks that it runs and reports (tests/unit/test_family.py checks what one family finds)
+    market_days = 0.5 if args.smoke else MARKET_DAYS
     figures.append(
         Figure("analysis_calibration.market_families", "market families of each kind", market_seeds, "families")
     )
     for kind in MARKET_KINDS:
         started = time.perf_counter()
-        rates = market_rates(kind, market_seeds)
+        rates = market_rates(kind, market_seeds, market_days)
         print(
             f"market families, {kind}: a false posts lead in {rates['false']:.0%} of families, the planted pair "
             f"recovered in {rates['hit']:.0%}, volume's lead found in {rates['volume']:.0%} "
-            f"({market_seeds} families of {EXCHANGES * SOURCES} pairs over {MARKET_DAYS} days, "
+            f"({market_seeds} families of {EXCHANGES * SOURCES} pairs over {market_days:g} days, "
             f"{time.perf_counter() - started:.0f} s)"
         )
         key = slug(kind)
@@ -317,14 +319,14 @@ def market_family(rng: np.random.Generator, kind: str, n: int = MARKET_DAYS * 14
     return [replace(p, moves=np.column_stack([exchange_moves[int(p.series.split()[1])], market])) for p in pairs]
 
 
-def market_rates(kind: str, seeds: int) -> dict[str, float]:
-    """Over `seeds` families of `kind` (3 days, 24 pairs, judged together): the share with a false "posts lead"
+def market_rates(kind: str, seeds: int, days: float = MARKET_DAYS) -> dict[str, float]:
+    """Over `seeds` families of `kind` (`days` days, 24 pairs, judged together): the share with a false "posts lead"
     (any pair reading posts leading, the planted pair aside), the share whose planted pair is found at its lag,
     the share with any pair reading posts leading at all, and the share with volume's lead found on a pair."""
     planted_index = MARKET_PLANTED[0] * SOURCES + MARKET_PLANTED[1]
     false = hit = any_posts = volume = 0
     for seed in range(seeds):
-        pairs = judge(market_family(np.random.default_rng(20_000 + seed), kind))
+        pairs = judge(market_family(np.random.default_rng(20_000 + seed), kind, int(days * 1440)))
         posts_lead = [k for k, p in enumerate(pairs) if p.lead in ("posts", "feedback")]
         any_posts += bool(posts_lead)
         volume += any(p.lead in ("volume", "feedback") for p in pairs)

@@ -28,6 +28,7 @@ README_LINES = (
     ("backfill.wall", "a 7-day backfill"),
     ("dashboard_queries.refresh_30d", "a dashboard refresh over 30 days and 10 million posts"),
     ("demo.fresh", "`coinstream demo` in a fresh folder"),
+    ("collect.after_reboot", "`coinstream run` after a reboot, until no minute is missing"),
     ("ci_run.fresh_clone", "`.ci/run` in a fresh clone"),
 )
 

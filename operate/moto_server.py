@@ -22,6 +22,7 @@ names it created; executing a change set recomputes them here as on AWS.
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--copy-whole-tables", action="store_true", help="moto's own transactions (a baseline)")
     args = parser.parse_args(argv)
     _outputs_after_change_sets()
+    # werkzeug logs a line per request (about 1,000 a minute under two KCL applications): weeks of `coinstream run`
+    # would fill the disk with them; what goes wrong is still logged
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if not args.copy_whole_tables:
         _transactions_copy_what_they_touch()
     app = DomainDispatcherApplication(create_backend_app)

@@ -124,6 +124,7 @@ class Supervisor:
         self.reasons: dict[str, str] = {}
         self.me = Managed("coinstream-run", settings.state_dir)
         self.dashboard: Any = None
+        self.started = False
 
     # -- start and stop -----------------------------------------------------------------------------------------
 
@@ -135,13 +136,14 @@ class Supervisor:
             raise FatalError(
                 f"`coinstream run` is already running (pid {self.me.pid()}) on this state folder; stop it first"
             )
-        self.me.register(os.getpid())
         if local_stack.kinesis_proc(self.settings).pid() and not local_stack.durable(self.settings):
             self.say(
                 "warning: the local stack was started by `coinstream local up`, which keeps the stream in memory "
                 "only; `coinstream local down`, then `coinstream run`, keeps it on disk"
             )
         local_stack.up(self.settings, self.pipeline, durable=True)
+        self.me.register(os.getpid())  # `coinstream local down` stops this run first, which stops its parts in order
+        self.started = True
         self._stop_leftovers()
         for app in self.pipeline.apps:
             self._start_worker(app)
@@ -183,12 +185,12 @@ class Supervisor:
         self.say(f"dashboard on http://{self.settings.host}:{port}/ (log: {self.dashboard.log_file})")
 
     def stop(self) -> None:
-        """In order: no new runs, producers finish theirs, healing stops after its page, a last load, the workers
-        checkpoint and exit; the stack keeps running (`coinstream local down` stops it)."""
+        """In order: no new runs, producers finish theirs, healing stops after its page, the workers deliver,
+        checkpoint and exit, a last load; the stack keeps running (`coinstream local down` stops it)."""
         self.stopping.set()
         self.heal_stop.set()
-        if self.me.pid() != os.getpid():
-            return  # another run holds this state folder, or nothing was started
+        if not self.started:
+            return  # the stack did not start (or another run holds this state folder): nothing to stop
         self.pool.shutdown(wait=True)
         if self.heal_thread is not None:
             self.heal_thread.join()
@@ -331,14 +333,17 @@ class Supervisor:
             with self.tally_lock:
                 self.tally.problems.append(f"heal: {type(exc).__name__}: {exc}"[:200])
             return
+        fresh = {name: why for name, why in report.reasons.items() if self.reasons.get(name) != why}
         self.reasons = report.reasons
         with self.tally_lock:
             self.tally.healed_minutes += report.minutes
-        if report.series:
+        if report.minutes:
             self.say(
                 f"healing read {report.minutes:,} minutes of {report.series} series ({report.records:,} records, "
                 f"{report.requests:,} requests)"
             )
+        for name, why in fresh.items():  # said once, then counted in the status line
+            self.say(f"healing cannot read {name}: {why}")
 
     def lag(self) -> dict[str, int]:
         """Records each application has yet to checkpoint."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -86,12 +87,17 @@ class Warehouse:
         self.path = path
         self.redshift_dir = redshift_dir
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = duckdb.connect(str(path))
-        except duckdb.IOException as exc:
-            raise FatalError(
-                f"{path}: cannot open the warehouse ({exc}); is another coinstream command using it?"
-            ) from None
+        deadline = time.monotonic() + 30.0
+        while True:  # a reader (`analyze`, `coverage`, the dashboard) holds it for a while: wait for it
+            try:
+                self.db = duckdb.connect(str(path))
+                break
+            except duckdb.IOException as exc:
+                if time.monotonic() > deadline:
+                    raise FatalError(
+                        f"{path}: cannot open the warehouse ({exc}); is another coinstream command using it?"
+                    ) from None
+                time.sleep(0.25)
         self.db.execute("SET enable_progress_bar = false")  # the spine's number table takes a second, once
         self._columns: dict[str, list[str]] = {}
 

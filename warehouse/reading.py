@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,10 @@ from warehouse.loader import Warehouse, open_warehouse
 Reader = Callable[[], duckdb.DuckDBPyConnection | None]
 
 
+#: Seconds a reader waits for a load to let go of the DuckDB file before it says the warehouse is busy.
+BUSY_WAIT = 10.0
+
+
 class Busy(FatalError):
     """The warehouse is being written (a `load` holds the DuckDB file); try again in a moment."""
 
@@ -49,10 +54,14 @@ def warehouse_file(path: Path, redshift_dir: Path) -> Reader:
     def read() -> duckdb.DuckDBPyConnection | None:
         if not path.exists():
             return None
-        try:
-            return duckdb.connect(str(path), read_only=True)
-        except duckdb.Error:
-            raise Busy(f"{path}: the warehouse is busy (a load is running); try again in a moment") from None
+        deadline = time.monotonic() + BUSY_WAIT
+        while True:  # a load (`coinstream run` does one a minute) holds the file for a moment: wait it out
+            try:
+                return duckdb.connect(str(path), read_only=True)
+            except duckdb.Error:
+                if time.monotonic() > deadline:
+                    raise Busy(f"{path}: the warehouse is busy (a load is running); try again in a moment") from None
+                time.sleep(0.2)
 
     return read
 

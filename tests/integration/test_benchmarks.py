@@ -17,7 +17,15 @@ from benchmarks.results import figures, load
 from coinstream import REPO_ROOT
 
 #: Seconds each smoke run takes here, for the scheduler (tests/conftest.py starts the longest first).
-TAKES = {"demo": 35, "steady_state": 45, "kcl_start": 35, "end_to_end": 30, "backfill": 15, "seed_baseline": 15}
+TAKES = {
+    "collect": 90,
+    "demo": 35,
+    "steady_state": 45,
+    "kcl_start": 35,
+    "end_to_end": 30,
+    "backfill": 15,
+    "seed_baseline": 15,
+}
 _FIGURE = re.compile(r"^figure ([a-z_]+\.[a-z0-9_]+) = (-?[\d,]+(?:\.\d+)?) ", re.MULTILINE)
 
 

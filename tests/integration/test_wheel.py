@@ -133,17 +133,26 @@ def test_local_up_resources_only_runs_from_the_core_install(installed: Path, tmp
         assert firehose.list_delivery_streams()["DeliveryStreamNames"] == names
 
 
-def test_consume_from_the_core_install_names_the_missing_extra(installed: Path) -> None:
+def _refused(installed: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """A `coinstream` command from the core install that must end 1."""
     done = subprocess.run(
-        ["coinstream", "consume", "--until-caught-up"],
-        cwd=installed,
-        env=_host_env(installed),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        ["coinstream", *argv], cwd=installed, env=_host_env(installed), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 1, done.stderr[-2000:]
+    return done
+
+
+def test_consume_from_the_core_install_names_the_missing_extra(installed: Path) -> None:
+    done = _refused(installed, "consume", "--until-caught-up")
     assert done.stderr.strip().splitlines() == [
         "error: this command needs amazon-kclpy, which this install lacks: pip install 'coinstream[consumer]'"
     ]
+
+
+def test_run_from_the_core_install_shows_its_plan_and_names_the_extra_it_needs(installed: Path) -> None:
+    """`coinstream run --dry-run` needs nothing but the core; the run itself names the extra to add, in one line."""
+    plan = _run(["coinstream", "run", "--dry-run", "--source", "upbit"], installed, _host_env(installed))
+    assert "produce upbit" in plan and "consume warehouse" in plan and "X bill" in plan
+    done = _refused(installed, "run", "--source", "upbit")
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'coinstream[local]'" in lines[0], done.stderr
