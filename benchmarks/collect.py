@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--down", type=float, default=180.0, help="seconds the machine stays down at the reboot")
     args = parser.parse_args()
     if args.smoke:
-        args.minutes, args.days, args.down = 1.0, 1, 20.0
+        args.minutes, args.days, args.down = 0.25, 1, 5.0
     state = Path(tempfile.mkdtemp(prefix="coinstream-collect-")) / "state"
     now = datetime.now(UTC)
     last = epoch_minute(now) - 1
@@ -259,7 +259,7 @@ def main() -> None:
         ),
         *(
             Figure(
-                f"collect.peak_rss_{kind.replace(' ', '_').replace('-', '_')}",
+                f"collect.peak_rss_{kind.lower().replace(' ', '_').replace('-', '_')}",
                 f"peak RSS while collecting, {kind}",
                 peak / mib,
                 "MiB",
