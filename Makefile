@@ -86,9 +86,17 @@ e2e: setup
 # TEST_WORKERS tests at a time (pytest-xdist): the KCL tests mostly wait on KCL's timers, so four share two
 # cores (three left a core idle most of the run: 1.15 cores busy on average). Each test goes to whichever worker is free next, in collection order, which tests/conftest.py sorts
 # longest first (with pytest 9 every test is its own "loadgroup" unit: xdist 3.8 cannot tag groups on its node ids).
+# Six workers were slower than four (2026-12-08: the minutes-long KCL tests then share the cores).
+# `make lint` runs beside the tests, not before them (its ~40 s of mypy and clippy while the first, longest tests
+# wait on KCL's timers); its output follows theirs, and either failing fails `make test`. (Plain `make`: a line
+# naming $(MAKE) runs even under `make -n`, and this one runs the tests.)
 TEST_WORKERS ?= 4
-test: setup lint browser
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests/unit tests/integration tests/e2e
+test: setup browser $(CHECKOV)
+	@mkdir -p .coinstream
+	@make --no-print-directory lint >.coinstream/lint.log 2>&1 & linting=$$!; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests/unit tests/integration tests/e2e; \
+	tested=$$?; wait $$linting; linted=$$?; cat .coinstream/lint.log; \
+	if [ $$linted != 0 ]; then echo "make lint failed (exit $$linted): see above"; exit $$linted; fi; exit $$tested
 
 # Every benchmark at its documented size into benchmarks/results.json (about an hour here, three fresh-clone CI runs
 # included), then the README's figures from it; the docs render theirs at each build. Commit the results file.
