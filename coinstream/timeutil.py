@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
 
 from coinstream.errors import FatalError
 
 KST = timezone(timedelta(hours=9), "KST")
+
+#: A simulated clock for soak runs, `<start>,<speed>,<real epoch seconds>`: from that real instant on, the data's time
+#: runs `speed` times faster from `start` (an ISO UTC time). Every process of a run reads the same variable, so a
+#: supervisor killed and started again, its producers, healing and the loopback APIs agree on what minute it is.
+#: Unset (always, outside tests and benchmarks): the wall clock.
+SIMULATED_CLOCK = "COINSTREAM_SIMULATED_CLOCK"
+
+
+def now() -> datetime:
+    """What time it is for the data: which minutes are closed, what a window's end is (UTC)."""
+    spec = os.environ.get(SIMULATED_CLOCK)
+    if not spec:
+        return datetime.now(UTC)
+    start, speed, anchor = _simulated(spec)
+    return start + timedelta(seconds=(time.time() - anchor) * speed)
+
+
+def simulated_clock(start: datetime, speed: float, anchor: float | None = None) -> str:
+    """The COINSTREAM_SIMULATED_CLOCK value of a clock at `start` now (or at real epoch `anchor`), `speed`x fast."""
+    return f"{start.astimezone(UTC).isoformat()},{speed:g},{time.time() if anchor is None else anchor!r}"
+
+
+@cache
+def _simulated(spec: str) -> tuple[datetime, float, float]:
+    try:
+        start, speed, anchor = spec.split(",")
+        at = datetime.fromisoformat(start)
+        if at.tzinfo is None or float(speed) <= 0:
+            raise ValueError
+        return at.astimezone(UTC), float(speed), float(anchor)
+    except ValueError:
+        raise FatalError(
+            f"{SIMULATED_CLOCK}={spec[:80]!r}: write START,SPEED,REAL_EPOCH (e.g. 2026-11-01T00:00:00+00:00,600,"
+            f"{int(time.time())}), or unset it for the wall clock"
+        ) from None
 
 
 def ts(value: datetime) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from coinstream import timeutil
 from coinstream.config import Pipeline, Settings
 from producer import backfill
 from producer.backfill import Interval, Series
@@ -73,7 +74,7 @@ def covered(settings: Settings, pipeline: Pipeline, now: datetime | None = None)
     if db is None:
         return []
     try:
-        return coverage(db, now or datetime.now(UTC))
+        return coverage(db, now or timeutil.now())
     finally:
         db.close()
 
@@ -133,7 +134,7 @@ def heal(
     from producer.kinesis_writer import KinesisWriter
     from producer.spool import Spool
 
-    now = now or datetime.now(UTC)
+    now = now or timeutil.now()
     found, left_out = plan(settings, found_now, sources, history, now)
     folder = settings.state_dir / "backfill"
     reasons = Reasons(folder)

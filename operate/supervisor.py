@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from coinstream import timeutil
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import CoinstreamError, FatalError
 from coinstream.processes import Managed
@@ -84,7 +85,7 @@ class Tally:
         """One line: records per source, rows loaded, each application's lag, what healing did."""
         fetched = ", ".join(f"{k} {v}" for k, v in sorted(self.records.items())) or "none"
         lags = ", ".join(f"{app} {n}" for app, n in lag.items()) or "-"
-        said = f"{datetime.now(UTC):%H:%M} UTC: records {fetched}; loaded {self.rows} rows; lag {lags}"
+        said = f"{timeutil.now():%H:%M} UTC: records {fetched}; loaded {self.rows} rows; lag {lags}"
         if self.healed_minutes:
             said += f"; healed {self.healed_minutes} minutes"
         if open_reasons:

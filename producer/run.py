@@ -9,10 +9,11 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
 
+from coinstream import timeutil
 from coinstream.aws import client
 from coinstream.config import Pipeline, Settings
 from coinstream.errors import TryLater
@@ -109,7 +110,7 @@ def produce(
             cursor = fetcher.cursor_type.model_validate(state) if state else None
             closed = ""
             try:
-                envelopes, moved = fetcher.fetch(cursor, now or datetime.now(UTC))
+                envelopes, moved = fetcher.fetch(cursor, now or timeutil.now())
             except TryLater as exc:  # the API is closed for a while: keep the state, the next run asks again
                 logger.warning("%s: %s", name, exc)
                 envelopes, moved, closed = [], None, str(exc)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from coinstream import timeutil
 from coinstream.errors import FatalError
 from operate.cli.common import context, friendly, out
 
@@ -86,7 +86,7 @@ def backfill(
     from producer.spool import Spool
 
     settings, pipeline = context()
-    now = datetime.now(UTC)
+    now = timeutil.now()
     start, end = when(since, until, now, settings.candle_grace_seconds)
     found = plan(
         settings,
@@ -195,7 +195,7 @@ def coverage(
             "`coinstream consume --until-caught-up` and `coinstream load`"
         )
     try:
-        found = measure(db, datetime.now(UTC))
+        found = measure(db, timeutil.now())
     finally:
         db.close()
     from operate.healing import explain

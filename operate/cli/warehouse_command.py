@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from coinstream import timeutil
 from coinstream.errors import FatalError
 from operate.cli.common import context, friendly, out
 
@@ -55,7 +55,7 @@ def analyze(
         raise FatalError(f"no rows in {warehouse_name(settings)} yet: run `coinstream demo` or `coinstream load`")
     try:
         chosen = pick_series(all_series(db), exchange, market)
-        covered = {c.series: c for c in coverage(db, datetime.now(UTC)) if c.kind == "candles"}
+        covered = {c.series: c for c in coverage(db, timeutil.now()) if c.kind == "candles"}
         pairs = judge(family_of(db, chosen, start, end, posts), window=window)
         results = [(one, p) for p in pairs for one in chosen if one.name == p.data.series]
         if html is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from coinstream import live_table
+from coinstream import live_table, timeutil
 from coinstream.config import Settings
 from coinstream.errors import FatalError
+from coinstream.timeutil import SIMULATED_CLOCK, simulated_clock
 from operate import healing
 from operate.supervisor import choose_sources, rotate
 from producer.backfill import Checkpoints, last_closed_minute
@@ -115,3 +117,17 @@ def test_expired_live_items_go_as_dynamodbs_time_to_live_would() -> None:
         assert live_table.expire(dynamodb, "live", now=200) == 2
         left = [i["pk"]["S"] for i in dynamodb.scan(TableName="live")["Items"]]
         assert left == ["seen#b"]
+
+
+def test_a_simulated_clock_is_one_clock_for_every_process_and_a_bad_one_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    anchor = time.time() - 10  # set by another process, ten real seconds ago
+    monkeypatch.setenv(SIMULATED_CLOCK, simulated_clock(start, 600, anchor))
+    assert timedelta(seconds=5990) <= timeutil.now() - start <= timedelta(seconds=6600)  # 10 s x 600, and this test
+    monkeypatch.setenv(SIMULATED_CLOCK, "2026-11-01,fast,0")
+    with pytest.raises(FatalError, match=r"^COINSTREAM_SIMULATED_CLOCK='2026-11-01,fast,0': write START,SPEED,"):
+        timeutil.now()
+    monkeypatch.delenv(SIMULATED_CLOCK)
+    assert abs(timeutil.now() - datetime.now(UTC)) < timedelta(seconds=1)  # unset: the wall clock

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from coinstream import timeutil
 from coinstream.config import Pipeline, Settings
 from coinstream.delivery import load_delivery_streams
 from warehouse.analysis import as_dict
@@ -201,7 +202,7 @@ def freshness(db: Any, now: datetime | None = None, within: dict[str, int] | Non
     out: dict[str, Any] = {"candles": {e: _iso(t) for e, t in candle}, "posts": {s: _iso(t) for s, t in post}}
     if within is None:
         return out
-    at = now or datetime.now(UTC)
+    at = now or timeutil.now()
     stale: dict[str, dict[str, str]] = {"candles": {}, "posts": {}}
     for kind, rows in (("candles", candle), ("posts", post)):
         for name, newest in rows:
