@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,13 +56,6 @@ class Exchange:
     _recent: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
-    #: the exchange's clock, where it moves on: its newest candle is always the minute before the one it says
-    clock: Callable[[], datetime] | None = None
-
-    def tick(self) -> None:
-        """The newest candle by the exchange's clock, where it has one."""
-        if self.clock is not None:
-            self.last = epoch_minute(self.clock()) - 1
 
     def minutes_before(self, before: int, count: int) -> list[int]:
         """The minutes with a candle before epoch minute `before`, newest first, at most `count`."""
@@ -77,7 +70,6 @@ class Exchange:
     def admit(self, query: dict[str, str]) -> Reply | None:
         """Count the request; a 429 if it is over the published rate (or scripted to fail), else None."""
         with self._lock:
-            self.tick()
             self.requests += 1
             self.asked.append(query)
             now = time.monotonic()
@@ -164,7 +156,6 @@ def exchanges(upbit: Exchange, coinone: Exchange) -> Iterator[tuple[Exchange, Ex
 
 def expected_rows(exchange: Exchange, start: int, end: int, market: str) -> dict[int, dict[str, Any]]:
     """The figures of every minute in [start, end) the exchange has a well-formed candle for."""
-    exchange.tick()
     return {
         m: figures(m, market)
         for m in range(max(start, exchange.first), min(end, exchange.last + 1))
