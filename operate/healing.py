@@ -66,6 +66,14 @@ class Reasons:
         self._file.save(reasons)
 
 
+def forget_reads(settings: Settings) -> None:
+    """kinesis-mock (re)started after a crash or a reboot: what a history read in its last seconds before may be
+    gone with it (it writes its stream every 5 s), so each warehouse gap is read again once, not marked read."""
+    for file in (settings.state_dir / "backfill").glob("*.json"):
+        if file.name != "reasons.json":  # the checkpoints (producer.backfill.Checkpoints), not why a series stopped
+            file.unlink(missing_ok=True)
+
+
 def covered(settings: Settings, pipeline: Pipeline, now: datetime | None = None) -> list[Coverage]:
     """What the warehouse holds of each series now ([] before the first load); the file is closed again."""
     from warehouse.reading import open_reader

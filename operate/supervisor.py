@@ -142,6 +142,10 @@ class Supervisor:
                 "warning: the local stack was started by `coinstream local up`, which keeps the stream in memory "
                 "only; `coinstream local down`, then `coinstream run`, keeps it on disk"
             )
+        if local_stack.kinesis_proc(self.settings).pid() is None:
+            from operate.healing import forget_reads
+
+            forget_reads(self.settings)
         local_stack.up(self.settings, self.pipeline, durable=True)
         self.me.register(os.getpid())  # `coinstream local down` stops this run first, which stops its parts in order
         self.started = True
@@ -256,6 +260,10 @@ class Supervisor:
         if not (local_stack.kinesis_proc(self.settings).pid() and local_stack.moto_proc(self.settings).pid()):
             self.say("the local stack stopped; starting it again (the stream is read back from disk)")
             self._stop_workers()
+            if local_stack.kinesis_proc(self.settings).pid() is None:
+                from operate.healing import forget_reads
+
+                forget_reads(self.settings)
             local_stack.up(self.settings, self.pipeline, durable=True)
         for app in self.pipeline.apps:
             worker = self.workers.get(app)
